@@ -1,0 +1,58 @@
+// Package app is the metrics-gateway command: flags, validation, run.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/pflag"
+	cliflag "k8s.io/component-base/cli/flag"
+	"k8s.io/component-base/logs"
+	"k8s.io/klog/v2"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/server"
+)
+
+// Run parses args, validates them (reporting every problem at once) and runs
+// the gateway until ctx is done. --help and --version print to stdout.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o := server.NewOptions()
+	fs := pflag.NewFlagSet("metrics-gateway", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	named := o.Flags()
+	for _, f := range named.Order {
+		fs.AddFlagSet(named.FlagSet(f))
+	}
+	help := fs.BoolP("help", "h", false, "Show this help and exit.")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *help {
+		fmt.Fprintf(stdout, "metrics-gateway serves metrics.k8s.io (kubectl top, HPA) from an embedded TSDB fed by kubelet scrapes.\n\nUsage:\n  metrics-gateway [flags]\n")
+		cliflag.PrintSections(stdout, named, 100)
+		return nil
+	}
+	if o.ShowVersion {
+		fmt.Fprintln(stdout, server.Version)
+		return nil
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	if errs := o.Validate(); len(errs) > 0 {
+		return fmt.Errorf("invalid flags: %w", errors.Join(errs...))
+	}
+	defer logs.FlushLogs()
+	cfg, err := o.Config()
+	if err != nil {
+		return err
+	}
+	s, err := cfg.Complete()
+	if err != nil {
+		return err
+	}
+	klog.InfoS("Starting metrics-gateway", "version", server.Version, "storagePath", o.StoragePath, "resolution", o.Kubelet.Resolution)
+	return s.RunUntil(ctx)
+}

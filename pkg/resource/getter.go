@@ -1,0 +1,242 @@
+package resource
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/metrics/pkg/apis/metrics"
+	"sigs.k8s.io/metrics-server/pkg/api"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
+	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
+)
+
+// maxNamesInMatcher bounds the names put into one regex matcher. Beyond it
+// the query selects everything of the kind and the answer is filtered by
+// name instead: one big postings walk beats matching a huge alternation.
+const maxNamesInMatcher = 1000
+
+// Clock tells the time; tests pass a fixed one.
+type Clock interface{ Now() time.Time }
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// Getter answers metrics-server's MetricsGetter from storage. It is safe
+// for concurrent use; returned slices belong to the caller.
+type Getter struct {
+	q          storage.Querier
+	resolution time.Duration
+	window     time.Duration
+	timeout    time.Duration
+	clock      Clock
+}
+
+var _ api.MetricsGetter = (*Getter)(nil)
+
+// NewGetter returns a Getter for samples scraped every resolution. A nil
+// clock is the wall clock.
+func NewGetter(q storage.Querier, resolution, timeout time.Duration, clock Clock) *Getter {
+	if clock == nil {
+		clock = realClock{}
+	}
+	// Three intervals hold the last two samples even when the kubelet's own
+	// timestamps lag the scrape by up to one interval.
+	return &Getter{q: q, resolution: resolution, window: 3 * resolution, timeout: timeout, clock: clock}
+}
+
+// GetPodMetrics implements api.PodMetricsGetter with one evaluation for all
+// pods. A pod is returned only when every container it reports has usage.
+func (g *Getter) GetPodMetrics(pods ...*metav1.PartialObjectMetadata) ([]metrics.PodMetrics, error) {
+	if len(pods) == 0 {
+		return []metrics.PodMetrics{}, nil
+	}
+	type podKey struct{ ns, name string }
+	namespaces := map[string]bool{}
+	names := map[string]bool{}
+	for _, p := range pods {
+		namespaces[p.Namespace] = true
+		names[p.Name] = true
+	}
+	sel := selector([]string{scrape.ContainerCPUMetric, scrape.ContainerMemoryMetric, scrape.ContainerStartTimeMetric},
+		matcher("namespace", namespaces), matcher("pod", names))
+	m, err := g.matrix(sel)
+	if err != nil {
+		return nil, err
+	}
+	byPod := make(map[podKey]map[string]*series, len(pods))
+	for _, s := range m {
+		ns, pod, ctr := s.Metric.Get("namespace"), s.Metric.Get("pod"), s.Metric.Get("container")
+		key := podKey{ns, pod}
+		if !names[pod] || ctr == "" {
+			continue
+		}
+		cs := byPod[key]
+		if cs == nil {
+			cs = map[string]*series{}
+			byPod[key] = cs
+		}
+		acc := cs[ctr]
+		if acc == nil {
+			acc = &series{}
+			cs[ctr] = acc
+		}
+		addSamples(acc, s)
+	}
+	out := make([]metrics.PodMetrics, 0, len(pods))
+	now := metav1.NewTime(g.clock.Now())
+	for _, p := range pods {
+		cs := byPod[podKey{p.Namespace, p.Name}]
+		if len(cs) == 0 {
+			continue
+		}
+		pm, ok := g.podMetrics(cs)
+		if !ok {
+			continue
+		}
+		pm.ObjectMeta = metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, Labels: p.Labels, CreationTimestamp: now}
+		out = append(out, pm)
+	}
+	return out, nil
+}
+
+func (g *Getter) podMetrics(cs map[string]*series) (metrics.PodMetrics, bool) {
+	pm := metrics.PodMetrics{Containers: make([]metrics.ContainerMetrics, 0, len(cs))}
+	var earliest timeInfo
+	for name, s := range cs {
+		usage, ti, ok := s.usage(g.resolution, true)
+		if !ok {
+			return metrics.PodMetrics{}, false
+		}
+		pm.Containers = append(pm.Containers, metrics.ContainerMetrics{Name: name, Usage: usage})
+		if earliest.ts.IsZero() || ti.ts.Before(earliest.ts) {
+			earliest = ti
+		}
+	}
+	sort.Slice(pm.Containers, func(i, j int) bool { return pm.Containers[i].Name < pm.Containers[j].Name })
+	pm.Timestamp = metav1.NewTime(earliest.ts)
+	pm.Window = metav1.Duration{Duration: earliest.window}
+	return pm, true
+}
+
+// GetNodeMetrics implements api.NodeMetricsGetter with one evaluation for all nodes.
+func (g *Getter) GetNodeMetrics(nodes ...*corev1.Node) ([]metrics.NodeMetrics, error) {
+	if len(nodes) == 0 {
+		return []metrics.NodeMetrics{}, nil
+	}
+	names := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		names[n.Name] = true
+	}
+	m, err := g.matrix(selector([]string{scrape.NodeCPUMetric, scrape.NodeMemoryMetric}, matcher(scrape.NodeLabel, names)))
+	if err != nil {
+		return nil, err
+	}
+	byNode := make(map[string]*series, len(nodes))
+	for _, s := range m {
+		name := s.Metric.Get(scrape.NodeLabel)
+		if !names[name] {
+			continue
+		}
+		acc := byNode[name]
+		if acc == nil {
+			acc = &series{}
+			byNode[name] = acc
+		}
+		addSamples(acc, s)
+	}
+	out := make([]metrics.NodeMetrics, 0, len(nodes))
+	now := metav1.NewTime(g.clock.Now())
+	for _, n := range nodes {
+		s := byNode[n.Name]
+		if s == nil {
+			continue
+		}
+		usage, ti, ok := s.usage(g.resolution, false)
+		if !ok {
+			continue
+		}
+		out = append(out, metrics.NodeMetrics{
+			ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: n.Labels, CreationTimestamp: now},
+			Timestamp:  metav1.NewTime(ti.ts),
+			Window:     metav1.Duration{Duration: ti.window},
+			Usage:      usage,
+		})
+	}
+	return out, nil
+}
+
+// matrix evaluates sel over the window, hiding series that went stale.
+func (g *Getter) matrix(sel string) (promql.Matrix, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
+	defer cancel()
+	expr := fmt.Sprintf("%s[%s]", sel, model.Duration(g.window))
+	v, err := g.q.Instant(ctx, expr, g.clock.Now(), storage.QueryOptions{DropStale: true})
+	if err != nil {
+		return nil, fmt.Errorf("query resource usage: %w", err)
+	}
+	m, ok := v.(promql.Matrix)
+	if !ok {
+		return nil, fmt.Errorf("query resource usage: got %s, want matrix", v.Type())
+	}
+	return m, nil
+}
+
+func addSamples(acc *series, s promql.Series) {
+	ps := make([]point, len(s.Floats))
+	for i, f := range s.Floats {
+		ps[i] = point{t: f.T, v: f.F}
+	}
+	switch s.Metric.Get(labels.MetricName) {
+	case scrape.ContainerCPUMetric, scrape.NodeCPUMetric:
+		acc.addCPU(ps)
+	case scrape.ContainerMemoryMetric, scrape.NodeMemoryMetric:
+		acc.addMem(ps)
+	case scrape.ContainerStartTimeMetric:
+		acc.addStart(ps)
+	}
+}
+
+// selector builds a vector selector for names, restricted to the kubelet job.
+func selector(names []string, extra ...string) string {
+	ms := []string{
+		fmt.Sprintf("__name__=~%q", strings.Join(names, "|")),
+		fmt.Sprintf("job=%q", scrape.KubeletJobName),
+	}
+	for _, e := range extra {
+		if e != "" {
+			ms = append(ms, e)
+		}
+	}
+	return "{" + strings.Join(ms, ",") + "}"
+}
+
+// matcher returns an equality or set matcher for label, or "" when the set
+// is too large to be worth matching in the index.
+func matcher(label string, values map[string]bool) string {
+	if len(values) == 0 || len(values) > maxNamesInMatcher {
+		return ""
+	}
+	vs := make([]string, 0, len(values))
+	for v := range values {
+		vs = append(vs, v)
+	}
+	if len(vs) == 1 {
+		return fmt.Sprintf("%s=%q", label, vs[0])
+	}
+	sort.Strings(vs)
+	for i, v := range vs {
+		vs[i] = regexp.QuoteMeta(v)
+	}
+	return fmt.Sprintf("%s=~%q", label, strings.Join(vs, "|"))
+}

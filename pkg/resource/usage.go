@@ -1,0 +1,123 @@
+package resource
+
+import (
+	"math"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// freshContainerMinAge is metrics-server's minimum age of a new container
+// before its start time may serve as the first cpu point: younger, and the
+// rate is too noisy to use.
+const freshContainerMinAge = 10 * time.Second
+
+// point is one sample: milliseconds since the epoch, value.
+type point struct {
+	t int64
+	v float64
+}
+
+// series holds what the resource API needs of one node or container: the
+// last two cpu samples, the last memory sample, the start time (seconds).
+type series struct {
+	cpuPrev, cpuLast point
+	cpuCount         int
+	mem              point
+	hasMem           bool
+	start            float64
+	hasStart         bool
+}
+
+func (s *series) addCPU(ps []point) {
+	for _, p := range ps {
+		if s.cpuCount == 0 || p.t > s.cpuLast.t {
+			s.cpuPrev, s.cpuLast = s.cpuLast, p
+			s.cpuCount++
+		}
+	}
+}
+
+func (s *series) addMem(ps []point) {
+	if n := len(ps); n > 0 && (!s.hasMem || ps[n-1].t > s.mem.t) {
+		s.mem, s.hasMem = ps[n-1], true
+	}
+}
+
+func (s *series) addStart(ps []point) {
+	if n := len(ps); n > 0 {
+		s.start, s.hasStart = ps[n-1].v, true
+	}
+}
+
+// timeInfo is when a usage was measured and over which window.
+type timeInfo struct {
+	ts     time.Time
+	window time.Duration
+}
+
+// usage returns cpu and memory as metrics-server computes them, or ok=false
+// when this series cannot be answered yet (one sample, a counter reset
+// without a usable start time, zero values). resolution is the scrape
+// interval; container says whether the start-time rule for fresh
+// containers applies.
+func (s *series) usage(resolution time.Duration, container bool) (corev1.ResourceList, timeInfo, bool) {
+	if s.cpuCount == 0 || !s.hasMem {
+		return nil, timeInfo{}, false
+	}
+	// metrics-server drops a point whose cumulative cpu or memory is zero.
+	if nanos(s.cpuLast.v) == 0 || uint64(s.mem.v) == 0 {
+		return nil, timeInfo{}, false
+	}
+	last := s.cpuLast
+	startMs := int64(math.Round(s.start * 1000))
+	age := time.Duration(last.t-startMs) * time.Millisecond
+	var prev point
+	switch {
+	case container && s.hasStart && age >= freshContainerMinAge && age < resolution:
+		// As metrics-server: a container that started within the last
+		// resolution, at least 10s ago, is measured from its start time,
+		// with zero cpu at that moment.
+		prev = point{t: startMs, v: 0}
+	case s.cpuCount >= 2:
+		prev = s.cpuPrev
+		// A counter that went down, or a start time after the previous
+		// sample, is a restart: the two samples belong to different
+		// containers and give no rate until the next one.
+		if nanos(last.v) < nanos(prev.v) || (container && s.hasStart && startMs >= prev.t) {
+			return nil, timeInfo{}, false
+		}
+	default:
+		return nil, timeInfo{}, false
+	}
+	window := time.Duration(last.t-prev.t) * time.Millisecond
+	if window <= 0 {
+		return nil, timeInfo{}, false
+	}
+	cpu := float64(nanos(last.v)-nanos(prev.v)) / window.Seconds()
+	return corev1.ResourceList{
+		corev1.ResourceCPU:    quantity(uint64(cpu), resource.DecimalSI, -9),
+		corev1.ResourceMemory: quantity(uint64(s.mem.v), resource.BinarySI, 0),
+	}, timeInfo{ts: time.UnixMilli(last.t), window: window}, true
+}
+
+// nanos converts cumulative core-seconds to core-nanoseconds the way
+// metrics-server stores them, so rates match it to the nanocore.
+func nanos(seconds float64) uint64 {
+	if seconds <= 0 || math.IsNaN(seconds) {
+		return 0
+	}
+	return uint64(seconds * 1e9)
+}
+
+// quantity mirrors metrics-server's uint64Quantity: values beyond int64 lose
+// one decimal digit rather than overflow.
+func quantity(v uint64, format resource.Format, scale resource.Scale) resource.Quantity {
+	q := *resource.NewScaledQuantity(int64(v), scale)
+	if v > math.MaxInt64 {
+		q = *resource.NewScaledQuantity(int64(v/10), scale+1)
+	}
+	q.Format = format
+	return q
+}

@@ -1,0 +1,207 @@
+package scrape
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/yaml"
+)
+
+// KubeletJobName is the job label of every series scraped from kubelets.
+const KubeletJobName = "kubelet"
+
+// Metric names the resource API reads. Only these reach the head.
+const (
+	ContainerCPUMetric       = "container_cpu_usage_seconds_total"
+	ContainerMemoryMetric    = "container_memory_working_set_bytes"
+	ContainerStartTimeMetric = "container_start_time_seconds"
+	NodeCPUMetric            = "node_cpu_usage_seconds_total"
+	NodeMemoryMetric         = "node_memory_working_set_bytes"
+)
+
+// NodeLabel carries the node name on every kubelet series, including the
+// node-level ones that the kubelet sends without labels.
+const NodeLabel = "node"
+
+// addressTypes are the node address types metrics-server accepts.
+var addressTypes = map[string]bool{"Hostname": true, "InternalDNS": true, "InternalIP": true, "ExternalDNS": true, "ExternalIP": true}
+
+// KubeletOptions say how to find and reach kubelets, in metrics-server's terms.
+type KubeletOptions struct {
+	Resolution            time.Duration
+	RequestTimeout        time.Duration
+	PreferredAddressTypes []string
+	Port                  int
+	UseNodeStatusPort     bool
+	NodeSelector          string
+	InsecureTLS           bool
+	// CAFile verifies kubelet serving certificates; empty means the
+	// credentials' CA (the cluster CA).
+	CAFile         string
+	ClientCertFile string
+	ClientKeyFile  string
+}
+
+// DefaultKubeletOptions are metrics-server's defaults, with the 15s resolution.
+func DefaultKubeletOptions() KubeletOptions {
+	return KubeletOptions{
+		Resolution:            15 * time.Second,
+		RequestTimeout:        10 * time.Second,
+		PreferredAddressTypes: []string{"InternalIP", "ExternalIP", "Hostname"},
+		Port:                  10250,
+	}
+}
+
+// Validate reports every problem at once.
+func (o KubeletOptions) Validate() []error {
+	var errs []error
+	if o.Resolution < time.Second {
+		errs = append(errs, fmt.Errorf("metric-resolution must be at least 1s, got %v", o.Resolution))
+	}
+	if o.RequestTimeout <= 0 {
+		errs = append(errs, errors.New("kubelet-request-timeout must be positive"))
+	} else if o.RequestTimeout > o.Resolution {
+		errs = append(errs, fmt.Errorf("kubelet-request-timeout (%v) must not exceed metric-resolution (%v)", o.RequestTimeout, o.Resolution))
+	}
+	if len(o.PreferredAddressTypes) == 0 {
+		errs = append(errs, errors.New("kubelet-preferred-address-types is empty"))
+	}
+	for _, t := range o.PreferredAddressTypes {
+		if !addressTypes[t] {
+			errs = append(errs, fmt.Errorf("kubelet-preferred-address-types: unknown address type %q (want Hostname, InternalDNS, InternalIP, ExternalDNS or ExternalIP)", t))
+		}
+	}
+	if o.Port <= 0 || o.Port > 65535 {
+		errs = append(errs, fmt.Errorf("kubelet-port %d out of range", o.Port))
+	}
+	if _, err := labels.Parse(o.NodeSelector); err != nil {
+		errs = append(errs, fmt.Errorf("node-selector: %w", err))
+	}
+	if o.InsecureTLS && o.CAFile != "" {
+		errs = append(errs, errors.New("cannot use both --kubelet-certificate-authority and --kubelet-insecure-tls"))
+	}
+	if (o.ClientCertFile == "") != (o.ClientKeyFile == "") {
+		errs = append(errs, errors.New("need both --kubelet-client-key and --kubelet-client-certificate"))
+	}
+	return errs
+}
+
+// Credentials authenticate the gateway to the API server (for discovery) and
+// to kubelets. Outside a cluster they come from the kubeconfig; inside, from
+// the service account (leave Kubeconfig and APIServer empty).
+type Credentials struct {
+	// Kubeconfig is the file discovery reads; empty means in-cluster.
+	Kubeconfig string
+	// Bearer token, inline or as a file (the service-account token is a file
+	// so that rotation is picked up).
+	BearerToken     string
+	BearerTokenFile string
+	// CA of the cluster, inline PEM or file.
+	CAData []byte
+	CAFile string
+	// Client certificate, inline PEM or files.
+	CertData, KeyData []byte
+	CertFile, KeyFile string
+}
+
+// KubeletJobYAML renders the kubelet scrape job as Prometheus configuration.
+// The node's address and port are chosen by relabeling, as metrics-server
+// chooses them; only the series the resource API reads are kept.
+func KubeletJobYAML(o KubeletOptions, c Credentials) (string, error) {
+	sd := map[string]any{"role": "node"}
+	if c.Kubeconfig != "" {
+		sd["kubeconfig_file"] = c.Kubeconfig
+	}
+	if s := strings.TrimSpace(o.NodeSelector); s != "" {
+		sd["selectors"] = []map[string]any{{"role": "node", "label": s}}
+	}
+	job := map[string]any{
+		"job_name":                   KubeletJobName,
+		"scheme":                     "https",
+		"metrics_path":               "/metrics/resource",
+		"scrape_interval":            o.Resolution.String(),
+		"scrape_timeout":             o.RequestTimeout.String(),
+		"honor_timestamps":           true,
+		"track_timestamps_staleness": true,
+		"scrape_protocols":           []string{"PrometheusText0.0.4"},
+		"fallback_scrape_protocol":   "PrometheusText0.0.4",
+		"kubernetes_sd_configs":      []any{sd},
+		"relabel_configs":            addressRelabeling(o),
+		"metric_relabel_configs": []map[string]any{{
+			"source_labels": []string{"__name__"},
+			"regex":         strings.Join([]string{ContainerCPUMetric, ContainerMemoryMetric, ContainerStartTimeMetric, NodeCPUMetric, NodeMemoryMetric}, "|"),
+			"action":        "keep",
+		}},
+	}
+	tls := map[string]any{}
+	switch {
+	case o.InsecureTLS:
+		tls["insecure_skip_verify"] = true
+	case o.CAFile != "":
+		tls["ca_file"] = o.CAFile
+	case len(c.CAData) > 0:
+		tls["ca"] = string(c.CAData)
+	case c.CAFile != "":
+		tls["ca_file"] = c.CAFile
+	}
+	usesClientCert := false
+	switch {
+	case o.ClientCertFile != "":
+		tls["cert_file"], tls["key_file"] = o.ClientCertFile, o.ClientKeyFile
+		usesClientCert = true
+	case len(c.CertData) > 0:
+		tls["cert"], tls["key"] = string(c.CertData), string(c.KeyData)
+		usesClientCert = true
+	case c.CertFile != "":
+		tls["cert_file"], tls["key_file"] = c.CertFile, c.KeyFile
+		usesClientCert = true
+	}
+	if len(tls) > 0 {
+		job["tls_config"] = tls
+	}
+	// A token and a client certificate may both be given; kubelets accept
+	// either, and Prometheus sends both.
+	switch {
+	case c.BearerToken != "":
+		job["authorization"] = map[string]any{"type": "Bearer", "credentials": c.BearerToken}
+	case c.BearerTokenFile != "":
+		job["authorization"] = map[string]any{"type": "Bearer", "credentials_file": c.BearerTokenFile}
+	case !usesClientCert && c.Kubeconfig == "":
+		job["authorization"] = map[string]any{"type": "Bearer", "credentials_file": "/var/run/secrets/kubernetes.io/serviceaccount/token"}
+	}
+	b, err := yaml.Marshal(map[string]any{"scrape_configs": []any{job}})
+	if err != nil {
+		return "", fmt.Errorf("render kubelet job: %w", err)
+	}
+	return string(b), nil
+}
+
+// addressRelabeling picks the first address of the preferred types, in
+// order, and the kubelet port (fixed or from the node status), dropping
+// nodes that have none of the preferred types.
+func addressRelabeling(o KubeletOptions) []map[string]any {
+	var rules []map[string]any
+	if o.UseNodeStatusPort {
+		rules = append(rules, map[string]any{"source_labels": []string{"__address__"}, "regex": `.*:([0-9]+)`, "target_label": "__tmp_port", "replacement": "$1"})
+	} else {
+		rules = append(rules, map[string]any{"target_label": "__tmp_port", "replacement": fmt.Sprint(o.Port)})
+	}
+	// Lowest priority first: a later rule overwrites an earlier one.
+	for i := len(o.PreferredAddressTypes) - 1; i >= 0; i-- {
+		rules = append(rules, map[string]any{
+			"source_labels": []string{"__meta_kubernetes_node_address_" + o.PreferredAddressTypes[i]},
+			"regex":         "(.+)", "target_label": "__tmp_host", "replacement": "$1",
+		})
+	}
+	rules = append(rules,
+		map[string]any{"source_labels": []string{"__tmp_host"}, "regex": "", "action": "drop"},
+		// IPv6 literals need brackets.
+		map[string]any{"source_labels": []string{"__tmp_host", "__tmp_port"}, "separator": ";", "regex": `(.*:.*);(.*)`, "target_label": "__address__", "replacement": "[$1]:$2"},
+		map[string]any{"source_labels": []string{"__tmp_host", "__tmp_port"}, "separator": ";", "regex": `([^:]*);(.*)`, "target_label": "__address__", "replacement": "$1:$2"},
+		map[string]any{"source_labels": []string{"__meta_kubernetes_node_name"}, "target_label": NodeLabel},
+	)
+	return rules
+}

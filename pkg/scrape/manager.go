@@ -1,0 +1,200 @@
+package scrape
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/discovery"
+	_ "github.com/prometheus/prometheus/discovery/kubernetes" // registers kubernetes_sd_configs; never discovery/install.
+	"github.com/prometheus/prometheus/model/labels"
+	promscrape "github.com/prometheus/prometheus/scrape"
+	"github.com/prometheus/prometheus/storage"
+	"sigs.k8s.io/yaml"
+)
+
+// LoadConfig parses documents holding Prometheus scrape_configs into one
+// config through config.Load, so every default and check of Prometheus
+// applies to built-in and user jobs alike. Documents are merged at the YAML
+// level: re-marshalling a loaded config would mask its secrets.
+func LoadConfig(logger *slog.Logger, docs ...string) (*config.Config, error) {
+	var jobs []any
+	for i, d := range docs {
+		var doc map[string]any
+		if err := yaml.UnmarshalStrict([]byte(d), &doc); err != nil {
+			return nil, fmt.Errorf("scrape config document %d: %w", i, err)
+		}
+		for k, v := range doc {
+			if k != "scrape_configs" {
+				return nil, fmt.Errorf("scrape config document %d: unsupported key %q (only scrape_configs)", i, k)
+			}
+			list, ok := v.([]any)
+			if !ok && v != nil {
+				return nil, fmt.Errorf("scrape config document %d: scrape_configs is not a list", i)
+			}
+			jobs = append(jobs, list...)
+		}
+	}
+	merged, err := yaml.Marshal(map[string]any{"scrape_configs": jobs})
+	if err != nil {
+		return nil, fmt.Errorf("merge scrape configs: %w", err)
+	}
+	cfg, err := config.Load(string(merged), logger)
+	if err != nil {
+		return nil, fmt.Errorf("load scrape configs: %w", err)
+	}
+	return cfg, nil
+}
+
+// Manager runs discovery and scraping for a set of jobs.
+type Manager struct {
+	logger    *slog.Logger
+	cfg       *config.Config
+	discovery *discovery.Manager
+	scrape    *promscrape.Manager
+	recorder  *recorder
+	cancel    context.CancelFunc
+	ctx       context.Context
+	intervals map[string]time.Duration
+	stopOnce  sync.Once
+}
+
+// NewManager builds discovery and scrape managers for cfg (from LoadConfig),
+// writing into app. Its metrics, and those of the Prometheus libraries, go
+// to reg, which must not be shared with another Manager.
+func NewManager(cfg *config.Config, app storage.AppendableV2, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
+	if reg == nil {
+		return nil, errors.New("scrape: nil registerer")
+	}
+	scs, err := cfg.GetScrapeConfigs()
+	if err != nil {
+		return nil, fmt.Errorf("scrape configs: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sdMetrics, err := discovery.CreateAndRegisterSDMetrics(reg)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("register discovery metrics: %w", err)
+	}
+	dm := discovery.NewManager(ctx, logger.With("component", "discovery"), reg, sdMetrics, discovery.Name("scrape"), discovery.Updatert(time.Second))
+	if dm == nil {
+		cancel()
+		return nil, errors.New("create discovery manager")
+	}
+	rec, err := newRecorder(logger, reg)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	sm, err := promscrape.NewManager(&promscrape.Options{DiscoveryReloadInterval: model.Duration(time.Second)},
+		logger.With("component", "scrape"), nil, nil, rec.wrap(app), reg)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("create scrape manager: %w", err)
+	}
+	m := &Manager{logger: logger, cfg: cfg, discovery: dm, scrape: sm, recorder: rec, ctx: ctx, cancel: cancel, intervals: map[string]time.Duration{}}
+	rec.reason = m.lastError
+	sdCfgs := map[string]discovery.Configs{}
+	for _, sc := range scs {
+		sdCfgs[sc.JobName] = sc.ServiceDiscoveryConfigs
+		m.intervals[sc.JobName] = time.Duration(sc.ScrapeInterval)
+	}
+	if err := dm.ApplyConfig(sdCfgs); err != nil {
+		cancel()
+		return nil, fmt.Errorf("apply discovery config: %w", err)
+	}
+	if err := sm.ApplyConfig(cfg); err != nil {
+		cancel()
+		return nil, fmt.Errorf("apply scrape config: %w", err)
+	}
+	return m, nil
+}
+
+// Run discovers and scrapes until ctx is done, then stops both managers.
+func (m *Manager) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- m.discovery.Run() }()
+	go func() { errc <- m.scrape.Run(m.discovery.SyncCh()) }()
+	go m.recorder.run(m.ctx)
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil {
+			m.Stop()
+			return fmt.Errorf("scrape manager stopped: %w", err)
+		}
+	}
+	m.Stop()
+	return nil
+}
+
+// Stop stops scraping and discovery. Safe to call more than once.
+func (m *Manager) Stop() {
+	m.stopOnce.Do(func() {
+		m.scrape.Stop()
+		m.cancel()
+	})
+}
+
+// CheckFresh fails when job has active targets and none of them finished a
+// scrape within 1.5 intervals: the gateway's answers are going stale.
+func (m *Manager) CheckFresh(job string) error {
+	interval, ok := m.intervals[job]
+	if !ok {
+		return fmt.Errorf("no scrape job %q", job)
+	}
+	targets := m.scrape.TargetsActive()[job]
+	if len(targets) == 0 {
+		return nil
+	}
+	var newest time.Time
+	for _, t := range targets {
+		if ls := t.LastScrape(); ls.After(newest) {
+			newest = ls
+		}
+	}
+	if age := time.Since(newest); age > interval*3/2 {
+		if newest.IsZero() {
+			return fmt.Errorf("job %s: no scrape finished yet", job)
+		}
+		return fmt.Errorf("job %s: last scrape finished %v ago, interval %v", job, age.Round(time.Second), interval)
+	}
+	return nil
+}
+
+// TargetHealth is the state of one active target.
+type TargetHealth struct {
+	Job, Instance string
+	Up            bool
+	LastScrape    time.Time
+	LastError     error
+}
+
+// Targets lists the active targets of every job. The slice is the caller's.
+func (m *Manager) Targets() []TargetHealth {
+	var out []TargetHealth
+	b := labels.NewBuilder(labels.EmptyLabels())
+	for job, ts := range m.scrape.TargetsActive() {
+		for _, t := range ts {
+			out = append(out, TargetHealth{Job: job, Instance: t.Labels(b).Get(model.InstanceLabel),
+				Up: t.Health() == promscrape.HealthGood, LastScrape: t.LastScrape(), LastError: t.LastError()})
+		}
+	}
+	return out
+}
+
+func (m *Manager) lastError(job, instance string) error {
+	b := labels.NewBuilder(labels.EmptyLabels())
+	for _, t := range m.scrape.TargetsActive()[job] {
+		if t.Labels(b).Get(model.InstanceLabel) == instance {
+			return t.LastError()
+		}
+	}
+	return nil
+}

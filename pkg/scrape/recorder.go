@@ -1,0 +1,210 @@
+package scrape
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// recorder turns the scrape loop's own report samples (up,
+// scrape_duration_seconds), which pass through the appender on every scrape,
+// into per-target self-metrics and state-change logs. Hooking the appender
+// sees every scrape exactly once, without polling the targets.
+type recorder struct {
+	logger   *slog.Logger
+	duration *prometheus.GaugeVec
+	errors   *prometheus.CounterVec
+	up       *prometheus.GaugeVec
+	// reason returns the target's last scrape error; set by the Manager.
+	reason func(job, instance string) error
+
+	mu    sync.Mutex
+	state map[targetKey]bool // last known up state
+	// transitions are logged off the scrape path, since finding the error
+	// text means walking the target list.
+	transitions chan transition
+}
+
+type targetKey struct{ job, instance string }
+
+type transition struct {
+	key  targetKey
+	node string
+	up   bool
+	gone bool
+}
+
+const (
+	scrapeHealthMetric   = "up"
+	scrapeDurationMetric = "scrape_duration_seconds"
+)
+
+func newRecorder(logger *slog.Logger, reg prometheus.Registerer) (*recorder, error) {
+	r := &recorder{
+		logger: logger,
+		duration: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "metrics_gateway_scrape_duration_seconds",
+			Help: "Duration of the last scrape of each target.",
+		}, []string{"job", "target"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "metrics_gateway_scrape_errors_total",
+			Help: "Failed scrapes (connection, TLS, HTTP status, timeout, unparsable body, limits) per target.",
+		}, []string{"job", "target"}),
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "metrics_gateway_scrape_target_up",
+			Help: "1 if the last scrape of the target succeeded, 0 otherwise.",
+		}, []string{"job", "target"}),
+		state:       map[targetKey]bool{},
+		transitions: make(chan transition, 1024),
+	}
+	for _, c := range []prometheus.Collector{r.duration, r.errors, r.up} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register scrape self-metrics: %w", err)
+		}
+	}
+	return r, nil
+}
+
+func (r *recorder) wrap(app storage.AppendableV2) storage.AppendableV2 {
+	return recordingAppendable{app: app, r: r}
+}
+
+// observe is called for every appended sample; it must stay cheap for all
+// but the two report series.
+func (r *recorder) observe(ls labels.Labels, v float64) {
+	name := ls.Get(model.MetricNameLabel)
+	if name != scrapeHealthMetric && name != scrapeDurationMetric {
+		return
+	}
+	key := targetKey{job: ls.Get(model.JobLabel), instance: ls.Get(model.InstanceLabel)}
+	if value.IsStaleNaN(v) {
+		// The target is gone: forget it so nothing grows without bound.
+		if name == scrapeHealthMetric {
+			r.forget(key, ls.Get(NodeLabel))
+		}
+		return
+	}
+	if name == scrapeDurationMetric {
+		r.duration.WithLabelValues(key.job, key.instance).Set(v)
+		return
+	}
+	up := v == 1
+	if up {
+		r.up.WithLabelValues(key.job, key.instance).Set(1)
+	} else {
+		r.up.WithLabelValues(key.job, key.instance).Set(0)
+		r.errors.WithLabelValues(key.job, key.instance).Inc()
+	}
+	r.mu.Lock()
+	prev, known := r.state[key]
+	r.state[key] = up
+	r.mu.Unlock()
+	if (!known && !up) || (known && prev != up) {
+		r.send(transition{key: key, node: ls.Get(NodeLabel), up: up})
+	}
+}
+
+func (r *recorder) forget(key targetKey, node string) {
+	r.mu.Lock()
+	_, known := r.state[key]
+	delete(r.state, key)
+	r.mu.Unlock()
+	r.duration.DeleteLabelValues(key.job, key.instance)
+	r.errors.DeleteLabelValues(key.job, key.instance)
+	r.up.DeleteLabelValues(key.job, key.instance)
+	if known {
+		r.send(transition{key: key, node: node, gone: true})
+	}
+}
+
+func (r *recorder) send(t transition) {
+	select {
+	case r.transitions <- t:
+	default: // a burst of transitions; the metrics still count them
+	}
+}
+
+func (r *recorder) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case t := <-r.transitions:
+			attrs := []any{"job", t.key.job, "target", t.key.instance}
+			if t.node != "" {
+				attrs = append(attrs, "node", t.node)
+			}
+			switch {
+			case t.gone:
+				r.logger.Info("Target removed", attrs...)
+			case t.up:
+				r.logger.Info("Target scrapes again", attrs...)
+			default:
+				var err error
+				if r.reason != nil {
+					err = r.reason(t.key.job, t.key.instance)
+				}
+				r.logger.Error("Target scrape failing; its series are marked stale until it recovers", append(attrs, "err", err)...)
+			}
+		}
+	}
+}
+
+type recordingAppendable struct {
+	app storage.AppendableV2
+	r   *recorder
+}
+
+func (a recordingAppendable) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	return &recordingAppender{AppenderV2: a.app.AppenderV2(ctx), r: a.r}
+}
+
+type recordingAppender struct {
+	storage.AppenderV2
+	r       *recorder
+	pending []pendingReport
+}
+
+type pendingReport struct {
+	ls labels.Labels
+	v  float64
+}
+
+func (a *recordingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) (storage.SeriesRef, error) {
+	// Report series sort after nothing in particular, so check the name
+	// cheaply first: only "up" and "scrape_duration_seconds" matter.
+	if h == nil && fh == nil && isReportName(ls) {
+		a.pending = append(a.pending, pendingReport{ls: ls, v: v})
+	}
+	return a.AppenderV2.Append(ref, ls, st, t, v, h, fh, opts)
+}
+
+func isReportName(ls labels.Labels) bool {
+	n := ls.Get(model.MetricNameLabel)
+	return n == scrapeHealthMetric || n == scrapeDurationMetric
+}
+
+// Commit records the reports only once they are stored, so a rolled-back
+// append counts nothing.
+func (a *recordingAppender) Commit() error {
+	err := a.AppenderV2.Commit()
+	for _, p := range a.pending {
+		a.r.observe(p.ls, p.v)
+	}
+	a.pending = a.pending[:0]
+	return err
+}
+
+func (a *recordingAppender) Rollback() error {
+	a.pending = a.pending[:0]
+	return a.AppenderV2.Rollback()
+}
+

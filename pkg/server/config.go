@@ -1,0 +1,155 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	apimetrics "k8s.io/apiserver/pkg/endpoints/metrics"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/rest"
+	"k8s.io/component-base/metrics/legacyregistry"
+	_ "k8s.io/component-base/metrics/prometheus/restclient" // client-go metrics, process-global: registered once, here.
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/metrics-server/pkg/api"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/resource"
+	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
+	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
+)
+
+// Config is everything needed to build a running gateway.
+type Config struct {
+	Apiserver   *genericapiserver.Config
+	Rest        *rest.Config
+	Kubelet     scrape.KubeletOptions
+	Credentials scrape.Credentials
+	Storage     storage.Options
+}
+
+// Complete builds the gateway: it opens storage (replaying its WAL), sets up
+// informers, scraping and the API server. Nothing runs until RunUntil.
+func (c *Config) Complete() (_ *Server, err error) {
+	logger := slog.New(logr.ToSlogHandler(klog.Background()))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var cleanup []func() error
+	defer func() {
+		if err != nil {
+			for _, f := range cleanup {
+				err = errors.Join(err, f())
+			}
+		}
+	}()
+
+	store, err := storage.Open(c.Storage, logger, prometheus.WrapRegistererWith(prometheus.Labels{"component": "storage"}, reg))
+	if err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, store.Close)
+	storageReady := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "metrics_gateway_storage_ready",
+		Help: "1 when the embedded TSDB is open and answering queries.",
+	}, func() float64 {
+		if store.Ready() == nil {
+			return 1
+		}
+		return 0
+	})
+	headSeries := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "metrics_gateway_head_series",
+		Help: "Series in the TSDB's in-memory head.",
+	}, func() float64 { return float64(store.HeadSeries()) })
+	reg.MustRegister(storageReady, headSeries)
+
+	job, err := scrape.KubeletJobYAML(c.Kubelet, c.Credentials)
+	if err != nil {
+		return nil, err
+	}
+	scrapeCfg, err := scrape.LoadConfig(logger, job)
+	if err != nil {
+		return nil, err
+	}
+	scraper, err := scrape.NewManager(scrapeCfg, store.Appendable(), logger, prometheus.WrapRegistererWith(prometheus.Labels{"component": "scrape"}, reg))
+	if err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, func() error { scraper.Stop(); return nil })
+
+	client, err := kubernetes.NewForConfig(c.Rest)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	nodeInformers := informers.NewSharedInformerFactory(client, 0)
+	nodes := nodeInformers.Core().V1().Nodes()
+	metaClient, err := metadata.NewForConfig(c.Rest)
+	if err != nil {
+		return nil, fmt.Errorf("metadata client: %w", err)
+	}
+	// Only running pods have usage, as in metrics-server.
+	podInformers := metadatainformer.NewFilteredSharedInformerFactory(metaClient, 0, corev1.NamespaceAll, func(o *metav1.ListOptions) {
+		o.FieldSelector = "status.phase=Running"
+	})
+	pods := podInformers.ForResource(corev1.SchemeGroupVersion.WithResource("pods"))
+
+	var nodeSelector []labels.Requirement
+	if s := strings.TrimSpace(c.Kubelet.NodeSelector); s != "" {
+		if nodeSelector, err = labels.ParseToRequirements(s); err != nil {
+			return nil, fmt.Errorf("node-selector: %w", err)
+		}
+	}
+
+	apimetrics.Register()
+	if err := api.RegisterAPIMetrics(legacyregistry.Register); err != nil {
+		return nil, fmt.Errorf("register API metrics: %w", err)
+	}
+	gs, err := c.Apiserver.Complete(nil).New("metrics-gateway", genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, fmt.Errorf("create API server: %w", err)
+	}
+	gs.Handler.NonGoRestfulMux.Handle("/metrics", metricsHandler(reg))
+
+	getter := resource.NewGetter(store, c.Kubelet.Resolution, c.Storage.QueryTimeout, nil)
+	if err := api.Install(getter, pods.Lister(), nodes.Lister(), gs, nodeSelector); err != nil {
+		return nil, fmt.Errorf("install metrics.k8s.io: %w", err)
+	}
+
+	s := &Server{
+		api:           gs,
+		store:         store,
+		scraper:       scraper,
+		nodeInformers: nodeInformers,
+		podInformers:  podInformers,
+		informersSynced: []func() bool{
+			nodes.Informer().HasSynced,
+			pods.Informer().HasSynced,
+		},
+	}
+	// Touch the informers before starting the factories so they are created.
+	_ = nodes.Informer()
+	_ = pods.Informer()
+	if err := s.addHealthChecks(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// metricsHandler serves the gateway's registry and the apiserver's own
+// (request metrics, client-go metrics) on one page.
+func metricsHandler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(prometheus.Gatherers{legacyregistry.DefaultGatherer, reg}, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}

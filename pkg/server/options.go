@@ -1,0 +1,227 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
+	utilcompatibility "k8s.io/apiserver/pkg/util/compatibility"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	cliflag "k8s.io/component-base/cli/flag"
+	"k8s.io/component-base/compatibility"
+	"k8s.io/component-base/logs"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	"sigs.k8s.io/metrics-server/pkg/api"
+	generatedopenapi "sigs.k8s.io/metrics-server/pkg/api/generated/openapi"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
+	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
+)
+
+// Options are the gateway's command-line options. Names follow
+// metrics-server wherever the meaning is the same.
+type Options struct {
+	GenericServerRunOptions *genericoptions.ServerRunOptions
+	SecureServing           *genericoptions.SecureServingOptionsWithLoopback
+	Authentication          *genericoptions.DelegatingAuthenticationOptions
+	Authorization           *genericoptions.DelegatingAuthorizationOptions
+	Audit                   *genericoptions.AuditOptions
+	Features                *genericoptions.FeatureOptions
+	Logging                 *logs.Options
+
+	Kubelet          scrape.KubeletOptions
+	Kubeconfig       string
+	StoragePath      string
+	StorageRetention time.Duration
+	QueryTimeout     time.Duration
+	ShowVersion      bool
+
+	// DisableAuthForTesting serves without delegated authn/authz; tests only.
+	DisableAuthForTesting bool
+}
+
+// NewOptions returns options with their defaults.
+func NewOptions() *Options {
+	o := &Options{
+		GenericServerRunOptions: genericoptions.NewServerRunOptionsForComponent("metrics gateway", compatibility.NewComponentGlobalsRegistry()),
+		SecureServing:           genericoptions.NewSecureServingOptions().WithLoopback(),
+		Authentication:          genericoptions.NewDelegatingAuthenticationOptions(),
+		Authorization:           genericoptions.NewDelegatingAuthorizationOptions(),
+		Audit:                   genericoptions.NewAuditOptions(),
+		Features:                genericoptions.NewFeatureOptions(),
+		Logging:                 logs.NewOptions(),
+		Kubelet:                 scrape.DefaultKubeletOptions(),
+		StoragePath:             "/var/lib/metrics-gateway",
+		StorageRetention:        6 * time.Hour,
+		QueryTimeout:            storage.DefaultOptions().QueryTimeout,
+	}
+	// An unprivileged port, as metrics-server's manifests use.
+	o.SecureServing.BindPort = 10250
+	return o
+}
+
+// Flags returns the flags, grouped as --help shows them.
+func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
+	g := fs.FlagSet("metrics gateway")
+	g.DurationVar(&o.Kubelet.Resolution, "metric-resolution", o.Kubelet.Resolution, "How often kubelets are scraped; also the scrape interval behind every metrics.k8s.io answer.")
+	g.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig used to reach the API server and, with its credentials, the kubelets (default: in-cluster config).")
+	g.StringVar(&o.StoragePath, "storage-path", o.StoragePath, "Directory of the embedded TSDB and its write-ahead log.")
+	g.DurationVar(&o.StorageRetention, "storage-retention", o.StorageRetention, "How long samples are kept.")
+	g.DurationVar(&o.QueryTimeout, "query-timeout", o.QueryTimeout, "Maximum time one PromQL evaluation may take.")
+	g.BoolVar(&o.ShowVersion, "version", false, "Show version and exit.")
+
+	k := fs.FlagSet("kubelet client")
+	k.BoolVar(&o.Kubelet.InsecureTLS, "kubelet-insecure-tls", o.Kubelet.InsecureTLS, "Do not verify the serving certificates of kubelets. For testing only.")
+	k.BoolVar(&o.Kubelet.UseNodeStatusPort, "kubelet-use-node-status-port", o.Kubelet.UseNodeStatusPort, "Use the kubelet port in the node status (status.daemonEndpoints). Takes precedence over --kubelet-port.")
+	k.IntVar(&o.Kubelet.Port, "kubelet-port", o.Kubelet.Port, "The port to use to connect to kubelets.")
+	k.StringSliceVar(&o.Kubelet.PreferredAddressTypes, "kubelet-preferred-address-types", o.Kubelet.PreferredAddressTypes, "The priority of node address types used to reach a kubelet.")
+	k.StringVar(&o.Kubelet.CAFile, "kubelet-certificate-authority", o.Kubelet.CAFile, "Path to the CA that verifies kubelet serving certificates.")
+	k.StringVar(&o.Kubelet.ClientKeyFile, "kubelet-client-key", o.Kubelet.ClientKeyFile, "Path to a client key file for TLS to kubelets.")
+	k.StringVar(&o.Kubelet.ClientCertFile, "kubelet-client-certificate", o.Kubelet.ClientCertFile, "Path to a client certificate file for TLS to kubelets.")
+	k.DurationVar(&o.Kubelet.RequestTimeout, "kubelet-request-timeout", o.Kubelet.RequestTimeout, "How long one scrape of a kubelet may take.")
+	k.StringVarP(&o.Kubelet.NodeSelector, "node-selector", "l", o.Kubelet.NodeSelector, "Label selector of the nodes to scrape (e.g. -l key1=value1,key2!=value2).")
+
+	o.GenericServerRunOptions.AddUniversalFlags(fs.FlagSet("generic"))
+	o.SecureServing.AddFlags(fs.FlagSet("apiserver secure serving"))
+	o.Authentication.AddFlags(fs.FlagSet("apiserver authentication"))
+	o.Authorization.AddFlags(fs.FlagSet("apiserver authorization"))
+	o.Audit.AddFlags(fs.FlagSet("apiserver audit log"))
+	o.Features.AddFlags(fs.FlagSet("features"))
+	logsapi.AddFlags(o.Logging, fs.FlagSet("logging"))
+	return fs
+}
+
+// Validate reports every problem with the options at once.
+func (o *Options) Validate() []error {
+	errs := o.Kubelet.Validate()
+	if o.StoragePath == "" {
+		errs = append(errs, errors.New("storage-path must not be empty"))
+	}
+	if o.StorageRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("storage-retention must be at least 1h, got %v", o.StorageRetention))
+	}
+	if o.QueryTimeout <= 0 {
+		errs = append(errs, errors.New("query-timeout must be positive"))
+	}
+	errs = append(errs, o.GenericServerRunOptions.Validate()...)
+	errs = append(errs, o.SecureServing.Validate()...)
+	errs = append(errs, o.Authentication.Validate()...)
+	errs = append(errs, o.Authorization.Validate()...)
+	errs = append(errs, o.Audit.Validate()...)
+	if err := logsapi.ValidateAndApply(o.Logging, nil); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// Config turns validated options into a Config.
+func (o *Options) Config() (*Config, error) {
+	restConfig, err := o.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	apiserver, err := o.apiserverConfig()
+	if err != nil {
+		return nil, err
+	}
+	creds, err := credentials(restConfig, o.Kubeconfig, o.Kubelet.ClientCertFile != "")
+	if err != nil {
+		return nil, err
+	}
+	return &Config{
+		Apiserver:   apiserver,
+		Rest:        restConfig,
+		Kubelet:     o.Kubelet,
+		Credentials: creds,
+		Storage: storage.Options{
+			Path:         o.StoragePath,
+			Retention:    o.StorageRetention,
+			QueryTimeout: o.QueryTimeout,
+		},
+	}, nil
+}
+
+func (o *Options) apiserverConfig() (*genericapiserver.Config, error) {
+	if err := o.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", nil, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
+		return nil, fmt.Errorf("create self-signed certificates: %w", err)
+	}
+	if err := o.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
+		return nil, err
+	}
+	c := genericapiserver.NewConfig(api.Codecs)
+	if err := o.GenericServerRunOptions.ApplyTo(c); err != nil {
+		return nil, err
+	}
+	if err := o.SecureServing.ApplyTo(&c.SecureServing, &c.LoopbackClientConfig); err != nil {
+		return nil, err
+	}
+	if !o.DisableAuthForTesting {
+		if err := o.Authentication.ApplyTo(&c.Authentication, c.SecureServing, nil); err != nil {
+			return nil, fmt.Errorf("delegated authentication: %w", err)
+		}
+		if err := o.Authorization.ApplyTo(&c.Authorization); err != nil {
+			return nil, fmt.Errorf("delegated authorization: %w", err)
+		}
+	}
+	if err := o.Audit.ApplyTo(c); err != nil {
+		return nil, err
+	}
+	c.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(generatedopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(api.Scheme))
+	c.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(generatedopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(api.Scheme))
+	c.OpenAPIConfig.Info.Title = "metrics-gateway"
+	c.OpenAPIV3Config.Info.Title = "metrics-gateway"
+	c.OpenAPIConfig.Info.Version = strings.Split(Version, "-")[0]
+	c.OpenAPIV3Config.Info.Version = c.OpenAPIConfig.Info.Version
+	c.EffectiveVersion = utilcompatibility.DefaultBuildEffectiveVersion()
+	// /metrics is served by the gateway itself, merging its own registry.
+	c.EnableMetrics = false
+	return c, nil
+}
+
+func (o *Options) restConfig() (*rest.Config, error) {
+	var (
+		c   *rest.Config
+		err error
+	)
+	if o.Kubeconfig != "" {
+		rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: o.Kubeconfig}
+		c, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	} else {
+		c, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client config: %w", err)
+	}
+	c.ContentType = "application/vnd.kubernetes.protobuf"
+	if err := rest.SetKubernetesDefaults(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// credentials derives what Prometheus' scrape client presents to kubelets
+// from the client config, as metrics-server reuses its client config.
+func credentials(c *rest.Config, kubeconfig string, ownClientCert bool) (scrape.Credentials, error) {
+	if (c.ExecProvider != nil || c.AuthProvider != nil) && !ownClientCert {
+		if c.CertData == nil && c.CertFile == "" {
+			return scrape.Credentials{}, errors.New("the kubeconfig authenticates with an exec or auth-provider plugin, which kubelet scrapes cannot use: give --kubelet-client-certificate and --kubelet-client-key, or a kubeconfig with a token or client certificate")
+		}
+	}
+	return scrape.Credentials{
+		Kubeconfig:      kubeconfig,
+		BearerToken:     c.BearerToken,
+		BearerTokenFile: c.BearerTokenFile,
+		CAData:          c.CAData,
+		CAFile:          c.CAFile,
+		CertData:        c.CertData,
+		KeyData:         c.KeyData,
+		CertFile:        c.CertFile,
+		KeyFile:         c.KeyFile,
+	}, nil
+}

@@ -1,0 +1,78 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/healthz"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
+	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
+)
+
+// Server is a complete gateway, ready to run.
+type Server struct {
+	api             *genericapiserver.GenericAPIServer
+	store           *storage.Storage
+	scraper         *scrape.Manager
+	nodeInformers   informers.SharedInformerFactory
+	podInformers    metadatainformer.SharedInformerFactory
+	informersSynced []func() bool
+}
+
+// RunUntil runs informers, scraping and the API server until ctx is done,
+// then stops them and closes storage.
+func (s *Server) RunUntil(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.nodeInformers.Start(ctx.Done())
+	s.podInformers.Start(ctx.Done())
+
+	scrapeDone := make(chan error, 1)
+	go func() { scrapeDone <- s.scraper.Run(ctx) }()
+
+	prepared := s.api.PrepareRun()
+	apiErr := prepared.RunWithContext(ctx)
+	cancel()
+	err := errors.Join(apiErr, <-scrapeDone)
+	s.nodeInformers.Shutdown()
+	s.podInformers.Shutdown()
+	if cerr := s.store.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close storage: %w", cerr))
+	}
+	return err
+}
+
+// addHealthChecks: livez fails only on what a restart fixes (storage gone,
+// the scrape loop stalled); readyz and healthz also wait for informers.
+// A kubelet that fails its scrapes still counts as scraped: it is absent
+// from answers, and the gateway is healthy.
+func (s *Server) addHealthChecks() error {
+	storageCheck := healthz.NamedCheck("storage", func(*http.Request) error { return s.store.Ready() })
+	scrapeCheck := healthz.NamedCheck("scrape-timely", func(*http.Request) error { return s.scraper.CheckFresh(scrape.KubeletJobName) })
+	informerCheck := healthz.NamedCheck("informers-synced", func(*http.Request) error {
+		for _, synced := range s.informersSynced {
+			if !synced() {
+				return errors.New("informers not synced")
+			}
+		}
+		return nil
+	})
+	if err := s.api.AddLivezChecks(0, storageCheck, scrapeCheck); err != nil {
+		return err
+	}
+	if err := s.api.AddReadyzChecks(storageCheck, informerCheck, scrapeCheck); err != nil {
+		return err
+	}
+	return s.api.AddHealthChecks(informerCheck)
+}
+
+var _ = cache.WaitForCacheSync
+var _ = klog.InfoS

@@ -1,0 +1,213 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/util/compression"
+)
+
+// ErrNotReady is returned by Querier methods while the TSDB is not open.
+var ErrNotReady = errors.New("storage not ready")
+
+// Options configure the embedded TSDB and the shared engine.
+type Options struct {
+	// Path is the TSDB directory; its WAL survives restarts.
+	Path string
+	// Retention is how long samples are kept.
+	Retention time.Duration
+	// QueryTimeout bounds every evaluation, whatever the caller's context says.
+	QueryTimeout time.Duration
+	// MaxSamples bounds the samples one evaluation may load into memory.
+	MaxSamples int
+	// MaxConcurrentQueries bounds evaluations running at once; further callers wait.
+	MaxConcurrentQueries int
+}
+
+// DefaultOptions returns the options used when a field is left zero.
+func DefaultOptions() Options {
+	return Options{
+		Retention:            6 * time.Hour,
+		QueryTimeout:         30 * time.Second,
+		MaxSamples:           50_000_000,
+		MaxConcurrentQueries: 20,
+	}
+}
+
+// QueryOptions change how one evaluation reads storage.
+type QueryOptions struct {
+	// DropStale hides, inside range selectors, every sample up to and including
+	// a series' newest staleness marker, and the whole series when that marker
+	// is its newest sample. PromQL skips markers inside range selectors, so
+	// without this a series that vanished from its target (a deleted pod)
+	// would still answer for the length of the range.
+	DropStale bool
+}
+
+// Querier evaluates PromQL on the shared engine. Implementations are safe for
+// concurrent use. The returned value is owned by the caller. Time bounds of
+// range selectors are those of PromQL: left-open, right-closed.
+type Querier interface {
+	// Instant evaluates expr at ts. It returns ErrNotReady before the TSDB is
+	// open, a *parser.ParseErrors wrapped in a BadQueryError for bad input,
+	// and promql's ErrQueryTimeout/ErrQueryCanceled otherwise.
+	Instant(ctx context.Context, expr string, ts time.Time, o QueryOptions) (parser.Value, error)
+	// Range evaluates expr from start to end (inclusive) every step.
+	Range(ctx context.Context, expr string, start, end time.Time, step time.Duration, o QueryOptions) (parser.Value, error)
+}
+
+// BadQueryError marks an expression that does not parse or type-check: the
+// caller's fault, never the storage's.
+type BadQueryError struct{ Err error }
+
+func (e *BadQueryError) Error() string { return "bad query: " + e.Err.Error() }
+func (e *BadQueryError) Unwrap() error { return e.Err }
+
+// Storage is the embedded TSDB and the shared engine.
+type Storage struct {
+	opts   Options
+	db     *tsdb.DB
+	engine *promql.Engine
+	parser parser.Parser
+	sem    chan struct{}
+	ready  atomic.Bool
+	logger *slog.Logger
+}
+
+var _ Querier = (*Storage)(nil)
+
+// Open opens (or creates) the TSDB at o.Path, replaying its WAL, and builds
+// the engine. Metrics of both go to reg, which must not be shared with
+// another Storage.
+func Open(o Options, logger *slog.Logger, reg prometheus.Registerer) (*Storage, error) {
+	d := DefaultOptions()
+	if o.Retention <= 0 {
+		o.Retention = d.Retention
+	}
+	if o.QueryTimeout <= 0 {
+		o.QueryTimeout = d.QueryTimeout
+	}
+	if o.MaxSamples <= 0 {
+		o.MaxSamples = d.MaxSamples
+	}
+	if o.MaxConcurrentQueries <= 0 {
+		o.MaxConcurrentQueries = d.MaxConcurrentQueries
+	}
+	if o.Path == "" {
+		return nil, errors.New("storage path is empty")
+	}
+	if err := os.MkdirAll(o.Path, 0o750); err != nil {
+		return nil, fmt.Errorf("create storage dir %s: %w", o.Path, err)
+	}
+	topts := tsdb.DefaultOptions()
+	topts.RetentionDuration = o.Retention.Milliseconds()
+	// Blocks never need to be longer than a tenth of retention; the default
+	// (31 days) would keep short retentions in memory-mapped head chunks.
+	if m := o.Retention.Milliseconds() / 10; m < topts.MaxBlockDuration {
+		topts.MaxBlockDuration = max(m, topts.MinBlockDuration)
+	}
+	topts.WALCompression = compression.Snappy
+	db, err := tsdb.Open(o.Path, logger.With("component", "tsdb"), reg, topts, nil)
+	if err != nil {
+		return nil, fmt.Errorf("open tsdb %s: %w", o.Path, err)
+	}
+	p := parser.NewParser(parser.Options{})
+	engine := promql.NewEngine(promql.EngineOpts{
+		Logger:     logger.With("component", "promql"),
+		Reg:        reg,
+		MaxSamples: o.MaxSamples,
+		Timeout:    o.QueryTimeout,
+		// Subqueries without a step use one minute, as Prometheus' default
+		// global evaluation interval does.
+		NoStepSubqueryIntervalFn: func(int64) int64 { return time.Minute.Milliseconds() },
+		LookbackDelta:            5 * time.Minute,
+		EnableAtModifier:         true,
+		EnableNegativeOffset:     true,
+		Parser:                   p,
+	})
+	s := &Storage{opts: o, db: db, engine: engine, parser: p, sem: make(chan struct{}, o.MaxConcurrentQueries), logger: logger}
+	s.ready.Store(true)
+	return s, nil
+}
+
+// Appendable is where scrapers write. It is the TSDB itself.
+func (s *Storage) Appendable() storage.AppendableV2 { return s.db }
+
+// Queryable gives raw read access to the TSDB for callers that need series
+// or label listings rather than evaluation (label index, discovery).
+func (s *Storage) Queryable() storage.Queryable { return s.db }
+
+// Parser returns the parser the engine uses, so callers validate exactly as
+// evaluation will.
+func (s *Storage) Parser() parser.Parser { return s.parser }
+
+// HeadSeries is the number of series in the in-memory head.
+func (s *Storage) HeadSeries() uint64 { return s.db.Head().NumSeries() }
+
+// Ready reports whether the TSDB is open.
+func (s *Storage) Ready() error {
+	if !s.ready.Load() {
+		return ErrNotReady
+	}
+	return nil
+}
+
+// Close flushes and closes the TSDB. Queries after Close return ErrNotReady.
+func (s *Storage) Close() error {
+	s.ready.Store(false)
+	return s.db.Close()
+}
+
+// Instant implements Querier.
+func (s *Storage) Instant(ctx context.Context, expr string, ts time.Time, o QueryOptions) (parser.Value, error) {
+	return s.eval(ctx, o, func(q storage.Queryable) (promql.Query, error) {
+		return s.engine.NewInstantQuery(ctx, q, nil, expr, ts)
+	})
+}
+
+// Range implements Querier.
+func (s *Storage) Range(ctx context.Context, expr string, start, end time.Time, step time.Duration, o QueryOptions) (parser.Value, error) {
+	if step <= 0 {
+		return nil, &BadQueryError{Err: errors.New("step must be positive")}
+	}
+	return s.eval(ctx, o, func(q storage.Queryable) (promql.Query, error) {
+		return s.engine.NewRangeQuery(ctx, q, nil, expr, start, end, step)
+	})
+}
+
+func (s *Storage) eval(ctx context.Context, o QueryOptions, newQuery func(storage.Queryable) (promql.Query, error)) (parser.Value, error) {
+	if err := s.Ready(); err != nil {
+		return nil, err
+	}
+	select {
+	case s.sem <- struct{}{}:
+		defer func() { <-s.sem }()
+	case <-ctx.Done():
+		return nil, promql.ErrQueryCanceled(ctx.Err().Error())
+	}
+	var q storage.Queryable = s.db
+	if o.DropStale {
+		q = dropStaleQueryable{q}
+	}
+	qry, err := newQuery(q)
+	if err != nil {
+		return nil, &BadQueryError{Err: err}
+	}
+	defer qry.Close()
+	res := qry.Exec(ctx)
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	return res.Value, nil
+}
+
