@@ -31,7 +31,10 @@ var addressTypes = map[string]bool{"Hostname": true, "InternalDNS": true, "Inter
 
 // KubeletOptions say how to find and reach kubelets, in metrics-server's terms.
 type KubeletOptions struct {
-	Resolution            time.Duration
+	Resolution time.Duration
+	// ScrapeInterval, when set, replaces Resolution as the scrape interval
+	// only. Tests use it to replay 15s kubelet rounds in a second.
+	ScrapeInterval        time.Duration
 	RequestTimeout        time.Duration
 	PreferredAddressTypes []string
 	Port                  int
@@ -55,6 +58,13 @@ func DefaultKubeletOptions() KubeletOptions {
 	}
 }
 
+func (o KubeletOptions) interval() time.Duration {
+	if o.ScrapeInterval > 0 {
+		return o.ScrapeInterval
+	}
+	return o.Resolution
+}
+
 // Validate reports every problem at once.
 func (o KubeletOptions) Validate() []error {
 	var errs []error
@@ -63,8 +73,8 @@ func (o KubeletOptions) Validate() []error {
 	}
 	if o.RequestTimeout <= 0 {
 		errs = append(errs, errors.New("kubelet-request-timeout must be positive"))
-	} else if o.RequestTimeout > o.Resolution {
-		errs = append(errs, fmt.Errorf("kubelet-request-timeout (%v) must not exceed metric-resolution (%v)", o.RequestTimeout, o.Resolution))
+	} else if o.RequestTimeout > o.interval() {
+		errs = append(errs, fmt.Errorf("kubelet-request-timeout (%v) must not exceed metric-resolution (%v)", o.RequestTimeout, o.interval()))
 	}
 	if len(o.PreferredAddressTypes) == 0 {
 		errs = append(errs, errors.New("kubelet-preferred-address-types is empty"))
@@ -122,7 +132,7 @@ func KubeletJobYAML(o KubeletOptions, c Credentials) (string, error) {
 		"job_name":                   KubeletJobName,
 		"scheme":                     "https",
 		"metrics_path":               "/metrics/resource",
-		"scrape_interval":            o.Resolution.String(),
+		"scrape_interval":            o.interval().String(),
 		"scrape_timeout":             o.RequestTimeout.String(),
 		"honor_timestamps":           true,
 		"track_timestamps_staleness": true,

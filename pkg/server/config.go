@@ -56,7 +56,7 @@ func (c *Config) Complete() (_ *Server, err error) {
 		}
 	}()
 
-	store, err := storage.Open(c.Storage, logger, prometheus.WrapRegistererWith(prometheus.Labels{"component": "storage"}, reg))
+	store, err := storage.Open(c.Storage, logger, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +84,7 @@ func (c *Config) Complete() (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	scraper, err := scrape.NewManager(scrapeCfg, store.Appendable(), logger, prometheus.WrapRegistererWith(prometheus.Labels{"component": "scrape"}, reg))
+	scraper, err := scrape.NewManager(scrapeCfg, store.Appendable(), logger, reg)
 	if err != nil {
 		return nil, err
 	}

@@ -10,8 +10,6 @@ import (
 	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/metadata/metadatainformer"
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/klog/v2"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
@@ -51,7 +49,7 @@ func (s *Server) RunUntil(ctx context.Context) error {
 }
 
 // addHealthChecks: livez fails only on what a restart fixes (storage gone,
-// the scrape loop stalled); readyz and healthz also wait for informers.
+// the scrape loop stalled); readyz also waits for informers.
 // A kubelet that fails its scrapes still counts as scraped: it is absent
 // from answers, and the gateway is healthy.
 func (s *Server) addHealthChecks() error {
@@ -65,14 +63,9 @@ func (s *Server) addHealthChecks() error {
 		}
 		return nil
 	})
-	if err := s.api.AddLivezChecks(0, storageCheck, scrapeCheck); err != nil {
+	if err := s.api.AddHealthChecks(storageCheck, scrapeCheck); err != nil {
 		return err
 	}
-	if err := s.api.AddReadyzChecks(storageCheck, informerCheck, scrapeCheck); err != nil {
-		return err
-	}
-	return s.api.AddHealthChecks(informerCheck)
+	return s.api.AddReadyzChecks(informerCheck)
 }
 
-var _ = cache.WaitForCacheSync
-var _ = klog.InfoS

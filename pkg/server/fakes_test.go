@@ -1,0 +1,362 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/pem"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// fakeAPIServer serves just what the gateway reads from Kubernetes: list and
+// watch of nodes and of pod metadata. Watches get real events.
+type fakeAPIServer struct {
+	t   *testing.T
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	rv       int
+	nodes    map[string]corev1.Node
+	pods     map[string]metav1.PartialObjectMetadata
+	watchers map[string][]chan []byte // by resource
+}
+
+func newFakeAPIServer(t *testing.T) *fakeAPIServer {
+	f := &fakeAPIServer{t: t, nodes: map[string]corev1.Node{}, pods: map[string]metav1.PartialObjectMetadata{}, watchers: map[string][]chan []byte{}}
+	f.srv = httptest.NewTLSServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// kubeconfig writes a kubeconfig pointing at the fake and returns its path.
+func (f *fakeAPIServer) kubeconfig(dir string) string {
+	p := filepath.Join(dir, "kubeconfig")
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: fake, cluster: {server: %q, certificate-authority-data: %q}}]
+users: [{name: fake, user: {token: test-token}}]
+contexts: [{name: fake, context: {cluster: fake, user: fake}}]
+current-context: fake
+`, f.srv.URL, base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.srv.Certificate().Raw})))
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		f.t.Fatal(err)
+	}
+	return p
+}
+
+func (f *fakeAPIServer) addNode(name, ip string, port int, lbls map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rv++
+	n := corev1.Node{
+		TypeMeta:   metav1.TypeMeta{Kind: "Node", APIVersion: "v1"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: lbls, ResourceVersion: strconv.Itoa(f.rv), UID: types.UID("uid-node-" + name)},
+		Status: corev1.NodeStatus{
+			Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}, {Type: corev1.NodeHostName, Address: name}},
+			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(port)}},
+			Conditions:      []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+		},
+	}
+	f.nodes[name] = n
+	f.notify("nodes", "ADDED", n)
+}
+
+func (f *fakeAPIServer) addPod(ns, name string, lbls map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rv++
+	p := metav1.PartialObjectMetadata{
+		TypeMeta:   metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: lbls, ResourceVersion: strconv.Itoa(f.rv), UID: types.UID("uid-pod-" + ns + "-" + name)},
+	}
+	f.pods[ns+"/"+name] = p
+	f.notify("pods", "ADDED", p)
+}
+
+func (f *fakeAPIServer) deletePod(ns, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.pods[ns+"/"+name]
+	if !ok {
+		return
+	}
+	delete(f.pods, ns+"/"+name)
+	f.rv++
+	p.ResourceVersion = strconv.Itoa(f.rv)
+	f.notify("pods", "DELETED", p)
+}
+
+// notify must be called with mu held.
+func (f *fakeAPIServer) notify(resource, typ string, obj any) {
+	ev, _ := json.Marshal(map[string]any{"type": typ, "object": obj})
+	for _, w := range f.watchers[resource] {
+		select {
+		case w <- ev:
+		default:
+			f.t.Errorf("fake apiserver: watcher of %s is not reading", resource)
+		}
+	}
+}
+
+func (f *fakeAPIServer) serve(w http.ResponseWriter, r *http.Request) {
+	var resource string
+	switch r.URL.Path {
+	case "/api/v1/nodes":
+		resource = "nodes"
+	case "/api/v1/pods":
+		resource = "pods"
+	default:
+		http.Error(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}`, http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if r.URL.Query().Get("watch") == "true" {
+		f.watch(w, r, resource)
+		return
+	}
+	f.mu.Lock()
+	var body []byte
+	if resource == "nodes" {
+		items := make([]corev1.Node, 0, len(f.nodes))
+		for _, n := range f.nodes {
+			items = append(items, n)
+		}
+		body, _ = json.Marshal(corev1.NodeList{TypeMeta: metav1.TypeMeta{Kind: "NodeList", APIVersion: "v1"}, ListMeta: metav1.ListMeta{ResourceVersion: strconv.Itoa(f.rv)}, Items: items})
+	} else {
+		items := make([]metav1.PartialObjectMetadata, 0, len(f.pods))
+		for _, p := range f.pods {
+			items = append(items, p)
+		}
+		body, _ = json.Marshal(metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadataList", APIVersion: "meta.k8s.io/v1"}, ListMeta: metav1.ListMeta{ResourceVersion: strconv.Itoa(f.rv)}, Items: items})
+	}
+	f.mu.Unlock()
+	_, _ = w.Write(body)
+}
+
+func (f *fakeAPIServer) watch(w http.ResponseWriter, r *http.Request, resource string) {
+	ch := make(chan []byte, 100)
+	f.mu.Lock()
+	f.watchers[resource] = append(f.watchers[resource], ch)
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		ws := f.watchers[resource]
+		for i, c := range ws {
+			if c == ch {
+				f.watchers[resource] = append(ws[:i], ws[i+1:]...)
+				break
+			}
+		}
+		f.mu.Unlock()
+	}()
+	w.WriteHeader(http.StatusOK)
+	if r.URL.Query().Get("sendInitialEvents") == "true" {
+		// Watch-list: every current object, then the bookmark that ends
+		// the initial events.
+		f.mu.Lock()
+		var objs []any
+		kind, apiVersion := "Node", "v1"
+		if resource == "nodes" {
+			for _, n := range f.nodes {
+				objs = append(objs, n)
+			}
+		} else {
+			kind, apiVersion = "PartialObjectMetadata", "meta.k8s.io/v1"
+			for _, p := range f.pods {
+				objs = append(objs, p)
+			}
+		}
+		rv := strconv.Itoa(f.rv)
+		f.mu.Unlock()
+		for _, o := range objs {
+			ev, _ := json.Marshal(map[string]any{"type": "ADDED", "object": o})
+			_, _ = w.Write(append(ev, '\n'))
+		}
+		ev, _ := json.Marshal(map[string]any{"type": "BOOKMARK", "object": map[string]any{
+			"kind": kind, "apiVersion": apiVersion,
+			"metadata": map[string]any{"resourceVersion": rv, "annotations": map[string]string{"k8s.io/initial-events-end": "true"}},
+		}})
+		_, _ = w.Write(append(ev, '\n'))
+	}
+	w.(http.Flusher).Flush()
+	timeout := time.NewTimer(time.Minute)
+	defer timeout.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-timeout.C:
+			return
+		case ev := <-ch:
+			_, _ = w.Write(append(ev, '\n'))
+			w.(http.Flusher).Flush()
+		}
+	}
+}
+
+// kubeletMode is how a fake kubelet answers.
+type kubeletMode int
+
+const (
+	kubeletOK kubeletMode = iota
+	kubeletGarbage
+	kubelet500
+	kubeletHang
+)
+
+// fakeKubelet serves kubelet fixture bodies over TLS on its own loopback
+// address, with the fixture's timestamps moved so that the served round is
+// "now". It requires the bearer token a kubelet would check.
+type fakeKubelet struct {
+	name string
+	ip   string
+	port int
+	srv  *httptest.Server
+
+	mu     sync.Mutex
+	body   string
+	mode   kubeletMode
+	served int
+}
+
+var fixtureTimestamp = regexp.MustCompile(` (17900000[0-9]{5})$`)
+
+// fixtureT0 is the first round's time in the fixtures, in milliseconds.
+const fixtureT0 = 1790000000000
+
+func newFakeKubelet(t *testing.T, name, ip string) *fakeKubelet {
+	k := &fakeKubelet{name: name, ip: ip}
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatalf("listen on %s: %v", ip, err)
+	}
+	k.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(k.serve)}}
+	k.srv.StartTLS()
+	t.Cleanup(k.srv.Close)
+	k.port = ln.Addr().(*net.TCPAddr).Port
+	return k
+}
+
+// setRound serves fixture file round (e.g. "round1.txt") as if fixture time
+// fixtureAt (ms) were wall time at; see rebase for podPrefix and drop.
+func (k *fakeKubelet) setRound(t *testing.T, round string, fixtureAt int64, at time.Time, podPrefix string, drop ...string) {
+	b, err := os.ReadFile(filepath.Join("..", "scrape", "testdata", "kubelet", round))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.setBody(rebase(string(b), at.UnixMilli()-fixtureAt, podPrefix, drop))
+}
+
+// rebase moves a fixture body in time by shift ms (explicit timestamps and
+// container start times alike), prefixes pod names, and drops the lines of
+// the pods in drop. Everything else stays byte for byte.
+func rebase(body string, shift int64, podPrefix string, drop []string) string {
+	lines := strings.Split(body, "\n")
+	out := lines[:0]
+lines:
+	for _, l := range lines {
+		for _, d := range drop {
+			if strings.Contains(l, `pod="`+d+`"`) {
+				continue lines
+			}
+		}
+		if m := fixtureTimestamp.FindStringSubmatchIndex(l); m != nil {
+			ts, _ := strconv.ParseInt(l[m[2]:m[3]], 10, 64)
+			l = l[:m[2]] + strconv.FormatInt(ts+shift, 10)
+		} else if strings.HasPrefix(l, "container_start_time_seconds{") {
+			i := strings.LastIndexByte(l, ' ')
+			v, _ := strconv.ParseFloat(l[i+1:], 64)
+			l = l[:i+1] + strconv.FormatFloat(v+float64(shift)/1000, 'f', -1, 64)
+		}
+		if podPrefix != "" {
+			l = strings.ReplaceAll(l, `pod="`, `pod="`+podPrefix)
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "\n")
+}
+
+func (k *fakeKubelet) setBody(body string) {
+	k.mu.Lock()
+	k.body, k.mode = body, kubeletOK
+	k.mu.Unlock()
+}
+
+func (k *fakeKubelet) setMode(m kubeletMode) {
+	k.mu.Lock()
+	k.mode = m
+	k.mu.Unlock()
+}
+
+func (k *fakeKubelet) servedCount() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.served
+}
+
+func (k *fakeKubelet) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") != "Bearer test-token" {
+		http.Error(w, "Unauthorized", http.StatusUnauthorized)
+		return
+	}
+	if r.URL.Path != "/metrics/resource" {
+		http.NotFound(w, r)
+		return
+	}
+	k.mu.Lock()
+	body, mode := k.body, k.mode
+	k.served++
+	k.mu.Unlock()
+	switch mode {
+	case kubeletGarbage:
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		_, _ = w.Write([]byte("container_cpu_usage_seconds_total{container=\"app\" 12 oops\n\x00\x01garbage"))
+	case kubelet500:
+		http.Error(w, "internal error", http.StatusInternalServerError)
+	case kubeletHang:
+		select {
+		case <-r.Context().Done():
+		case <-time.After(time.Minute):
+		}
+	default:
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		_, _ = w.Write([]byte(body))
+	}
+}
+
+// insecureClient talks to the gateway's self-signed serving certificate.
+func insecureClient() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+}
+
+// eventually polls cond every 100ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %v: %v", what, timeout, err)
+}
+
+var _ = context.Background
