@@ -207,4 +207,3 @@ func (a *recordingAppender) Rollback() error {
 	a.pending = a.pending[:0]
 	return a.AppenderV2.Rollback()
 }
-

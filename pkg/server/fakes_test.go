@@ -2,10 +2,10 @@ package server
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/pem"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"

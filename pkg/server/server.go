@@ -68,4 +68,3 @@ func (s *Server) addHealthChecks() error {
 	}
 	return s.api.AddReadyzChecks(informerCheck)
 }
-

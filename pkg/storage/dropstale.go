@@ -124,4 +124,3 @@ type fSamples []fSample
 
 func (s fSamples) Get(i int) chunks.Sample { return s[i] }
 func (s fSamples) Len() int                { return len(s) }
-

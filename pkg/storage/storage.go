@@ -210,4 +210,3 @@ func (s *Storage) eval(ctx context.Context, o QueryOptions, newQuery func(storag
 	}
 	return res.Value, nil
 }
-
