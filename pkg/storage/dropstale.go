@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"math"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -34,16 +35,19 @@ type dropStaleQuerier struct {
 }
 
 func (q dropStaleQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
-	maxt := q.maxt
-	if hints != nil && hints.End < maxt {
-		maxt = hints.End
+	mint, maxt := int64(math.MinInt64), q.maxt
+	if hints != nil {
+		mint = hints.Start
+		if hints.End < maxt {
+			maxt = hints.End
+		}
 	}
-	return &dropStaleSet{SeriesSet: q.Querier.Select(ctx, sortSeries, hints, ms...), maxt: maxt}
+	return &dropStaleSet{SeriesSet: q.Querier.Select(ctx, sortSeries, hints, ms...), mint: mint, maxt: maxt}
 }
 
 type dropStaleSet struct {
 	storage.SeriesSet
-	maxt int64
+	mint, maxt int64
 	cur  storage.Series
 	it   chunkenc.Iterator
 	err  error
@@ -53,7 +57,7 @@ func (s *dropStaleSet) Next() bool {
 	for s.SeriesSet.Next() {
 		series := s.SeriesSet.At()
 		s.it = series.Iterator(s.it)
-		samples, ok, err := freshSamples(s.it, s.maxt)
+		samples, ok, err := freshSamples(s.it, s.mint, s.maxt)
 		if err != nil {
 			s.err = err
 			return false
@@ -86,11 +90,12 @@ func (s *dropStaleSet) Err() error {
 
 func (s *dropStaleSet) Warnings() annotations.Annotations { return s.SeriesSet.Warnings() }
 
-// freshSamples returns the float samples up to maxt that follow the newest
-// staleness marker. ok is false when the series holds histograms.
-func freshSamples(it chunkenc.Iterator, maxt int64) (fSamples, bool, error) {
+// freshSamples returns the float samples in [mint, maxt] that follow the
+// newest staleness marker. A marker before mint does not matter: the range
+// holds only what follows it. ok is false when the series holds histograms.
+func freshSamples(it chunkenc.Iterator, mint, maxt int64) (fSamples, bool, error) {
 	var out fSamples
-	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+	for vt := it.Seek(mint); vt != chunkenc.ValNone; vt = it.Next() {
 		if vt != chunkenc.ValFloat {
 			return nil, false, nil
 		}

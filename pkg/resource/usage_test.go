@@ -1,0 +1,121 @@
+package resource
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+func TestUsage(t *testing.T) {
+	const res = 15 * time.Second
+	t0 := int64(1_790_000_000_000)
+	sec := func(s float64) int64 { return t0 + int64(s*1000) }
+	for _, tc := range []struct {
+		name      string
+		container bool
+		cpu       []point
+		mem       []point
+		start     float64 // seconds since t0; NaN: no start time series
+		ok        bool
+		nanocores int64
+		bytes     int64
+		window    time.Duration
+	}{
+		{"two samples", true, []point{{t0, 10}, {sec(15), 10.75}}, []point{{sec(15), 104857600}}, -86400, true, 50_000_000, 104857600, res},
+		{"last two of three", true, []point{{t0, 1}, {sec(15), 2}, {sec(30), 2.3}}, []point{{sec(30), 1}}, -86400, true, 20_000_000, 1, res},
+		{"one sample, old container", true, []point{{sec(15), 10}}, []point{{sec(15), 1}}, -86400, false, 0, 0, 0},
+		{"one sample, fresh container", true, []point{{sec(15), 0.12}}, []point{{sec(15), 1}}, 4, true, 10_909_090, 1, 11 * time.Second},
+		{"fresh container younger than 10s", true, []point{{sec(15), 0.12}}, []point{{sec(15), 1}}, 6, false, 0, 0, 0},
+		{"fresh rule wins over a previous sample", true, []point{{sec(6), 0.01}, {sec(15), 0.3}}, []point{{sec(15), 1}}, 5, true, 30_000_000, 1, 10 * time.Second},
+		{"restart: counter fell, no start time", true, []point{{t0, 50}, {sec(15), 0.3}}, []point{{sec(15), 1}}, math.NaN(), false, 0, 0, 0},
+		{"restart: started after previous sample, too old for fresh rule", true, []point{{t0, 0.1}, {sec(40), 3}}, []point{{sec(40), 1}}, 2, false, 0, 0, 0},
+		{"zero cumulative cpu", true, []point{{t0, 0}, {sec(15), 0}}, []point{{sec(15), 1}}, -86400, false, 0, 0, 0},
+		{"zero memory", true, []point{{t0, 1}, {sec(15), 2}}, []point{{sec(15), 0}}, -86400, false, 0, 0, 0},
+		{"no memory", true, []point{{t0, 1}, {sec(15), 2}}, nil, -86400, false, 0, 0, 0},
+		{"no cpu", true, nil, []point{{sec(15), 1}}, -86400, false, 0, 0, 0},
+		{"duplicate timestamp", true, []point{{sec(15), 1}, {sec(15), 1}}, []point{{sec(15), 1}}, -86400, false, 0, 0, 0},
+		{"node", false, []point{{t0, 1000}, {sec(15), 1003}}, []point{{sec(15), 2181038080}}, math.NaN(), true, 200_000_000, 2181038080, res},
+		{"node counter fell", false, []point{{t0, 1000}, {sec(15), 3}}, []point{{sec(15), 1}}, math.NaN(), false, 0, 0, 0},
+		{"node ignores start rule", false, []point{{sec(15), 3}}, []point{{sec(15), 1}}, math.NaN(), false, 0, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s series
+			s.addCPU(tc.cpu)
+			s.addMem(tc.mem)
+			if !math.IsNaN(tc.start) {
+				s.addStart([]point{{sec(15), float64(t0)/1000 + tc.start}})
+			}
+			u, ti, ok := s.usage(res, tc.container)
+			if ok != tc.ok {
+				t.Fatalf("ok = %v, want %v", ok, tc.ok)
+			}
+			if !ok {
+				return
+			}
+			if got := u.Cpu().ScaledValue(-9); got != tc.nanocores {
+				t.Errorf("cpu = %dn, want %dn", got, tc.nanocores)
+			}
+			if got := u.Memory().Value(); got != tc.bytes {
+				t.Errorf("memory = %d, want %d", got, tc.bytes)
+			}
+			if ti.window != tc.window {
+				t.Errorf("window = %v, want %v", ti.window, tc.window)
+			}
+			if want := time.UnixMilli(tc.cpu[len(tc.cpu)-1].t); !ti.ts.Equal(want) {
+				t.Errorf("timestamp = %v, want %v", ti.ts, want)
+			}
+		})
+	}
+}
+
+func TestUsageNeverNegative(t *testing.T) {
+	// Any pair of cumulative values, any order, any start time: either no
+	// answer or a non-negative one.
+	vals := []float64{0, 1e-9, 0.3, 50, 1e12, math.Inf(1), math.NaN()}
+	for _, a := range vals {
+		for _, b := range vals {
+			for _, st := range []float64{-100, 0, 5, 12, 14.9} {
+				var s series
+				s.addCPU([]point{{0, a}, {15000, b}})
+				s.addMem([]point{{15000, 1}})
+				s.addStart([]point{{15000, st}})
+				u, _, ok := s.usage(15*time.Second, true)
+				if ok && (u.Cpu().Sign() < 0 || u.Memory().Sign() < 0) {
+					t.Errorf("a=%v b=%v start=%v: negative %v", a, b, st, u)
+				}
+			}
+		}
+	}
+}
+
+func TestQuantityOverflow(t *testing.T) {
+	q := quantity(math.MaxUint64, "DecimalSI", 0)
+	if q.Sign() <= 0 {
+		t.Errorf("overflowed to %v", q.String())
+	}
+	_ = corev1.ResourceCPU
+}
+
+func TestMatcher(t *testing.T) {
+	for _, tc := range []struct {
+		values map[string]bool
+		want   string
+	}{
+		{nil, ""},
+		{map[string]bool{"web-1": true}, `pod="web-1"`},
+		{map[string]bool{"b": true, "a.x": true}, `pod=~"a\\.x|b"`},
+	} {
+		if got := matcher("pod", tc.values); got != tc.want {
+			t.Errorf("matcher(%v) = %s, want %s", tc.values, got, tc.want)
+		}
+	}
+	many := map[string]bool{}
+	for i := 0; i <= maxNamesInMatcher; i++ {
+		many[string(rune('a'+i%26))+string(rune(i))] = true
+	}
+	if got := matcher("pod", many); got != "" {
+		t.Errorf("oversized set gave a matcher")
+	}
+}

@@ -1,0 +1,144 @@
+package scrape
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// nopAppendable stores nothing and fails commits on demand.
+type nopAppendable struct{ failCommit bool }
+
+func (a *nopAppendable) AppenderV2(context.Context) storage.AppenderV2 { return nopAppender{a} }
+
+type nopAppender struct{ a *nopAppendable }
+
+func (nopAppender) Append(storage.SeriesRef, labels.Labels, int64, int64, float64, *histogram.Histogram, *histogram.FloatHistogram, storage.AppendV2Options) (storage.SeriesRef, error) {
+	return 0, nil
+}
+
+func (n nopAppender) Commit() error {
+	if n.a.failCommit {
+		return errors.New("commit failed")
+	}
+	return nil
+}
+func (nopAppender) Rollback() error { return nil }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// report appends one scrape report of a target, as the scrape loop does.
+func report(t *testing.T, app storage.AppendableV2, target string, up, dur float64, commit bool) {
+	t.Helper()
+	a := app.AppenderV2(context.Background())
+	for name, v := range map[string]float64{"up": up, "scrape_duration_seconds": dur, "scrape_samples_scraped": 10} {
+		ls := labels.FromStrings("__name__", name, "job", "kubelet", "instance", target, "node", target)
+		if _, err := a.Append(0, ls, 0, 1, v, nil, nil, storage.AOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An ordinary sample is ignored.
+	_, _ = a.Append(0, labels.FromStrings("__name__", "container_cpu_usage_seconds_total", "job", "kubelet", "instance", target), 0, 1, 0, nil, nil, storage.AOptions{})
+	if commit {
+		_ = a.Commit()
+	} else {
+		_ = a.Rollback()
+	}
+}
+
+func TestRecorder(t *testing.T) {
+	var logs syncBuffer
+	reg := prometheus.NewRegistry()
+	r, err := newRecorder(slog.New(slog.NewTextHandler(&logs, nil)), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.reason = func(job, instance string) error { return errors.New("connection refused") }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.run(ctx)
+	app := r.wrap(&nopAppendable{})
+	stale := math.Float64frombits(value.StaleNaN)
+
+	report(t, app, "node-a", 1, 0.25, true)
+	report(t, app, "node-b", 0, 0.5, true)
+	report(t, app, "node-b", 0, 0.5, true)
+	report(t, app, "node-b", 0, 0.5, false) // rolled back: not counted
+	report(t, app, "node-a", 0, 0.1, true)
+	report(t, app, "node-a", 1, 0.2, true)
+
+	if got := testutil.ToFloat64(r.errors.WithLabelValues("kubelet", "node-b")); got != 2 {
+		t.Errorf("node-b errors = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(r.errors.WithLabelValues("kubelet", "node-a")); got != 1 {
+		t.Errorf("node-a errors = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(r.duration.WithLabelValues("kubelet", "node-a")); got != 0.2 {
+		t.Errorf("node-a duration = %v", got)
+	}
+	if got := testutil.ToFloat64(r.up.WithLabelValues("kubelet", "node-b")); got != 0 {
+		t.Errorf("node-b up = %v", got)
+	}
+
+	// The target goes away: its series go with it.
+	report(t, app, "node-b", stale, stale, true)
+	if n := testutil.CollectAndCount(r.up); n != 1 {
+		t.Errorf("%d up series after node-b left, want 1", n)
+	}
+
+	want := []string{
+		`msg="Target scrape failing; its series are marked stale until it recovers" job=kubelet target=node-b node=node-b err="connection refused"`,
+		`msg="Target scrape failing; its series are marked stale until it recovers" job=kubelet target=node-a`,
+		`msg="Target scrapes again" job=kubelet target=node-a`,
+		`msg="Target removed" job=kubelet target=node-b`,
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out := logs.String()
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				missing = w
+			}
+		}
+		if missing == "" {
+			// Logged on change only: node-b failed three times, logged once.
+			if n := strings.Count(out, "target=node-b node=node-b err="); n != 1 {
+				t.Errorf("node-b failure logged %d times:\n%s", n, out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log lacks %q:\n%s", missing, out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
