@@ -114,11 +114,16 @@ func (o *Options) Validate() []error {
 	errs = append(errs, o.Authentication.Validate()...)
 	errs = append(errs, o.Authorization.Validate()...)
 	errs = append(errs, o.Audit.Validate()...)
-	if err := logsapi.ValidateAndApply(o.Logging, nil); err != nil {
-		errs = append(errs, err)
+	// Applying the logging configuration is process-global: Run does it
+	// once; Validate only checks.
+	for _, e := range logsapi.Validate(o.Logging, nil, nil) {
+		errs = append(errs, e)
 	}
 	return errs
 }
+
+// ApplyLogging makes the logging flags take effect. Call it once, after Validate.
+func (o *Options) ApplyLogging() error { return logsapi.ValidateAndApply(o.Logging, nil) }
 
 // Config turns validated options into a Config.
 func (o *Options) Config() (*Config, error) {

@@ -44,6 +44,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if errs := o.Validate(); len(errs) > 0 {
 		return fmt.Errorf("invalid flags: %w", errors.Join(errs...))
 	}
+	if err := o.ApplyLogging(); err != nil {
+		return err
+	}
 	defer logs.FlushLogs()
 	cfg, err := o.Config()
 	if err != nil {

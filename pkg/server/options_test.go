@@ -1,0 +1,75 @@
+package server
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+type pflagFlag = pflag.Flag
+
+func TestOptionsValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*Options)
+		want []string
+	}{
+		{"defaults", func(*Options) {}, nil},
+		{"metrics-server manifest args", func(o *Options) {
+			named := o.Flags()
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			for _, n := range named.Order {
+				fs.AddFlagSet(named.FlagSet(n))
+			}
+			if err := fs.Parse([]string{"--cert-dir=/tmp", "--secure-port=10250", "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname", "--kubelet-use-node-status-port", "--metric-resolution=15s", "--kubelet-insecure-tls"}); err != nil {
+				t.Fatal(err)
+			}
+		}, nil},
+		{"every problem at once", func(o *Options) {
+			o.StoragePath = ""
+			o.StorageRetention = time.Minute
+			o.QueryTimeout = 0
+			o.Kubelet.Resolution = 0
+			o.SecureServing.BindPort = -1
+		}, []string{"metric-resolution", "kubelet-request-timeout", "storage-path", "storage-retention", "query-timeout", "--secure-port"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := NewOptions()
+			tc.mod(o)
+			errs := o.Validate()
+			var msgs []string
+			for _, e := range errs {
+				msgs = append(msgs, e.Error())
+			}
+			all := strings.Join(msgs, "\n")
+			if len(tc.want) == 0 && len(errs) > 0 {
+				t.Fatalf("unexpected errors:\n%s", all)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("errors lack %q:\n%s", w, all)
+				}
+			}
+		})
+	}
+}
+
+func TestFlagNamesMatchMetricsServer(t *testing.T) {
+	// Args from metrics-server's own manifests and docs keep working.
+	names := map[string]bool{}
+	for _, fs := range NewOptions().Flags().FlagSets {
+		fs.VisitAll(func(f *pflagFlag) { names[f.Name] = true })
+	}
+	for _, n := range []string{
+		"cert-dir", "secure-port", "kubelet-preferred-address-types", "kubelet-use-node-status-port", "metric-resolution",
+		"kubelet-insecure-tls", "kubelet-port", "kubelet-certificate-authority", "kubelet-client-certificate", "kubelet-client-key",
+		"kubelet-request-timeout", "node-selector", "kubeconfig", "tls-cert-file", "tls-private-key-file", "requestheader-client-ca-file",
+		"authentication-kubeconfig", "authorization-kubeconfig", "authorization-always-allow-paths", "v",
+	} {
+		if !names[n] {
+			t.Errorf("flag --%s missing", n)
+		}
+	}
+}
