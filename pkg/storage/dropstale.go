@@ -48,9 +48,9 @@ func (q dropStaleQuerier) Select(ctx context.Context, sortSeries bool, hints *st
 type dropStaleSet struct {
 	storage.SeriesSet
 	mint, maxt int64
-	cur  storage.Series
-	it   chunkenc.Iterator
-	err  error
+	cur        storage.Series
+	it         chunkenc.Iterator
+	err        error
 }
 
 func (s *dropStaleSet) Next() bool {
