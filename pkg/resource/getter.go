@@ -74,33 +74,41 @@ func (g *Getter) GetPodMetrics(pods ...*metav1.PartialObjectMetadata) ([]metrics
 	if err != nil {
 		return nil, err
 	}
-	byPod := make(map[podKey]map[string]*series, len(pods))
-	for _, s := range m {
-		ns, pod, ctr := s.Metric.Get("namespace"), s.Metric.Get("pod"), s.Metric.Get("container")
-		key := podKey{ns, pod}
-		if !names[pod] || ctr == "" {
+	byPod := make(map[podKey]*podSeries, len(pods))
+	for i := range m {
+		sm := &m[i]
+		var ns, podName, ctr, name string
+		sm.Metric.Range(func(l labels.Label) {
+			switch l.Name {
+			case "namespace":
+				ns = l.Value
+			case "pod":
+				podName = l.Value
+			case "container":
+				ctr = l.Value
+			case labels.MetricName:
+				name = l.Value
+			}
+		})
+		if !names[podName] || ctr == "" {
 			continue
 		}
-		cs := byPod[key]
-		if cs == nil {
-			cs = map[string]*series{}
-			byPod[key] = cs
+		key := podKey{ns, podName}
+		ps := byPod[key]
+		if ps == nil {
+			ps = &podSeries{}
+			byPod[key] = ps
 		}
-		acc := cs[ctr]
-		if acc == nil {
-			acc = &series{}
-			cs[ctr] = acc
-		}
-		addSamples(acc, s)
+		addSamples(ps.container(ctr), name, sm.Floats)
 	}
 	out := make([]metrics.PodMetrics, 0, len(pods))
 	now := metav1.NewTime(g.clock.Now())
 	for _, p := range pods {
-		cs := byPod[podKey{p.Namespace, p.Name}]
-		if len(cs) == 0 {
+		ps := byPod[podKey{p.Namespace, p.Name}]
+		if ps == nil {
 			continue
 		}
-		pm, ok := g.podMetrics(cs)
+		pm, ok := g.podMetrics(ps)
 		if !ok {
 			continue
 		}
@@ -110,15 +118,32 @@ func (g *Getter) GetPodMetrics(pods ...*metav1.PartialObjectMetadata) ([]metrics
 	return out, nil
 }
 
-func (g *Getter) podMetrics(cs map[string]*series) (metrics.PodMetrics, bool) {
-	pm := metrics.PodMetrics{Containers: make([]metrics.ContainerMetrics, 0, len(cs))}
+// podSeries gathers a pod's containers; pods have few, so a slice beats a map.
+type podSeries struct {
+	names  []string
+	series []series
+}
+
+func (p *podSeries) container(name string) *series {
+	for i, n := range p.names {
+		if n == name {
+			return &p.series[i]
+		}
+	}
+	p.names = append(p.names, name)
+	p.series = append(p.series, series{})
+	return &p.series[len(p.series)-1]
+}
+
+func (g *Getter) podMetrics(ps *podSeries) (metrics.PodMetrics, bool) {
+	pm := metrics.PodMetrics{Containers: make([]metrics.ContainerMetrics, 0, len(ps.names))}
 	var earliest timeInfo
-	for name, s := range cs {
-		usage, ti, ok := s.usage(g.resolution, true)
+	for i := range ps.series {
+		usage, ti, ok := ps.series[i].usage(g.resolution, true)
 		if !ok {
 			return metrics.PodMetrics{}, false
 		}
-		pm.Containers = append(pm.Containers, metrics.ContainerMetrics{Name: name, Usage: usage})
+		pm.Containers = append(pm.Containers, metrics.ContainerMetrics{Name: ps.names[i], Usage: usage})
 		if earliest.ts.IsZero() || ti.ts.Before(earliest.ts) {
 			earliest = ti
 		}
@@ -153,7 +178,7 @@ func (g *Getter) GetNodeMetrics(nodes ...*corev1.Node) ([]metrics.NodeMetrics, e
 			acc = &series{}
 			byNode[name] = acc
 		}
-		addSamples(acc, s)
+		addSamples(acc, s.Metric.Get(labels.MetricName), s.Floats)
 	}
 	out := make([]metrics.NodeMetrics, 0, len(nodes))
 	now := metav1.NewTime(g.clock.Now())
@@ -192,18 +217,14 @@ func (g *Getter) matrix(sel string) (promql.Matrix, error) {
 	return m, nil
 }
 
-func addSamples(acc *series, s promql.Series) {
-	ps := make([]point, len(s.Floats))
-	for i, f := range s.Floats {
-		ps[i] = point{t: f.T, v: f.F}
-	}
-	switch s.Metric.Get(labels.MetricName) {
+func addSamples(acc *series, metric string, fs []promql.FPoint) {
+	switch metric {
 	case scrape.ContainerCPUMetric, scrape.NodeCPUMetric:
-		acc.addCPU(ps)
+		acc.addCPU(fs)
 	case scrape.ContainerMemoryMetric, scrape.NodeMemoryMetric:
-		acc.addMem(ps)
+		acc.addMem(fs)
 	case scrape.ContainerStartTimeMetric:
-		acc.addStart(ps)
+		acc.addStart(fs)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/prometheus/prometheus/promql"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -30,24 +32,24 @@ type series struct {
 	hasStart         bool
 }
 
-func (s *series) addCPU(ps []point) {
+func (s *series) addCPU(ps []promql.FPoint) {
 	for _, p := range ps {
-		if s.cpuCount == 0 || p.t > s.cpuLast.t {
-			s.cpuPrev, s.cpuLast = s.cpuLast, p
+		if s.cpuCount == 0 || p.T > s.cpuLast.t {
+			s.cpuPrev, s.cpuLast = s.cpuLast, point{p.T, p.F}
 			s.cpuCount++
 		}
 	}
 }
 
-func (s *series) addMem(ps []point) {
-	if n := len(ps); n > 0 && (!s.hasMem || ps[n-1].t > s.mem.t) {
-		s.mem, s.hasMem = ps[n-1], true
+func (s *series) addMem(ps []promql.FPoint) {
+	if n := len(ps); n > 0 && (!s.hasMem || ps[n-1].T > s.mem.t) {
+		s.mem, s.hasMem = point{ps[n-1].T, ps[n-1].F}, true
 	}
 }
 
-func (s *series) addStart(ps []point) {
+func (s *series) addStart(ps []promql.FPoint) {
 	if n := len(ps); n > 0 {
-		s.start, s.hasStart = ps[n-1].v, true
+		s.start, s.hasStart = ps[n-1].F, true
 	}
 }
 

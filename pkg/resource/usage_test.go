@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/promql"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -42,10 +43,10 @@ func TestUsage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var s series
-			s.addCPU(tc.cpu)
-			s.addMem(tc.mem)
+			s.addCPU(fpoints(tc.cpu))
+			s.addMem(fpoints(tc.mem))
 			if !math.IsNaN(tc.start) {
-				s.addStart([]point{{sec(15), float64(t0)/1000 + tc.start}})
+				s.addStart(fpoints([]point{{sec(15), float64(t0)/1000 + tc.start}}))
 			}
 			u, ti, ok := s.usage(res, tc.container)
 			if ok != tc.ok {
@@ -78,9 +79,9 @@ func TestUsageNeverNegative(t *testing.T) {
 		for _, b := range vals {
 			for _, st := range []float64{-100, 0, 5, 12, 14.9} {
 				var s series
-				s.addCPU([]point{{0, a}, {15000, b}})
-				s.addMem([]point{{15000, 1}})
-				s.addStart([]point{{15000, st}})
+				s.addCPU(fpoints([]point{{0, a}, {15000, b}}))
+				s.addMem(fpoints([]point{{15000, 1}}))
+				s.addStart(fpoints([]point{{15000, st}}))
 				u, _, ok := s.usage(15*time.Second, true)
 				if ok && (u.Cpu().Sign() < 0 || u.Memory().Sign() < 0) {
 					t.Errorf("a=%v b=%v start=%v: negative %v", a, b, st, u)
@@ -88,6 +89,14 @@ func TestUsageNeverNegative(t *testing.T) {
 			}
 		}
 	}
+}
+
+func fpoints(ps []point) []promql.FPoint {
+	out := make([]promql.FPoint, len(ps))
+	for i, p := range ps {
+		out[i] = promql.FPoint{T: p.t, F: p.v}
+	}
+	return out
 }
 
 func TestQuantityOverflow(t *testing.T) {

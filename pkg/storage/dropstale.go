@@ -94,7 +94,7 @@ func (s *dropStaleSet) Warnings() annotations.Annotations { return s.SeriesSet.W
 // newest staleness marker. A marker before mint does not matter: the range
 // holds only what follows it. ok is false when the series holds histograms.
 func freshSamples(it chunkenc.Iterator, mint, maxt int64) (fSamples, bool, error) {
-	var out fSamples
+	out := make(fSamples, 0, 4) // a resource range holds about three samples
 	for vt := it.Seek(mint); vt != chunkenc.ValNone; vt = it.Next() {
 		if vt != chunkenc.ValFloat {
 			return nil, false, nil
@@ -127,5 +127,7 @@ func (s fSample) Copy() chunks.Sample           { return s }
 
 type fSamples []fSample
 
-func (s fSamples) Get(i int) chunks.Sample { return s[i] }
+// Get hands out a pointer: boxing the struct itself into the interface
+// would allocate on every access of the engine's iterator.
+func (s fSamples) Get(i int) chunks.Sample { return &s[i] }
 func (s fSamples) Len() int                { return len(s) }
