@@ -186,6 +186,17 @@ func TestGatewayServesKubeletFixtures(t *testing.T) {
 		}
 	})
 
+	t.Run("self metrics", func(t *testing.T) {
+		code, body := g.get(t, "/metrics", "")
+		for _, m := range []string{"apiserver_request_total", "metrics_gateway_head_series", "metrics_gateway_storage_ready 1",
+			`metrics_gateway_scrape_duration_seconds{job="kubelet",target="node-a"}`, `metrics_gateway_scrape_target_up{job="kubelet",target="node-a"} 1`,
+			"prometheus_tsdb_head_series", "prometheus_engine_queries", "go_goroutines", "process_resident_memory_bytes"} {
+			if code != 200 || !strings.Contains(string(body), m) {
+				t.Errorf("/metrics lacks %s", m)
+			}
+		}
+	})
+
 	t.Run("broken kubelet", func(t *testing.T) {
 		kb := g.kubelet["node-b"]
 		for _, mode := range []kubeletMode{kubeletGarbage, kubelet500, kubeletHang} {

@@ -167,6 +167,16 @@ func (o *Options) apiserverConfig() (*genericapiserver.Config, error) {
 		return nil, err
 	}
 	if !o.DisableAuthForTesting {
+		// Outside a cluster, --kubeconfig also reaches TokenReview and
+		// SubjectAccessReview unless their own flags say otherwise.
+		if o.Kubeconfig != "" {
+			if o.Authentication.RemoteKubeConfigFile == "" {
+				o.Authentication.RemoteKubeConfigFile = o.Kubeconfig
+			}
+			if o.Authorization.RemoteKubeConfigFile == "" {
+				o.Authorization.RemoteKubeConfigFile = o.Kubeconfig
+			}
+		}
 		if err := o.Authentication.ApplyTo(&c.Authentication, c.SecureServing, nil); err != nil {
 			return nil, fmt.Errorf("delegated authentication: %w", err)
 		}
