@@ -139,14 +139,22 @@ func (g *Getter) podMetrics(ps *podSeries) (metrics.PodMetrics, bool) {
 	pm := metrics.PodMetrics{Containers: make([]metrics.ContainerMetrics, 0, len(ps.names))}
 	var earliest timeInfo
 	for i := range ps.series {
-		usage, ti, ok := ps.series[i].usage(g.resolution, true)
-		if !ok {
+		usage, ti, v := ps.series[i].usage(g.resolution, true)
+		switch v {
+		case incomplete:
 			return metrics.PodMetrics{}, false
+		case skipped:
+			continue
 		}
 		pm.Containers = append(pm.Containers, metrics.ContainerMetrics{Name: ps.names[i], Usage: usage})
 		if earliest.ts.IsZero() || ti.ts.Before(earliest.ts) {
 			earliest = ti
 		}
+	}
+	if len(pm.Containers) == 0 {
+		// metrics-server would answer a pod with no containers and no
+		// timestamp here; an HPA can do nothing with it.
+		return metrics.PodMetrics{}, false
 	}
 	sort.Slice(pm.Containers, func(i, j int) bool { return pm.Containers[i].Name < pm.Containers[j].Name })
 	pm.Timestamp = metav1.NewTime(earliest.ts)
@@ -187,8 +195,8 @@ func (g *Getter) GetNodeMetrics(nodes ...*corev1.Node) ([]metrics.NodeMetrics, e
 		if s == nil {
 			continue
 		}
-		usage, ti, ok := s.usage(g.resolution, false)
-		if !ok {
+		usage, ti, v := s.usage(g.resolution, false)
+		if v != answered {
 			continue
 		}
 		out = append(out, metrics.NodeMetrics{

@@ -59,18 +59,31 @@ type timeInfo struct {
 	window time.Duration
 }
 
-// usage returns cpu and memory as metrics-server computes them, or ok=false
-// when this series cannot be answered yet (one sample, a counter reset
-// without a usable start time, zero values). resolution is the scrape
-// interval; container says whether the start-time rule for fresh
-// containers applies.
-func (s *series) usage(resolution time.Duration, container bool) (corev1.ResourceList, timeInfo, bool) {
+// verdict says what a series contributes to an answer.
+type verdict int
+
+const (
+	// answered: usage is known.
+	answered verdict = iota
+	// incomplete: metrics-server would hold no usable pair of points; a
+	// pod with such a container is left out.
+	incomplete
+	// skipped: metrics-server rejects the pair (the counter went down with
+	// no restart) and leaves out this container only.
+	skipped
+)
+
+// usage returns cpu and memory as metrics-server v0.9.0 computes them.
+// resolution is the scrape interval; container says whether the rules for
+// container start times apply.
+func (s *series) usage(resolution time.Duration, container bool) (corev1.ResourceList, timeInfo, verdict) {
 	if s.cpuCount == 0 || !s.hasMem {
-		return nil, timeInfo{}, false
+		return nil, timeInfo{}, incomplete
 	}
-	// metrics-server drops a point whose cumulative cpu or memory is zero.
+	// metrics-server drops a scrape's point whose cumulative cpu or
+	// memory is zero, so such a point is never the last one...
 	if nanos(s.cpuLast.v) == 0 || uint64(s.mem.v) == 0 {
-		return nil, timeInfo{}, false
+		return nil, timeInfo{}, incomplete
 	}
 	last := s.cpuLast
 	startMs := int64(math.Round(s.start * 1000))
@@ -78,30 +91,32 @@ func (s *series) usage(resolution time.Duration, container bool) (corev1.Resourc
 	var prev point
 	switch {
 	case container && s.hasStart && age >= freshContainerMinAge && age < resolution:
-		// As metrics-server: a container that started within the last
-		// resolution, at least 10s ago, is measured from its start time,
-		// with zero cpu at that moment.
+		// A container that started within the last resolution, at least
+		// 10s ago, is measured from its start time, with zero cpu then.
 		prev = point{t: startMs, v: 0}
 	case s.cpuCount >= 2:
 		prev = s.cpuPrev
-		// A counter that went down, or a start time after the previous
-		// sample, is a restart: the two samples belong to different
+		// ...nor the previous one; and a start time at or after the
+		// previous sample is a restart: the samples belong to different
 		// containers and give no rate until the next one.
-		if nanos(last.v) < nanos(prev.v) || (container && s.hasStart && startMs >= prev.t) {
-			return nil, timeInfo{}, false
+		if nanos(prev.v) == 0 || (container && s.hasStart && startMs >= prev.t) {
+			return nil, timeInfo{}, incomplete
+		}
+		if nanos(last.v) < nanos(prev.v) {
+			return nil, timeInfo{}, skipped
 		}
 	default:
-		return nil, timeInfo{}, false
+		return nil, timeInfo{}, incomplete
 	}
 	window := time.Duration(last.t-prev.t) * time.Millisecond
 	if window <= 0 {
-		return nil, timeInfo{}, false
+		return nil, timeInfo{}, incomplete
 	}
 	cpu := float64(nanos(last.v)-nanos(prev.v)) / window.Seconds()
 	return corev1.ResourceList{
 		corev1.ResourceCPU:    quantity(uint64(cpu), resource.DecimalSI, -9),
 		corev1.ResourceMemory: quantity(uint64(s.mem.v), resource.BinarySI, 0),
-	}, timeInfo{ts: time.UnixMilli(last.t), window: window}, true
+	}, timeInfo{ts: time.UnixMilli(last.t), window: window}, answered
 }
 
 // nanos converts cumulative core-seconds to core-nanoseconds the way

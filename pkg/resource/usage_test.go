@@ -19,27 +19,29 @@ func TestUsage(t *testing.T) {
 		cpu       []point
 		mem       []point
 		start     float64 // seconds since t0; NaN: no start time series
-		ok        bool
+		want      verdict
 		nanocores int64
 		bytes     int64
 		window    time.Duration
 	}{
-		{"two samples", true, []point{{t0, 10}, {sec(15), 10.75}}, []point{{sec(15), 104857600}}, -86400, true, 50_000_000, 104857600, res},
-		{"last two of three", true, []point{{t0, 1}, {sec(15), 2}, {sec(30), 2.3}}, []point{{sec(30), 1}}, -86400, true, 20_000_000, 1, res},
-		{"one sample, old container", true, []point{{sec(15), 10}}, []point{{sec(15), 1}}, -86400, false, 0, 0, 0},
-		{"one sample, fresh container", true, []point{{sec(15), 0.12}}, []point{{sec(15), 1}}, 4, true, 10_909_090, 1, 11 * time.Second},
-		{"fresh container younger than 10s", true, []point{{sec(15), 0.12}}, []point{{sec(15), 1}}, 6, false, 0, 0, 0},
-		{"fresh rule wins over a previous sample", true, []point{{sec(6), 0.01}, {sec(15), 0.3}}, []point{{sec(15), 1}}, 5, true, 30_000_000, 1, 10 * time.Second},
-		{"restart: counter fell, no start time", true, []point{{t0, 50}, {sec(15), 0.3}}, []point{{sec(15), 1}}, math.NaN(), false, 0, 0, 0},
-		{"restart: started after previous sample, too old for fresh rule", true, []point{{t0, 0.1}, {sec(40), 3}}, []point{{sec(40), 1}}, 2, false, 0, 0, 0},
-		{"zero cumulative cpu", true, []point{{t0, 0}, {sec(15), 0}}, []point{{sec(15), 1}}, -86400, false, 0, 0, 0},
-		{"zero memory", true, []point{{t0, 1}, {sec(15), 2}}, []point{{sec(15), 0}}, -86400, false, 0, 0, 0},
-		{"no memory", true, []point{{t0, 1}, {sec(15), 2}}, nil, -86400, false, 0, 0, 0},
-		{"no cpu", true, nil, []point{{sec(15), 1}}, -86400, false, 0, 0, 0},
-		{"duplicate timestamp", true, []point{{sec(15), 1}, {sec(15), 1}}, []point{{sec(15), 1}}, -86400, false, 0, 0, 0},
-		{"node", false, []point{{t0, 1000}, {sec(15), 1003}}, []point{{sec(15), 2181038080}}, math.NaN(), true, 200_000_000, 2181038080, res},
-		{"node counter fell", false, []point{{t0, 1000}, {sec(15), 3}}, []point{{sec(15), 1}}, math.NaN(), false, 0, 0, 0},
-		{"node ignores start rule", false, []point{{sec(15), 3}}, []point{{sec(15), 1}}, math.NaN(), false, 0, 0, 0},
+		{"two samples", true, []point{{t0, 10}, {sec(15), 10.75}}, []point{{sec(15), 104857600}}, -86400, answered, 50_000_000, 104857600, res},
+		{"last two of three", true, []point{{t0, 1}, {sec(15), 2}, {sec(30), 2.3}}, []point{{sec(30), 1}}, -86400, answered, 20_000_000, 1, res},
+		{"one sample, old container", true, []point{{sec(15), 10}}, []point{{sec(15), 1}}, -86400, incomplete, 0, 0, 0},
+		{"one sample, fresh container", true, []point{{sec(15), 0.12}}, []point{{sec(15), 1}}, 4, answered, 10_909_090, 1, 11 * time.Second},
+		{"fresh container younger than 10s", true, []point{{sec(15), 0.12}}, []point{{sec(15), 1}}, 6, incomplete, 0, 0, 0},
+		{"fresh rule wins over a previous sample", true, []point{{sec(6), 0.01}, {sec(15), 0.3}}, []point{{sec(15), 1}}, 5, answered, 30_000_000, 1, 10 * time.Second},
+		{"counter fell, same container: skip it", true, []point{{t0, 50}, {sec(15), 0.3}}, []point{{sec(15), 1}}, math.NaN(), skipped, 0, 0, 0},
+		{"counter fell after a restart", true, []point{{t0, 50}, {sec(40), 0.3}}, []point{{sec(40), 1}}, 20, incomplete, 0, 0, 0},
+		{"zero previous point", true, []point{{t0, 0}, {sec(15), 2}}, []point{{sec(15), 1}}, -86400, incomplete, 0, 0, 0},
+		{"restart: started after previous sample, too old for fresh rule", true, []point{{t0, 0.1}, {sec(40), 3}}, []point{{sec(40), 1}}, 2, incomplete, 0, 0, 0},
+		{"zero cumulative cpu", true, []point{{t0, 0}, {sec(15), 0}}, []point{{sec(15), 1}}, -86400, incomplete, 0, 0, 0},
+		{"zero memory", true, []point{{t0, 1}, {sec(15), 2}}, []point{{sec(15), 0}}, -86400, incomplete, 0, 0, 0},
+		{"no memory", true, []point{{t0, 1}, {sec(15), 2}}, nil, -86400, incomplete, 0, 0, 0},
+		{"no cpu", true, nil, []point{{sec(15), 1}}, -86400, incomplete, 0, 0, 0},
+		{"duplicate timestamp", true, []point{{sec(15), 1}, {sec(15), 1}}, []point{{sec(15), 1}}, -86400, incomplete, 0, 0, 0},
+		{"node", false, []point{{t0, 1000}, {sec(15), 1003}}, []point{{sec(15), 2181038080}}, math.NaN(), answered, 200_000_000, 2181038080, res},
+		{"node counter fell", false, []point{{t0, 1000}, {sec(15), 3}}, []point{{sec(15), 1}}, math.NaN(), skipped, 0, 0, 0},
+		{"node ignores start rule", false, []point{{sec(15), 3}}, []point{{sec(15), 1}}, math.NaN(), incomplete, 0, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var s series
@@ -48,11 +50,11 @@ func TestUsage(t *testing.T) {
 			if !math.IsNaN(tc.start) {
 				s.addStart(fpoints([]point{{sec(15), float64(t0)/1000 + tc.start}}))
 			}
-			u, ti, ok := s.usage(res, tc.container)
-			if ok != tc.ok {
-				t.Fatalf("ok = %v, want %v", ok, tc.ok)
+			u, ti, v := s.usage(res, tc.container)
+			if v != tc.want {
+				t.Fatalf("verdict = %v, want %v", v, tc.want)
 			}
-			if !ok {
+			if v != answered {
 				return
 			}
 			if got := u.Cpu().ScaledValue(-9); got != tc.nanocores {
@@ -82,8 +84,8 @@ func TestUsageNeverNegative(t *testing.T) {
 				s.addCPU(fpoints([]point{{0, a}, {15000, b}}))
 				s.addMem(fpoints([]point{{15000, 1}}))
 				s.addStart(fpoints([]point{{15000, st}}))
-				u, _, ok := s.usage(15*time.Second, true)
-				if ok && (u.Cpu().Sign() < 0 || u.Memory().Sign() < 0) {
+				u, _, v := s.usage(15*time.Second, true)
+				if v == answered && (u.Cpu().Sign() < 0 || u.Memory().Sign() < 0) {
 					t.Errorf("a=%v b=%v start=%v: negative %v", a, b, st, u)
 				}
 			}

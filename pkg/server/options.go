@@ -14,7 +14,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	cliflag "k8s.io/component-base/cli/flag"
-	"k8s.io/component-base/compatibility"
 	"k8s.io/component-base/logs"
 	logsapi "k8s.io/component-base/logs/api/v1"
 	"sigs.k8s.io/metrics-server/pkg/api"
@@ -49,7 +48,7 @@ type Options struct {
 // NewOptions returns options with their defaults.
 func NewOptions() *Options {
 	o := &Options{
-		GenericServerRunOptions: genericoptions.NewServerRunOptionsForComponent("metrics gateway", compatibility.NewComponentGlobalsRegistry()),
+		GenericServerRunOptions: genericoptions.NewServerRunOptionsForComponent("metrics gateway", utilcompatibility.DefaultComponentGlobalsRegistry),
 		SecureServing:           genericoptions.NewSecureServingOptions().WithLoopback(),
 		Authentication:          genericoptions.NewDelegatingAuthenticationOptions(),
 		Authorization:           genericoptions.NewDelegatingAuthorizationOptions(),

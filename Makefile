@@ -1,0 +1,79 @@
+# metrics-gateway. `make help` lists the targets.
+#
+# GOFLAGS is left as the caller sets it: nothing here overrides it.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+MODULE  := github.com/metrics-gateway/metrics-gateway
+BINARY  := bin/metrics-gateway
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.1.0-dev)
+
+# Benchmarks: every package under pkg/, six runs each so benchstat can judge noise.
+BENCH_PKGS  ?= ./pkg/...
+BENCH_FLAGS := -run '^$$' -bench . -benchmem -count 6
+BENCHSTAT   := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+
+.PHONY: help
+help: ## Show the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build bin/metrics-gateway (static, version from git describe).
+	CGO_ENABLED=0 go build -trimpath \
+		-ldflags "-s -w -X $(MODULE)/pkg/server.Version=$(VERSION)" \
+		-o $(BINARY) ./cmd/metrics-gateway
+
+.PHONY: test
+test: ## Unit and whole-path tests with -race, then the kubelet fixture freshness test.
+	go test -race -count=1 ./...
+	@# The test module (test/) compiles the kubelet's own collector to check that
+	@# pkg/scrape/testdata/kubelet is what a v1.37 kubelet serves. -count=1: the
+	@# test cache does not see edits to the fixtures, which are outside that module.
+	@if ls test/cmd/kubelet-fixtures/*_test.go >/dev/null 2>&1; then \
+		echo "cd test && go test -count=1 ./cmd/kubelet-fixtures/..."; \
+		cd test && go test -count=1 ./cmd/kubelet-fixtures/...; \
+	else \
+		echo "test/cmd/kubelet-fixtures has no tests yet: skipping the fixture freshness test"; \
+	fi
+
+.PHONY: lint
+lint: ## gofmt (prints nothing), go vet, and the README flags reference up to date.
+	@echo "gofmt -l ."
+	@out="$$(gofmt -l .)"; if [[ -n "$$out" ]]; then \
+		echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$out"; exit 1; \
+	fi
+	go vet ./...
+	hack/update-flags.sh --check
+
+# Issue 5 extends this to side-by-side runs; bench-compare below is the
+# simple sequential version.
+.PHONY: bench
+bench: ## Benchmarks of the query paths, six runs each, into bench.out.
+	go test $(BENCH_FLAGS) $(BENCH_PKGS) | tee bench.out
+
+.PHONY: bench-compare
+bench-compare: ## Benchmarks on HEAD~1 and the working tree, compared with benchstat.
+	@old_tree="$$(mktemp -d /tmp/metrics-gateway-bench.XXXXXX)"; \
+	trap 'git worktree remove --force "$$old_tree" >/dev/null 2>&1 || true; rm -rf "$$old_tree"' EXIT; \
+	echo "HEAD~1 ($$(git rev-parse --short HEAD~1)) in $$old_tree"; \
+	git worktree add --quiet --detach "$$old_tree" HEAD~1; \
+	(cd "$$old_tree" && go test $(BENCH_FLAGS) $(BENCH_PKGS)) | tee bench-old.out; \
+	echo "working tree"; \
+	go test $(BENCH_FLAGS) $(BENCH_PKGS) | tee bench-new.out; \
+	go run $(BENCHSTAT) old=bench-old.out new=bench-new.out
+
+.PHONY: demo
+demo: ## (issue 3, not yet) A local cluster with the gateway behind kubectl top.
+	@echo "make demo arrives with the local cluster (issue 3); see README"
+	@exit 1
+
+.PHONY: flags
+flags: ## Regenerate the flags reference in README.md from --help.
+	hack/update-flags.sh
+
+.PHONY: clean
+clean: ## Remove build and benchmark outputs (not test/bin: the control plane is slow to build).
+	rm -rf bin/ bench.out bench-old.out bench-new.out
+	git worktree prune
