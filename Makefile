@@ -17,7 +17,7 @@ BENCHSTAT   := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4d
 
 .PHONY: help
 help: ## Show the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: build
 build: ## Build bin/metrics-gateway (static, version from git describe).
@@ -26,17 +26,26 @@ build: ## Build bin/metrics-gateway (static, version from git describe).
 		-o $(BINARY) ./cmd/metrics-gateway
 
 .PHONY: test
-test: ## Unit and whole-path tests with -race, then the kubelet fixture freshness test.
+test: ## Every test: unit and whole-path (-race), the test/ module, and end-to-end on a real control plane.
 	go test -race -count=1 ./...
-	@# The test module (test/) compiles the kubelet's own collector to check that
-	@# pkg/scrape/testdata/kubelet is what a v1.37 kubelet serves. -count=1: the
-	@# test cache does not see edits to the fixtures, which are outside that module.
-	@if ls test/cmd/kubelet-fixtures/*_test.go >/dev/null 2>&1; then \
-		echo "cd test && go test -count=1 ./cmd/kubelet-fixtures/..."; \
-		cd test && go test -count=1 ./cmd/kubelet-fixtures/...; \
-	else \
-		echo "test/cmd/kubelet-fixtures has no tests yet: skipping the fixture freshness test"; \
-	fi
+	$(MAKE) e2e-build
+	@# The test module: kubelet fixtures still what a v1.37 kubelet serves
+	@# (-count=1: the cache does not see fixture edits outside the module), the
+	@# simulated kubelets, and the control-plane harness.
+	cd test && go test -count=1 ./cmd/... ./sim/... ./cluster/... ./env/...
+	$(MAKE) e2e
+
+TEST_BIN := $(CURDIR)/test/bin
+
+.PHONY: e2e-build
+e2e-build: build ## etcd (apt), control plane v1.37.2 (cached in test/bin), simkubelet, gateway.
+	test/hack/install-etcd.sh
+	test/hack/build-control-plane.sh $(TEST_BIN)
+	cd test && go build -o $(TEST_BIN)/simkubelet ./cmd/simkubelet
+
+.PHONY: e2e
+e2e: e2e-build ## End-to-end tests: kubectl top, the raw API, an HPA, a bad kubelet, SIGKILL.
+	cd test && go test -count=1 -v -timeout 30m ./e2e/
 
 .PHONY: lint
 lint: ## gofmt (prints nothing), go vet, and the README flags reference up to date.
@@ -45,6 +54,7 @@ lint: ## gofmt (prints nothing), go vet, and the README flags reference up to da
 		echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$out"; exit 1; \
 	fi
 	go vet ./...
+	cd test && go vet ./...
 	hack/update-flags.sh --check
 
 # Issue 5 extends this to side-by-side runs; bench-compare below is the
@@ -65,9 +75,12 @@ bench-compare: ## Benchmarks on HEAD~1 and the working tree, compared with bench
 	go run $(BENCHSTAT) old=bench-old.out new=bench-new.out
 
 .PHONY: demo
-demo: ## (issue 3, not yet) A local cluster with the gateway behind kubectl top.
-	@echo "make demo arrives with the local cluster (issue 3); see README"
-	@exit 1
+demo: e2e-build ## A local control plane, 3 simulated nodes, the gateway; kubectl top and an HPA scaling.
+	cd test && go run ./cmd/demo --dir $(CURDIR)/_output/demo
+
+.PHONY: demo-down
+demo-down: ## Stop what make demo left running.
+	cd test && go run ./cmd/demo --dir $(CURDIR)/_output/demo down
 
 .PHONY: flags
 flags: ## Regenerate the flags reference in README.md from --help.

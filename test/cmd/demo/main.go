@@ -1,0 +1,157 @@
+// Command demo runs the gateway on a local control plane with simulated
+// nodes, shows kubectl top and an HPA scaling under load, and leaves it all
+// running for you to explore. `demo down` stops it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/metrics-gateway/metrics-gateway/test/env"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	dir := flag.String("dir", "_output/demo", "state directory")
+	nodes := flag.Int("nodes", 3, "simulated nodes")
+	rps := flag.Int("rps", 200, "load sent to the demo deployment, requests per second")
+	flag.Parse()
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	if flag.Arg(0) == "down" {
+		if err := env.DownDir(abs); err != nil {
+			return err
+		}
+		fmt.Println("demo: stopped; state left in", abs)
+		return nil
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	if err := env.DownDir(abs); err != nil {
+		return fmt.Errorf("stop a previous demo: %w", err)
+	}
+	if err := os.RemoveAll(abs); err != nil {
+		return err
+	}
+	e, err := env.Up(ctx, env.Options{Dir: abs, Nodes: *nodes, Detach: true})
+	if err != nil {
+		return err
+	}
+	if err := deploy(ctx, e); err != nil {
+		return err
+	}
+	if err := show(ctx, e, *rps); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	fmt.Printf("\nThe cluster, %d simulated nodes and the gateway keep running. Explore with:\n\n", *nodes)
+	fmt.Printf("  export KUBECONFIG=%s\n", e.Cluster.Kubeconfig)
+	fmt.Printf("  %s top pods -A --containers\n", filepath.Join(e.BinDir, "kubectl"))
+	fmt.Printf("\nLogs are in %s. Stop everything with: make demo-down\n", abs)
+	return nil
+}
+
+// deploy creates the demo workload: podinfo-like pods that burn 1m of cpu
+// per request/s over a 5m base, 100m requested, and an HPA holding them at
+// 50% cpu.
+func deploy(ctx context.Context, e *env.Env) error {
+	labels := map[string]string{"app": "podinfo"}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](2),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{
+					"sim.metrics-gateway.io/cpu-base": "0.005", "sim.metrics-gateway.io/cpu-per-request": "0.001",
+				}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "podinfo", Image: "sim/podinfo:1", Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
+					Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}},
+				}}, TerminationGracePeriodSeconds: ptr.To[int64](0)},
+			},
+		},
+	}
+	if _, err := e.Client.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	hpa := &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: "default"},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "podinfo"},
+			MinReplicas:    ptr.To[int32](2), MaxReplicas: 10,
+			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+				Name: corev1.ResourceCPU, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](50)},
+			}}},
+		},
+	}
+	_, err := e.Client.AutoscalingV2().HorizontalPodAutoscalers("default").Create(ctx, hpa, metav1.CreateOptions{})
+	return err
+}
+
+// show prints kubectl top once usage is there, then loads the deployment
+// and prints the HPA every 10s until it has scaled as predicted.
+func show(ctx context.Context, e *env.Env, rps int) error {
+	fmt.Println("\ndemo: waiting for two scrapes of every kubelet...")
+	var top string
+	for {
+		out, err := e.Kubectl(ctx, "top", "pods", "-A", "--containers")
+		if err == nil {
+			top = out
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+	nodes, _ := e.Kubectl(ctx, "top", "nodes")
+	fmt.Printf("\n$ kubectl top nodes\n%s\n$ kubectl top pods -A --containers\n%s", nodes, top)
+	want := int(math.Ceil((2*0.005 + 0.001*float64(rps)) / 0.05))
+	fmt.Printf("\ndemo: sending %d requests/s to the podinfo pods; the HPA (50%% of 100m) should go 2 → %d\n", rps, want)
+	loadCtx, stop := context.WithTimeout(ctx, 5*time.Minute)
+	defer stop()
+	go func() { _, _ = e.Load(loadCtx, "default", "app=podinfo", rps) }()
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-loadCtx.Done():
+			fmt.Println("demo: the HPA did not reach the prediction within 5 minutes; see the logs")
+			return nil
+		case <-tick.C:
+		}
+		out, _ := e.Kubectl(ctx, "get", "hpa", "podinfo", "--no-headers")
+		fmt.Print("$ kubectl get hpa podinfo: " + out)
+		d, err := e.Client.AppsV1().Deployments("default").Get(ctx, "podinfo", metav1.GetOptions{})
+		if err == nil && int(ptr.Deref(d.Spec.Replicas, 0)) == want {
+			top, _ := e.Kubectl(ctx, "top", "pods", "-l", "app=podinfo")
+			fmt.Printf("\ndemo: scaled to %d replicas.\n$ kubectl top pods -l app=podinfo\n%s", want, top)
+			fmt.Println("demo: load stops now; the HPA scales back to 2 after its 30s stabilization window.")
+			return nil
+		}
+	}
+}

@@ -1,0 +1,96 @@
+// Package e2e proves the gateway against real components: kube-apiserver
+// with its aggregator, kube-controller-manager (Deployment, ReplicaSet and
+// HPA controllers), kube-scheduler, kubectl, and kubelets simulated with the
+// kubelet's own metrics code. Run with `make e2e`.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/metrics-gateway/metrics-gateway/test/env"
+)
+
+var e *env.Env
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if testing.Short() {
+		fmt.Println("e2e: skipped in -short mode")
+		return 0
+	}
+	dir, err := os.MkdirTemp("", "metrics-gateway-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	e, err = env.Up(ctx, env.Options{Dir: dir, Nodes: 3})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: environment:", err)
+		return 1
+	}
+	code := m.Run()
+	if err := e.Down(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: down:", err)
+	}
+	if code == 0 && os.Getenv("E2E_KEEP_DIR") == "" {
+		_ = os.RemoveAll(dir)
+	} else {
+		fmt.Println("e2e: state and logs kept in", dir)
+	}
+	return code
+}
+
+// logsOnFailure prints the tail of every component's log if t fails.
+func logsOnFailure(t *testing.T) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("component logs:\n%s", e.LogTails(40))
+		}
+	})
+}
+
+// eventually polls f every second until it returns nil or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = f(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, timeout, err)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// TestEndToEnd runs the scenarios in order: later ones build on the
+// workloads of earlier ones, and the kubelet and restart tests disturb the
+// gateway on purpose, so they come last.
+func TestEndToEnd(t *testing.T) {
+	for _, s := range []struct {
+		name string
+		f    func(*testing.T)
+	}{
+		{"kubectl top matches the simulation", testKubectlTop},
+		{"raw metrics.k8s.io API", testRawResourceAPI},
+		{"HPA scales on cpu", testHPAScalesOnCPU},
+		{"a bad kubelet", testBadKubelet},
+		{"gateway SIGKILL and restart", testGatewaySurvivesSIGKILL},
+	} {
+		if !t.Run(s.name, s.f) {
+			// Keep going: each scenario reports on its own.
+			continue
+		}
+	}
+}

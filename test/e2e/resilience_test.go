@@ -1,0 +1,120 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testBadKubelet: one simulated kubelet answers garbage, then 500, then
+// hangs. Its node vanishes from kubectl top, the others keep answering, and
+// the gateway counts the errors.
+func testBadKubelet(t *testing.T) {
+	logsOnFailure(t)
+	ctx := context.Background()
+	const bad = "sim-node-1"
+	for _, mode := range []string{"garbage", "500", "hang"} {
+		before := scrapeErrors(ctx, t, bad)
+		if err := e.SetKubeletMode(ctx, bad, mode); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 60*time.Second, mode+": "+bad+" gone from kubectl top", func() error {
+			out, err := e.Kubectl(ctx, "top", "nodes", "--no-headers")
+			if err != nil {
+				return err
+			}
+			if strings.Contains(out, bad+" ") {
+				return fmt.Errorf("still shown:\n%s", out)
+			}
+			for _, good := range []string{"sim-node-0", "sim-node-2"} {
+				if !strings.Contains(out, good+" ") {
+					return fmt.Errorf("%s missing too:\n%s", good, out)
+				}
+			}
+			if n := scrapeErrors(ctx, t, bad); n <= before {
+				return fmt.Errorf("scrape errors %v, before %v", n, before)
+			}
+			return nil
+		})
+		if err := e.SetKubeletMode(ctx, bad, "ok"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 90*time.Second, mode+": "+bad+" back", func() error {
+			out, err := e.Kubectl(ctx, "top", "nodes", "--no-headers")
+			if err != nil || !strings.Contains(out, bad+" ") {
+				return fmt.Errorf("not back: %v\n%s", err, out)
+			}
+			return nil
+		})
+	}
+	for _, good := range []string{"sim-node-0", "sim-node-2"} {
+		if n := scrapeErrors(ctx, t, good); n != 0 {
+			t.Errorf("%s: %v scrape errors", good, n)
+		}
+	}
+}
+
+var errorsLine = regexp.MustCompile(`(?m)^metrics_gateway_scrape_errors_total\{job="kubelet",target="([^"]+)"\} (\S+)$`)
+
+func scrapeErrors(ctx context.Context, t *testing.T, node string) float64 {
+	t.Helper()
+	code, body, err := e.Gateway.Get(ctx, "/metrics")
+	if err != nil || code != 200 {
+		t.Fatalf("gateway /metrics: %d %v", code, err)
+	}
+	for _, m := range errorsLine.FindAllStringSubmatch(body, -1) {
+		if m[1] == node {
+			v, _ := strconv.ParseFloat(m[2], 64)
+			return v
+		}
+	}
+	return 0
+}
+
+var headMinTime = regexp.MustCompile(`(?m)^prometheus_tsdb_head_min_time (\S+)$`)
+
+// testGatewaySurvivesSIGKILL: killed without warning and restarted on the
+// same storage, the gateway answers kubectl top again within 15 s, and the
+// samples from before the kill are still in its TSDB.
+func testGatewaySurvivesSIGKILL(t *testing.T) {
+	logsOnFailure(t)
+	ctx := context.Background()
+	if _, err := e.Kubectl(ctx, "top", "pods", "-n", "e2e-top"); err != nil {
+		t.Fatalf("before the kill: %v", err)
+	}
+	killedAt := time.Now()
+	if err := e.Gateway.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Gateway.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	eventually(t, 15*time.Second, "kubectl top after restart", func() error {
+		out, err := e.Kubectl(ctx, "top", "pods", "-n", "e2e-top", "--no-headers")
+		if err != nil {
+			return err
+		}
+		if n := len(strings.Split(strings.TrimSpace(out), "\n")); n != 5 {
+			return fmt.Errorf("%d pods:\n%s", n, out)
+		}
+		return nil
+	})
+	t.Logf("kubectl top answered %v after the restart (%v after the kill)", time.Since(restarted).Round(100*time.Millisecond), time.Since(killedAt).Round(100*time.Millisecond))
+	_, body, err := e.Gateway.Get(ctx, "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := headMinTime.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatal("no prometheus_tsdb_head_min_time")
+	}
+	minT, _ := strconv.ParseFloat(m[1], 64)
+	if oldest := time.UnixMilli(int64(minT)); !oldest.Before(killedAt.Add(-30 * time.Second)) {
+		t.Errorf("oldest sample %v is not from well before the kill at %v", oldest, killedAt)
+	}
+}

@@ -1,0 +1,68 @@
+package env
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Truth is the simulated usage right now, as the model computes it.
+type Truth struct {
+	Nodes map[string]Usage `json:"nodes"`
+	Pods  map[string]struct {
+		Containers map[string]Usage `json:"containers"`
+		RPS        float64          `json:"rps"`
+	} `json:"pods"`
+}
+
+// Usage is cpu in cores and memory in bytes.
+type Usage struct {
+	CPUCores    float64 `json:"cpuCores"`
+	MemoryBytes float64 `json:"memoryBytes"`
+}
+
+var simClient = &http.Client{Timeout: 10 * time.Second}
+
+// SimTruth reads the simulated usage.
+func (e *Env) SimTruth(ctx context.Context) (Truth, error) {
+	var t Truth
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.SimControl+"/truth", nil)
+	resp, err := simClient.Do(req)
+	if err != nil {
+		return t, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return t, fmt.Errorf("/truth: %d %s", resp.StatusCode, b)
+	}
+	return t, json.NewDecoder(resp.Body).Decode(&t)
+}
+
+func (e *Env) simPost(ctx context.Context, path, body string) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.SimControl+path, strings.NewReader(body))
+	resp, err := simClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, b)
+	}
+	return nil
+}
+
+// SetKubeletMode makes a simulated kubelet answer ok, garbage, 500 or hang.
+func (e *Env) SetKubeletMode(ctx context.Context, node, mode string) error {
+	return e.simPost(ctx, "/nodes/"+node+"/mode", mode)
+}
+
+// SetQueueDepth sets a pod's queue_depth gauge.
+func (e *Env) SetQueueDepth(ctx context.Context, ns, pod string, v float64) error {
+	return e.simPost(ctx, fmt.Sprintf("/pods/%s/%s/queue-depth", ns, pod), fmt.Sprint(v))
+}
