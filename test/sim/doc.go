@@ -1,0 +1,12 @@
+// Package sim is the data side of simkubelet: a deterministic usage model for pods
+// and nodes, the servers a node and its pods expose, and the control API tests drive.
+//
+// Requests to a pod's HTTP server feed a 10 s request-rate window; each container's
+// CPU rate follows from that rate and the pod's annotations, and is integrated into a
+// cumulative core-seconds counter. A node turns its pods' counters into a
+// stats/v1alpha1 Summary, which the kubelet's own resource-metrics collector
+// (k8s.io/kubernetes/pkg/kubelet/metrics/collectors) serves on /metrics/resource over
+// HTTPS, exactly as a v1.37 kubelet would. /truth on the control API reports the
+// model's current rates so end-to-end tests can check what the gateway derives from
+// those counters. Nothing here talks to an API server; package kubeagent does that.
+package sim
