@@ -17,23 +17,31 @@ func testBadKubelet(t *testing.T) {
 	logsOnFailure(t)
 	ctx := context.Background()
 	const bad = "sim-node-1"
+	t.Cleanup(func() { _ = e.SetKubeletMode(context.Background(), bad, "ok") })
 	for _, mode := range []string{"garbage", "500", "hang"} {
 		before := scrapeErrors(ctx, t, bad)
 		if err := e.SetKubeletMode(ctx, bad, mode); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, 60*time.Second, mode+": "+bad+" gone from kubectl top", func() error {
+			// kubectl lists every Node object, showing <unknown> for
+			// those without metrics.
 			out, err := e.Kubectl(ctx, "top", "nodes", "--no-headers")
 			if err != nil {
 				return err
 			}
-			if strings.Contains(out, bad+" ") {
+			shown := topNodes(out)
+			if shown[bad] {
 				return fmt.Errorf("still shown:\n%s", out)
 			}
 			for _, good := range []string{"sim-node-0", "sim-node-2"} {
-				if !strings.Contains(out, good+" ") {
+				if !shown[good] {
 					return fmt.Errorf("%s missing too:\n%s", good, out)
 				}
+			}
+			raw, err := e.Kubectl(ctx, "get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes")
+			if err != nil || strings.Contains(raw, `"name":"`+bad+`"`) {
+				return fmt.Errorf("raw node list still has %s: %v", bad, err)
 			}
 			if n := scrapeErrors(ctx, t, bad); n <= before {
 				return fmt.Errorf("scrape errors %v, before %v", n, before)
@@ -45,7 +53,7 @@ func testBadKubelet(t *testing.T) {
 		}
 		eventually(t, 90*time.Second, mode+": "+bad+" back", func() error {
 			out, err := e.Kubectl(ctx, "top", "nodes", "--no-headers")
-			if err != nil || !strings.Contains(out, bad+" ") {
+			if err != nil || !topNodes(out)[bad] {
 				return fmt.Errorf("not back: %v\n%s", err, out)
 			}
 			return nil
@@ -56,6 +64,17 @@ func testBadKubelet(t *testing.T) {
 			t.Errorf("%s: %v scrape errors", good, n)
 		}
 	}
+}
+
+// topNodes returns the nodes kubectl top shows with usage.
+func topNodes(out string) map[string]bool {
+	shown := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(line); len(f) == 5 && f[1] != "<unknown>" {
+			shown[f[0]] = true
+		}
+	}
+	return shown
 }
 
 var errorsLine = regexp.MustCompile(`(?m)^metrics_gateway_scrape_errors_total\{job="kubelet",target="([^"]+)"\} (\S+)$`)
