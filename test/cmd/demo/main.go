@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -111,25 +112,39 @@ func deploy(ctx context.Context, e *env.Env) error {
 	return err
 }
 
+// waitTop runs kubectl until it lists at least rows objects with usage
+// (kubectl shows <unknown> for nodes without metrics yet), for up to a minute.
+func waitTop(ctx context.Context, e *env.Env, rows int, args ...string) (string, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := e.Kubectl(ctx, args...)
+		if err == nil && strings.Count(out, "\n")-1 >= rows && !strings.Contains(out, "<unknown>") {
+			return out, nil
+		}
+		if time.Now().After(deadline) {
+			return out, nil // show what there is
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
 // show prints kubectl top once usage is there, then loads the deployment
 // and prints the HPA every 10s until it has scaled as predicted.
 func show(ctx context.Context, e *env.Env, rps int) error {
 	fmt.Println("\ndemo: waiting for two scrapes of every kubelet...")
-	var top string
-	for {
-		out, err := e.Kubectl(ctx, "top", "pods", "-A", "--containers")
-		if err == nil {
-			top = out
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
+	nodes, err := waitTop(ctx, e, e.Nodes, "top", "nodes")
+	if err != nil {
+		return err
 	}
-	nodes, _ := e.Kubectl(ctx, "top", "nodes")
-	fmt.Printf("\n$ kubectl top nodes\n%s\n$ kubectl top pods -A --containers\n%s", nodes, top)
+	pods, err := waitTop(ctx, e, 2, "top", "pods", "-A", "--containers")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n$ kubectl top nodes\n%s\n$ kubectl top pods -A --containers\n%s", nodes, pods)
 	want := int(math.Ceil((2*0.005 + 0.001*float64(rps)) / 0.05))
 	fmt.Printf("\ndemo: sending %d requests/s to the podinfo pods; the HPA (50%% of 100m) should go 2 → %d\n", rps, want)
 	loadCtx, stop := context.WithTimeout(ctx, 5*time.Minute)
@@ -148,7 +163,7 @@ func show(ctx context.Context, e *env.Env, rps int) error {
 		fmt.Print("$ kubectl get hpa podinfo: " + out)
 		d, err := e.Client.AppsV1().Deployments("default").Get(ctx, "podinfo", metav1.GetOptions{})
 		if err == nil && int(ptr.Deref(d.Spec.Replicas, 0)) == want {
-			top, _ := e.Kubectl(ctx, "top", "pods", "-l", "app=podinfo")
+			top, _ := waitTop(ctx, e, want, "top", "pods", "-l", "app=podinfo")
 			fmt.Printf("\ndemo: scaled to %d replicas.\n$ kubectl top pods -l app=podinfo\n%s", want, top)
 			fmt.Println("demo: load stops now; the HPA scales back to 2 after its 30s stabilization window.")
 			return nil
