@@ -67,9 +67,18 @@ for b in "${binaries[@]}"; do
   i=$((i + 1))
   start=${SECONDS}
   echo "build-control-plane: [${i}/${#binaries[@]}] ${b} ..."
+  # A cold kube-apiserver takes minutes: say so every 30s rather than go quiet.
+  (while sleep 30; do echo "build-control-plane: [${i}/${#binaries[@]}] ${b}: still compiling ($((SECONDS - start))s)"; done) &
+  heartbeat=$!
   # Static, like the release builds of these binaries; no VCS stamp from this repo.
-  CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "${ldflags_str}" \
-    -o "${bin_dir}/${b}" "k8s.io/kubernetes/cmd/${b}"
+  if ! CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "${ldflags_str}" \
+    -o "${bin_dir}/${b}" "k8s.io/kubernetes/cmd/${b}"; then
+    kill "${heartbeat}" 2>/dev/null || true
+    echo "build-control-plane: building ${b} failed" >&2
+    exit 1
+  fi
+  kill "${heartbeat}" 2>/dev/null || true
+  wait "${heartbeat}" 2>/dev/null || true
   echo "build-control-plane: [${i}/${#binaries[@]}] ${b} done in $((SECONDS - start))s"
 done
 printf '%s\n' "${stamp}" > "${stamp_file}.tmp"
