@@ -36,7 +36,7 @@ func main() {
 func run() error {
 	dir := flag.String("dir", "_output/demo", "state directory")
 	nodes := flag.Int("nodes", 3, "simulated nodes")
-	rps := flag.Int("rps", 200, "load sent to the demo deployment, requests per second")
+	rps := flag.Int("rps", 160, "load sent to the demo deployment, requests per second")
 	flag.Parse()
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
@@ -145,7 +145,7 @@ func show(ctx context.Context, e *env.Env, rps int) error {
 		return err
 	}
 	fmt.Printf("\n$ kubectl top nodes\n%s\n$ kubectl top pods -A --containers\n%s", nodes, pods)
-	want := int(math.Ceil((2*0.005 + 0.001*float64(rps)) / 0.05))
+	want := predict(rps)
 	fmt.Printf("\ndemo: sending %d requests/s to the podinfo pods; the HPA (50%% of 100m) should go 2 → %d\n", rps, want)
 	loadCtx, stop := context.WithTimeout(ctx, 5*time.Minute)
 	defer stop()
@@ -169,4 +169,20 @@ func show(ctx context.Context, e *env.Env, rps int) error {
 			return nil
 		}
 	}
+}
+
+// predict runs the HPA's algorithm (ceil(n × utilization/target), unchanged
+// within its 10% tolerance) on the demo pods' model: 5m + 1m per req/s,
+// 100m requested, 50% target.
+func predict(rps int) int {
+	n := 2
+	for i := 0; i < 20; i++ {
+		ratio := (0.005 + 0.001*float64(rps)/float64(n)) / 0.1 / 0.5
+		next := min(10, int(math.Ceil(float64(n)*ratio)))
+		if math.Abs(1-ratio) <= 0.1 || next == n {
+			return n
+		}
+		n = next
+	}
+	return n
 }
