@@ -37,7 +37,9 @@ type Config struct {
 	Rest        *rest.Config
 	Kubelet     scrape.KubeletOptions
 	Credentials scrape.Credentials
-	Storage     storage.Options
+	// Gateway is the defaulted, validated --config file.
+	Gateway *scrape.GatewayConfig
+	Storage storage.Options
 }
 
 // Complete builds the gateway: it opens storage (replaying its WAL), sets up
@@ -80,11 +82,19 @@ func (c *Config) Complete() (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	scrapeCfg, err := scrape.LoadConfig(logger, job)
+	userJobs, err := c.Gateway.ScrapeDocs(c.Credentials)
 	if err != nil {
 		return nil, err
 	}
-	scraper, err := scrape.NewManager(scrapeCfg, store.Appendable(), logger, reg)
+	scrapeCfg, err := scrape.LoadConfig(logger, append([]string{job}, userJobs...)...)
+	if err != nil {
+		return nil, err
+	}
+	app, err := scrape.LimitHeadSeries(store.Appendable(), c.Gateway.Storage.MaxHeadSeries, store.HeadSeries, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	scraper, err := scrape.NewManager(scrapeCfg, app, logger, reg)
 	if err != nil {
 		return nil, err
 	}

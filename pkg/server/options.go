@@ -35,6 +35,7 @@ type Options struct {
 	Logging                 *logs.Options
 
 	Kubelet          scrape.KubeletOptions
+	ConfigFile       string
 	Kubeconfig       string
 	StoragePath      string
 	StorageRetention time.Duration
@@ -69,6 +70,7 @@ func NewOptions() *Options {
 func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
 	g := fs.FlagSet("metrics gateway")
 	g.DurationVar(&o.Kubelet.Resolution, "metric-resolution", o.Kubelet.Resolution, "How often kubelets are scraped; also the scrape interval behind every metrics.k8s.io answer.")
+	g.StringVar(&o.ConfigFile, "config", o.ConfigFile, "Path to the gateway's configuration file (kind GatewayConfig): annotated-pod scraping, extra Prometheus scrape_configs, scrape limits and the head-series cap (default: annotated pods scraped with default limits).")
 	g.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig used to reach the API server and, with its credentials, the kubelets (default: in-cluster config).")
 	g.StringVar(&o.StoragePath, "storage-path", o.StoragePath, "Directory of the embedded TSDB and its write-ahead log.")
 	g.DurationVar(&o.StorageRetention, "storage-retention", o.StorageRetention, "How long samples are kept.")
@@ -99,6 +101,8 @@ func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
 // Validate reports every problem with the options at once.
 func (o *Options) Validate() []error {
 	errs := o.Kubelet.Validate()
+	_, configErrs := scrape.LoadConfigFile(o.ConfigFile)
+	errs = append(errs, configErrs...)
 	if o.StoragePath == "" {
 		errs = append(errs, errors.New("storage-path must not be empty"))
 	}
@@ -138,11 +142,16 @@ func (o *Options) Config() (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	gateway, errs := scrape.LoadConfigFile(o.ConfigFile)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	return &Config{
 		Apiserver:   apiserver,
 		Rest:        restConfig,
 		Kubelet:     o.Kubelet,
 		Credentials: creds,
+		Gateway:     gateway,
 		Storage: storage.Options{
 			Path:         o.StoragePath,
 			Retention:    o.StorageRetention,

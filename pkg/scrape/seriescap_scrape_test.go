@@ -1,0 +1,109 @@
+package scrape
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/promql"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
+)
+
+// Through Prometheus' own scrape loop and the real TSDB: once the head is
+// full, a target's new series are dropped one by one while its existing
+// series are still stored and its scrape still succeeds.
+func TestSeriesCapInScrapeLoop(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store, err := storage.Open(storage.Options{Path: t.TempDir()}, logger, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+
+	var mu sync.Mutex
+	body := "a 1\nb 1\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprint(w, body)
+	}))
+	defer srv.Close()
+
+	// Two data series and the five report series of the one target.
+	const max = 7
+	reg := prometheus.NewRegistry()
+	app, err := LimitHeadSeries(store.Appendable(), max, store.HeadSeries, logger, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(logger, fmt.Sprintf(`scrape_configs:
+- job_name: app
+  scrape_interval: 100ms
+  scrape_timeout: 100ms
+  static_configs:
+  - targets: [%q]
+`, strings.TrimPrefix(srv.URL, "http://")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewManager(cfg, app, logger, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.Run(ctx)
+	defer m.Stop()
+
+	latest := func(expr string) (float64, bool) {
+		v, err := store.Instant(context.Background(), expr, time.Now(), storage.QueryOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vec, ok := v.(promql.Vector)
+		if !ok || len(vec) != 1 {
+			return 0, false
+		}
+		return vec[0].F, true
+	}
+	waitFor(t, "both series stored", func() bool { v, ok := latest("b"); return ok && v == 1 })
+	if n := store.HeadSeries(); n != max {
+		t.Fatalf("head holds %d series, want %d", n, max)
+	}
+
+	mu.Lock()
+	body = "a 2\nb 2\nc 2\n"
+	mu.Unlock()
+	waitFor(t, "existing series updated", func() bool { v, ok := latest("a"); return ok && v == 2 })
+	waitFor(t, "a rejection counted", func() bool { return testutil.ToFloat64(app.(*seriesCap).rejected) > 0 })
+	if _, ok := latest("c"); ok {
+		t.Error("new series c stored over the cap")
+	}
+	if v, ok := latest(`up{job="app"}`); !ok || v != 1 {
+		t.Errorf("up = %v (found %v), want the scrape to succeed", v, ok)
+	}
+	if n := store.HeadSeries(); n != max {
+		t.Errorf("head holds %d series, want %d", n, max)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,137 @@
+package scrape
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+)
+
+// fakeHead counts series as the TSDB head does: a series exists from its
+// first append, committed or not. It implements storage.GetRef like the
+// TSDB's appenders.
+type fakeHead struct {
+	refs map[string]storage.SeriesRef
+}
+
+func (h *fakeHead) AppenderV2(context.Context) storage.AppenderV2 { return &fakeHeadAppender{h: h} }
+func (h *fakeHead) numSeries() uint64                             { return uint64(len(h.refs)) }
+
+type fakeHeadAppender struct{ h *fakeHead }
+
+func (a *fakeHeadAppender) Append(ref storage.SeriesRef, ls labels.Labels, _, _ int64, _ float64, _ *histogram.Histogram, _ *histogram.FloatHistogram, _ storage.AppendV2Options) (storage.SeriesRef, error) {
+	if r, ok := a.h.refs[ls.String()]; ok {
+		return r, nil
+	}
+	r := storage.SeriesRef(len(a.h.refs) + 1)
+	a.h.refs[ls.String()] = r
+	return r, nil
+}
+
+func (a *fakeHeadAppender) GetRef(ls labels.Labels, _ uint64) (storage.SeriesRef, labels.Labels) {
+	return a.h.refs[ls.String()], ls
+}
+func (a *fakeHeadAppender) Commit() error   { return nil }
+func (a *fakeHeadAppender) Rollback() error { return nil }
+
+func series(i int) labels.Labels { return labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)) }
+
+func TestSeriesCap(t *testing.T) {
+	const max = 3
+	head := &fakeHead{refs: map[string]storage.SeriesRef{}}
+	reg := prometheus.NewRegistry()
+	app, err := LimitHeadSeries(head, max, head.numSeries, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := app.AppenderV2(context.Background())
+	refs := map[int]storage.SeriesRef{}
+	for i := range max {
+		r, err := a.Append(0, series(i), 0, 1000, 1, nil, nil, storage.AOptions{})
+		if err != nil {
+			t.Fatalf("series %d: %v", i, err)
+		}
+		refs[i] = r
+	}
+	if _, err := a.Append(0, series(max), 0, 1000, 1, nil, nil, storage.AOptions{}); !errors.Is(err, ErrHeadSeriesLimit) || !errors.Is(err, storage.ErrOutOfBounds) {
+		t.Fatalf("new series over the cap: %v, want ErrHeadSeriesLimit matching ErrOutOfBounds", err)
+	}
+	if err := a.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if head.numSeries() != max {
+		t.Errorf("head holds %d series, want %d", head.numSeries(), max)
+	}
+
+	a = app.AppenderV2(context.Background())
+	// Existing series keep flowing, by cached ref as the scrape loop sends
+	// them, and by labels alone as after a restart or from a new target.
+	if r, err := a.Append(refs[0], series(0), 0, 2000, 2, nil, nil, storage.AOptions{}); err != nil || r != refs[0] {
+		t.Errorf("existing series by ref: ref %d err %v", r, err)
+	}
+	if r, err := a.Append(0, series(1), 0, 2000, 2, nil, nil, storage.AOptions{}); err != nil || r != refs[1] {
+		t.Errorf("existing series by labels: ref %d err %v", r, err)
+	}
+	if _, err := a.Append(0, series(max+1), 0, 2000, 1, nil, nil, storage.AOptions{}); !errors.Is(err, ErrHeadSeriesLimit) {
+		t.Errorf("second new series: %v", err)
+	}
+	// Kubelet series pass the cap: kubectl top and the HPA must keep working.
+	kubelet := labels.FromStrings("__name__", ContainerCPUMetric, "job", KubeletJobName, "pod", "new-pod")
+	if _, err := a.Append(0, kubelet, 0, 2000, 1, nil, nil, storage.AOptions{}); err != nil {
+		t.Errorf("new kubelet series over the cap: %v", err)
+	}
+	if err := a.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(app.(*seriesCap).rejected); got != 2 {
+		t.Errorf("metrics_gateway_series_rejected_total = %v, want 2", got)
+	}
+	if n, err := testutil.GatherAndCount(reg, "metrics_gateway_series_rejected_total"); err != nil || n != 1 {
+		t.Errorf("metric registered %d times: %v", n, err)
+	}
+
+	// Room again (series left the head): new series are accepted.
+	delete(head.refs, series(2).String())
+	delete(head.refs, kubelet.String()) // the fake keeps rolled-back series
+	a = app.AppenderV2(context.Background())
+	if _, err := a.Append(0, series(max), 0, 3000, 1, nil, nil, storage.AOptions{}); err != nil {
+		t.Errorf("new series below the cap: %v", err)
+	}
+	if err := a.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The real TSDB must expose GetRef through its AppenderV2, or every
+// existing series with an unknown ref would count as new.
+func TestSeriesCapTSDBHasGetRef(t *testing.T) {
+	db, err := tsdb.Open(t.TempDir(), nil, nil, tsdb.DefaultOptions(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	a := db.AppenderV2(context.Background())
+	defer a.Rollback()
+	if _, ok := a.(storage.GetRef); !ok {
+		t.Fatalf("%T does not implement storage.GetRef", a)
+	}
+}
+
+func TestSeriesCapArguments(t *testing.T) {
+	head := &fakeHead{refs: map[string]storage.SeriesRef{}}
+	if _, err := LimitHeadSeries(head, 0, head.numSeries, slog.Default(), prometheus.NewRegistry()); err == nil {
+		t.Error("zero limit accepted")
+	}
+	if _, err := LimitHeadSeries(head, 1, nil, slog.Default(), prometheus.NewRegistry()); err == nil {
+		t.Error("nil getter accepted")
+	}
+}
