@@ -78,15 +78,7 @@ type queryBuilder struct {
 // to the single name or matching the names joined with "|"; grouped by the
 // resource label and extraGroupBy.
 func (b *queryBuilder) build(series string, gr schema.GroupResource, namespace string, extraGroupBy []string, sel k8slabels.Selector, names ...string) (string, error) {
-	parts := selectorParts(sel)
-	if namespace != "" {
-		nsLabel, err := b.conv.LabelForResource(namespaceResource)
-		if err != nil {
-			return "", err
-		}
-		parts = append(parts, queryPart{label: nsLabel, values: []string{namespace}, op: selection.Equals})
-	}
-	exprs, byName, err := processParts(parts)
+	exprs, byName, err := b.matchers(sel, namespace)
 	if err != nil {
 		return "", err
 	}
@@ -111,18 +103,27 @@ func (b *queryBuilder) build(series string, gr schema.GroupResource, namespace s
 	})
 }
 
-// buildExternal renders an external-metrics query: no resource label and no
-// grouping; the namespace restricts only when the rule is namespaced.
-func (b *queryBuilder) buildExternal(series, namespace string, sel k8slabels.Selector) (string, error) {
+// matchers turns the metric label selector, and the namespace when set,
+// into PromQL label matchers and the values by label name.
+func (b *queryBuilder) matchers(sel k8slabels.Selector, namespace string) ([]string, map[string]string, error) {
 	parts := selectorParts(sel)
-	if b.namespaced && namespace != "" {
+	if namespace != "" {
 		nsLabel, err := b.conv.LabelForResource(namespaceResource)
 		if err != nil {
-			return "", err
+			return nil, nil, err
 		}
 		parts = append(parts, queryPart{label: nsLabel, values: []string{namespace}, op: selection.Equals})
 	}
-	exprs, byName, err := processParts(parts)
+	return processParts(parts)
+}
+
+// buildExternal renders an external-metrics query: no resource label and no
+// grouping; the namespace restricts only when the rule is namespaced.
+func (b *queryBuilder) buildExternal(series, namespace string, sel k8slabels.Selector) (string, error) {
+	if !b.namespaced {
+		namespace = ""
+	}
+	exprs, byName, err := b.matchers(sel, namespace)
 	if err != nil {
 		return "", err
 	}
