@@ -223,7 +223,7 @@ func (e *Env) Down() error {
 	if e.Gateway != nil && e.Gateway.proc != nil {
 		errs = append(errs, e.Gateway.proc.stop())
 	}
-	if e.sim != nil && e.sim.cmd != nil {
+	if e.sim != nil {
 		errs = append(errs, e.sim.stop())
 	}
 	if e.Cluster != nil {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -83,7 +82,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 }
 
 // Kill ends the gateway with SIGKILL: no shutdown, no flush.
-func (g *Gateway) Kill() error { return g.proc.signal(syscall.SIGKILL, 10*time.Second) }
+func (g *Gateway) Kill() error { return g.proc.kill() }
 
 // Get fetches a path from the gateway directly, as the cluster admin (a
 // client certificate the gateway authenticates through the cluster's CA).

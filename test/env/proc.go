@@ -4,94 +4,59 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/metrics-gateway/metrics-gateway/test/cluster"
 )
 
-// proc is a child process whose output goes to a log file.
+// proc is a child process whose output goes to a log file; test/cluster
+// starts and stops it exactly as it does the control plane's.
 type proc struct {
 	name    string
 	path    string
 	args    []string
 	logPath string
 	detach  bool
-	cmd     *exec.Cmd
-	done    chan struct{}
+	p       *cluster.Process
 }
 
-// start runs the process. Attached children die with the test binary
-// (Pdeathsig); detached ones get their own session and outlive it.
+// start runs the process (again, after it ended).
 func (p *proc) start() error {
-	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	cp, err := cluster.StartProcess(p.name, p.path, p.args, p.logPath, p.detach)
 	if err != nil {
-		return fmt.Errorf("open %s log: %w", p.name, err)
+		return err
 	}
-	defer f.Close()
-	fmt.Fprintf(f, "==> %s %s %s\n", time.Now().Format(time.RFC3339), p.path, strings.Join(p.args, " "))
-	cmd := exec.Command(p.path, p.args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if p.detach {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	} else {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", p.name, err)
-	}
-	p.cmd, p.done = cmd, make(chan struct{})
-	go func(done chan struct{}) {
-		_ = cmd.Wait()
-		close(done)
-	}(p.done)
+	p.p = cp
 	return nil
 }
 
 func (p *proc) pid() int {
-	if p.cmd == nil || p.cmd.Process == nil {
+	if p.p == nil {
 		return 0
 	}
-	return p.cmd.Process.Pid
+	return p.p.PID()
 }
 
-// exited reports whether the process has ended.
-func (p *proc) exited() bool {
-	if p.done == nil {
-		return true
-	}
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p *proc) exited() bool { return p.p == nil || p.p.Exited() }
 
-// signal sends sig and waits up to timeout for the process to end.
-func (p *proc) signal(sig syscall.Signal, timeout time.Duration) error {
-	if p.exited() {
+// kill ends the process with SIGKILL: no shutdown, no flush.
+func (p *proc) kill() error {
+	if p.p == nil {
 		return nil
 	}
-	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("signal %s: %w", p.name, err)
-	}
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(timeout):
-		return fmt.Errorf("%s did not exit within %v of %v", p.name, timeout, sig)
-	}
+	return p.p.Kill()
 }
 
 // stop ends the process gently, then firmly.
 func (p *proc) stop() error {
-	if err := p.signal(syscall.SIGTERM, 20*time.Second); err != nil {
-		return p.signal(syscall.SIGKILL, 10*time.Second)
+	if p.p == nil {
+		return nil
 	}
-	return nil
+	return p.p.Stop(20 * time.Second)
 }
 
 // tail returns the last n lines of the log.
