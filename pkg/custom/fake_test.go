@@ -1,0 +1,79 @@
+package custom
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/custom/rules"
+)
+
+// fakeMapper knows the resources the tests use, singular and plural.
+type fakeMapper struct{}
+
+var _ rules.ResourceMapper = fakeMapper{}
+
+var fakeResources = []struct{ group, plural, singular string }{
+	{"", "pods", "pod"},
+	{"", "namespaces", "namespace"},
+	{"", "services", "service"},
+	{"apps", "deployments", "deployment"},
+}
+
+func (fakeMapper) ResourceFor(in schema.GroupVersionResource) (schema.GroupVersionResource, error) {
+	for _, r := range fakeResources {
+		if (in.Group == "" || in.Group == r.group) && (in.Resource == r.plural || in.Resource == r.singular) {
+			return schema.GroupVersionResource{Group: r.group, Version: "v1", Resource: r.plural}, nil
+		}
+	}
+	return schema.GroupVersionResource{}, fmt.Errorf("no matches for %v", in)
+}
+
+func (fakeMapper) ResourceSingularizer(resource string) (string, error) {
+	for _, r := range fakeResources {
+		if resource == r.plural || resource == r.singular {
+			return r.singular, nil
+		}
+	}
+	return "", fmt.Errorf("no singular of resource %q", resource)
+}
+
+// fakeLister holds object labels by resource and namespace.
+type fakeLister struct {
+	objects map[schema.GroupResource]map[string]map[string]labels.Set // gr → namespace → name → labels
+}
+
+var _ ObjectLister = (*fakeLister)(nil)
+
+func (l *fakeLister) ListNames(gr schema.GroupResource, namespace string, sel labels.Selector) ([]string, error) {
+	var out []string
+	for name, ls := range l.objects[gr][namespace] {
+		if sel.Matches(ls) {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// fakeClock is advanced by hand, so cache expiry is tested without sleeping.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
