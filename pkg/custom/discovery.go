@@ -127,10 +127,8 @@ func selectSeries(ctx context.Context, q promstorage.Querier, hints *promstorage
 // first rule and series to claim a pair win, as rules are in config order.
 func (c *catalog) addCustom(r *rules.Rule, series []labels.Labels) {
 	for _, s := range series {
-		seriesName := s.Get(labels.MetricName)
-		name, err := r.MetricNameForSeries(seriesName)
-		if err != nil {
-			klog.V(4).InfoS("Skipping series", "series", seriesName, "err", err)
+		seriesName, name, ok := metricName(r, s)
+		if !ok {
 			continue
 		}
 		resources, namespaced := r.ResourcesForSeries(s)
@@ -148,10 +146,8 @@ func (c *catalog) addCustom(r *rules.Rule, series []labels.Labels) {
 
 func (c *catalog) addExternal(r *rules.Rule, series []labels.Labels) {
 	for _, s := range series {
-		seriesName := s.Get(labels.MetricName)
-		name, err := r.MetricNameForSeries(seriesName)
-		if err != nil {
-			klog.V(4).InfoS("Skipping series", "series", seriesName, "err", err)
+		seriesName, name, ok := metricName(r, s)
+		if !ok {
 			continue
 		}
 		if _, ok := c.externalSrc[name]; ok {
@@ -160,4 +156,16 @@ func (c *catalog) addExternal(r *rules.Rule, series []labels.Labels) {
 		c.externalSrc[name] = source{rule: r, series: seriesName}
 		c.external = append(c.external, provider.ExternalMetricInfo{Metric: name})
 	}
+}
+
+// metricName is the served name of series s under rule r; ok is false
+// (and the series skipped) when the rule's naming does not apply.
+func metricName(r *rules.Rule, s labels.Labels) (seriesName, name string, ok bool) {
+	seriesName = s.Get(labels.MetricName)
+	name, err := r.MetricNameForSeries(seriesName)
+	if err != nil {
+		klog.V(4).InfoS("Skipping series", "series", seriesName, "err", err)
+		return seriesName, "", false
+	}
+	return seriesName, name, true
 }

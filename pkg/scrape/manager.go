@@ -54,8 +54,6 @@ func LoadConfig(logger *slog.Logger, docs ...string) (*config.Config, error) {
 
 // Manager runs discovery and scraping for a set of jobs.
 type Manager struct {
-	logger    *slog.Logger
-	cfg       *config.Config
 	discovery *discovery.Manager
 	scrape    *promscrape.Manager
 	recorder  *recorder
@@ -98,7 +96,7 @@ func NewManager(cfg *config.Config, app storage.AppendableV2, logger *slog.Logge
 		cancel()
 		return nil, fmt.Errorf("create scrape manager: %w", err)
 	}
-	m := &Manager{logger: logger, cfg: cfg, discovery: dm, scrape: sm, recorder: rec, ctx: ctx, cancel: cancel, intervals: map[string]time.Duration{}}
+	m := &Manager{discovery: dm, scrape: sm, recorder: rec, ctx: ctx, cancel: cancel, intervals: map[string]time.Duration{}}
 	rec.reason = m.lastError
 	sdCfgs := map[string]discovery.Configs{}
 	for _, sc := range scs {
@@ -166,27 +164,6 @@ func (m *Manager) CheckFresh(job string) error {
 		return fmt.Errorf("job %s: last scrape finished %v ago, interval %v", job, age.Round(time.Second), interval)
 	}
 	return nil
-}
-
-// TargetHealth is the state of one active target.
-type TargetHealth struct {
-	Job, Instance string
-	Up            bool
-	LastScrape    time.Time
-	LastError     error
-}
-
-// Targets lists the active targets of every job. The slice is the caller's.
-func (m *Manager) Targets() []TargetHealth {
-	var out []TargetHealth
-	b := labels.NewBuilder(labels.EmptyLabels())
-	for job, ts := range m.scrape.TargetsActive() {
-		for _, t := range ts {
-			out = append(out, TargetHealth{Job: job, Instance: t.Labels(b).Get(model.InstanceLabel),
-				Up: t.Health() == promscrape.HealthGood, LastScrape: t.LastScrape(), LastError: t.LastError()})
-		}
-	}
-	return out
 }
 
 func (m *Manager) lastError(job, instance string) error {

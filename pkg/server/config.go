@@ -149,9 +149,6 @@ func (c *Config) Complete() (_ *Server, err error) {
 			pods.Informer().HasSynced,
 		},
 	}
-	// Touch the informers before starting the factories so they are created.
-	_ = nodes.Informer()
-	_ = pods.Informer()
 	if err := s.addHealthChecks(); err != nil {
 		return nil, err
 	}

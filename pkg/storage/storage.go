@@ -75,13 +75,10 @@ func (e *BadQueryError) Unwrap() error { return e.Err }
 
 // Storage is the embedded TSDB and the shared engine.
 type Storage struct {
-	opts   Options
 	db     *tsdb.DB
 	engine *promql.Engine
-	parser parser.Parser
 	sem    chan struct{}
 	ready  atomic.Bool
-	logger *slog.Logger
 }
 
 var _ Querier = (*Storage)(nil)
@@ -135,7 +132,7 @@ func Open(o Options, logger *slog.Logger, reg prometheus.Registerer) (*Storage, 
 		EnableNegativeOffset:     true,
 		Parser:                   p,
 	})
-	s := &Storage{opts: o, db: db, engine: engine, parser: p, sem: make(chan struct{}, o.MaxConcurrentQueries), logger: logger}
+	s := &Storage{db: db, engine: engine, sem: make(chan struct{}, o.MaxConcurrentQueries)}
 	s.ready.Store(true)
 	return s, nil
 }
@@ -146,10 +143,6 @@ func (s *Storage) Appendable() storage.AppendableV2 { return s.db }
 // Queryable gives raw read access to the TSDB for callers that need series
 // or label listings rather than evaluation (label index, discovery).
 func (s *Storage) Queryable() storage.Queryable { return s.db }
-
-// Parser returns the parser the engine uses, so callers validate exactly as
-// evaluation will.
-func (s *Storage) Parser() parser.Parser { return s.parser }
 
 // HeadSeries is the number of series in the in-memory head.
 func (s *Storage) HeadSeries() uint64 { return s.db.Head().NumSeries() }

@@ -112,6 +112,3 @@ func (g *Gateway) Get(ctx context.Context, path string) (int, string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
 }
-
-// LogPath is the gateway's log file.
-func (g *Gateway) LogPath() string { return g.proc.logPath }

@@ -61,8 +61,3 @@ func (e *Env) simPost(ctx context.Context, path, body string) error {
 func (e *Env) SetKubeletMode(ctx context.Context, node, mode string) error {
 	return e.simPost(ctx, "/nodes/"+node+"/mode", mode)
 }
-
-// SetQueueDepth sets a pod's queue_depth gauge.
-func (e *Env) SetQueueDepth(ctx context.Context, ns, pod string, v float64) error {
-	return e.simPost(ctx, fmt.Sprintf("/pods/%s/%s/queue-depth", ns, pod), fmt.Sprint(v))
-}
