@@ -160,6 +160,11 @@ func (p *Provider) GetMetricBySelector(ctx context.Context, namespace string, se
 	ctx, cancel := p.withTimeout(ctx)
 	defer cancel()
 	gr := p.normalize(info.GroupResource)
+	// Only metrics that exist reach the lister, so a request cannot make
+	// the server watch a resource no rule serves.
+	if _, ok := p.disc.get(ctx).customSrc[customKey{gr: gr, metric: info.Metric}]; !ok {
+		return nil, provider.NewMetricNotFoundError(info.GroupResource, info.Metric)
+	}
 	names, err := p.lister.ListNames(gr, namespace, selector)
 	if err != nil {
 		var status apierrors.APIStatus

@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	apimetrics "k8s.io/apiserver/pkg/endpoints/metrics"
 	genericapiserver "k8s.io/apiserver/pkg/server"
@@ -24,8 +23,10 @@ import (
 	"k8s.io/component-base/metrics/legacyregistry"
 	_ "k8s.io/component-base/metrics/prometheus/restclient" // client-go metrics, process-global: registered once, here.
 	"k8s.io/klog/v2"
+	cmapiserver "sigs.k8s.io/custom-metrics-apiserver/pkg/apiserver"
 	"sigs.k8s.io/metrics-server/pkg/api"
 
+	"github.com/metrics-gateway/metrics-gateway/pkg/custom/rules"
 	"github.com/metrics-gateway/metrics-gateway/pkg/resource"
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
@@ -39,6 +40,9 @@ type Config struct {
 	Credentials scrape.Credentials
 	// Gateway is the defaulted, validated --config file.
 	Gateway *scrape.GatewayConfig
+	// Adapter is the prometheus-adapter rules file; nil means the
+	// zero-config default rules.
+	Adapter *rules.Config
 	Storage storage.Options
 }
 
@@ -110,11 +114,18 @@ func (c *Config) Complete() (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("metadata client: %w", err)
 	}
-	// Only running pods have usage, as in metrics-server.
-	podInformers := metadatainformer.NewFilteredSharedInformerFactory(metaClient, 0, corev1.NamespaceAll, func(o *metav1.ListOptions) {
-		o.FieldSelector = "status.phase=Running"
-	})
+	podInformers := metadatainformer.NewFilteredSharedInformerFactory(metaClient, 0, corev1.NamespaceAll, runningPods)
 	pods := podInformers.ForResource(corev1.SchemeGroupVersion.WithResource("pods"))
+	mapper, err := newRESTMapper(c.Rest)
+	if err != nil {
+		return nil, err
+	}
+	objects := newObjectLister(pods.Lister(), pods.Informer().HasSynced, metaClient, mapper)
+	cleanup = append(cleanup, func() error { objects.shutdown(); return nil })
+	customProvider, err := c.customProvider(store, objects, mapper)
+	if err != nil {
+		return nil, err
+	}
 
 	var nodeSelector []labels.Requirement
 	if s := strings.TrimSpace(c.Kubelet.NodeSelector); s != "" {
@@ -127,10 +138,15 @@ func (c *Config) Complete() (_ *Server, err error) {
 	if err := api.RegisterAPIMetrics(legacyregistry.Register); err != nil {
 		return nil, fmt.Errorf("register API metrics: %w", err)
 	}
-	gs, err := c.Apiserver.Complete(nil).New("metrics-gateway", genericapiserver.NewEmptyDelegate())
+	// custom-metrics-apiserver builds the GenericAPIServer with the custom
+	// and external groups; metrics.k8s.io is installed into the same one,
+	// so all three share port, certificate, authn/authz and /metrics.
+	cmsConfig := &cmapiserver.Config{GenericConfig: c.Apiserver}
+	cms, err := cmsConfig.Complete(nil).New("metrics-gateway", customProvider, customProvider)
 	if err != nil {
 		return nil, fmt.Errorf("create API server: %w", err)
 	}
+	gs := cms.GenericAPIServer
 	gs.Handler.NonGoRestfulMux.Handle("/metrics", metricsHandler(reg))
 
 	getter := resource.NewGetter(store, c.Kubelet.Resolution, c.Storage.QueryTimeout, nil)
@@ -144,6 +160,7 @@ func (c *Config) Complete() (_ *Server, err error) {
 		scraper:       scraper,
 		nodeInformers: nodeInformers,
 		podInformers:  podInformers,
+		objects:       objects,
 		informersSynced: []func() bool{
 			nodes.Informer().HasSynced,
 			pods.Informer().HasSynced,

@@ -24,8 +24,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// fakeAPIServer serves just what the gateway reads from Kubernetes: list and
-// watch of nodes and of pod metadata. Watches get real events.
+// fakeAPIServer serves just what the gateway reads from Kubernetes:
+// discovery, and list and watch of nodes and of pods, as full objects (for
+// Prometheus' pod discovery) or as metadata (for the informers). Watches
+// get real events.
 type fakeAPIServer struct {
 	t   *testing.T
 	srv *httptest.Server
@@ -33,12 +35,12 @@ type fakeAPIServer struct {
 	mu       sync.Mutex
 	rv       int
 	nodes    map[string]corev1.Node
-	pods     map[string]metav1.PartialObjectMetadata
-	watchers map[string][]chan []byte // by resource
+	pods     map[string]corev1.Pod
+	watchers map[string][]chan []byte // by view: nodes, pods, podmeta
 }
 
 func newFakeAPIServer(t *testing.T) *fakeAPIServer {
-	f := &fakeAPIServer{t: t, nodes: map[string]corev1.Node{}, pods: map[string]metav1.PartialObjectMetadata{}, watchers: map[string][]chan []byte{}}
+	f := &fakeAPIServer{t: t, nodes: map[string]corev1.Node{}, pods: map[string]corev1.Pod{}, watchers: map[string][]chan []byte{}}
 	f.srv = httptest.NewTLSServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -78,15 +80,23 @@ func (f *fakeAPIServer) addNode(name, ip string, port int, lbls map[string]strin
 }
 
 func (f *fakeAPIServer) addPod(ns, name string, lbls map[string]string) {
+	f.addPodWith(ns, name, lbls, nil, "")
+}
+
+// addPodWith adds a running pod with annotations and an IP, as Prometheus'
+// pod discovery needs them.
+func (f *fakeAPIServer) addPodWith(ns, name string, lbls, annotations map[string]string, ip string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.rv++
-	p := metav1.PartialObjectMetadata{
-		TypeMeta:   metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: lbls, ResourceVersion: strconv.Itoa(f.rv), UID: types.UID("uid-pod-" + ns + "-" + name)},
+	p := corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: lbls, Annotations: annotations, ResourceVersion: strconv.Itoa(f.rv), UID: types.UID("uid-pod-" + ns + "-" + name)},
+		Spec:       corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "app"}}},
+		Status:     corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}},
 	}
 	f.pods[ns+"/"+name] = p
-	f.notify("pods", "ADDED", p)
+	f.notifyPod("ADDED", p)
 }
 
 func (f *fakeAPIServer) deletePod(ns, name string) {
@@ -99,7 +109,17 @@ func (f *fakeAPIServer) deletePod(ns, name string) {
 	delete(f.pods, ns+"/"+name)
 	f.rv++
 	p.ResourceVersion = strconv.Itoa(f.rv)
-	f.notify("pods", "DELETED", p)
+	f.notifyPod("DELETED", p)
+}
+
+func podMeta(p corev1.Pod) metav1.PartialObjectMetadata {
+	return metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"}, ObjectMeta: p.ObjectMeta}
+}
+
+// notifyPod must be called with mu held.
+func (f *fakeAPIServer) notifyPod(typ string, p corev1.Pod) {
+	f.notify("pods", typ, p)
+	f.notify("podmeta", typ, podMeta(p))
 }
 
 // notify must be called with mu held.
@@ -115,38 +135,70 @@ func (f *fakeAPIServer) notify(resource, typ string, obj any) {
 }
 
 func (f *fakeAPIServer) serve(w http.ResponseWriter, r *http.Request) {
-	var resource string
+	if body, ok := discoveryDocs[r.URL.Path]; ok {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(body))
+		return
+	}
+	var view string
 	switch r.URL.Path {
 	case "/api/v1/nodes":
-		resource = "nodes"
+		view = "nodes"
 	case "/api/v1/pods":
-		resource = "pods"
+		view = "pods"
+		if strings.Contains(r.Header.Get("Accept"), "as=PartialObjectMetadata") {
+			view = "podmeta"
+		}
 	default:
 		http.Error(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}`, http.StatusNotFound)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if r.URL.Query().Get("watch") == "true" {
-		f.watch(w, r, resource)
+		f.watch(w, r, view)
 		return
 	}
 	f.mu.Lock()
-	var body []byte
-	if resource == "nodes" {
-		items := make([]corev1.Node, 0, len(f.nodes))
+	kind, apiVersion, items := f.list(view)
+	body, _ := json.Marshal(map[string]any{"kind": kind + "List", "apiVersion": apiVersion, "metadata": metav1.ListMeta{ResourceVersion: strconv.Itoa(f.rv)}, "items": items})
+	f.mu.Unlock()
+	_, _ = w.Write(body)
+}
+
+// list returns the objects of a view; mu must be held.
+func (f *fakeAPIServer) list(view string) (kind, apiVersion string, items []any) {
+	items = []any{}
+	switch view {
+	case "nodes":
 		for _, n := range f.nodes {
 			items = append(items, n)
 		}
-		body, _ = json.Marshal(corev1.NodeList{TypeMeta: metav1.TypeMeta{Kind: "NodeList", APIVersion: "v1"}, ListMeta: metav1.ListMeta{ResourceVersion: strconv.Itoa(f.rv)}, Items: items})
-	} else {
-		items := make([]metav1.PartialObjectMetadata, 0, len(f.pods))
+		return "Node", "v1", items
+	case "pods":
 		for _, p := range f.pods {
 			items = append(items, p)
 		}
-		body, _ = json.Marshal(metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadataList", APIVersion: "meta.k8s.io/v1"}, ListMeta: metav1.ListMeta{ResourceVersion: strconv.Itoa(f.rv)}, Items: items})
+		return "Pod", "v1", items
+	default:
+		for _, p := range f.pods {
+			items = append(items, podMeta(p))
+		}
+		return "PartialObjectMetadata", "meta.k8s.io/v1", items
 	}
-	f.mu.Unlock()
-	_, _ = w.Write(body)
+}
+
+// discoveryDocs is the legacy discovery the gateway's RESTMapper reads:
+// the core resources and apps/v1, enough to compile the rules.
+var discoveryDocs = map[string]string{
+	"/api":  `{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"127.0.0.1:6443"}]}`,
+	"/apis": `{"kind":"APIGroupList","apiVersion":"v1","groups":[{"name":"apps","versions":[{"groupVersion":"apps/v1","version":"v1"}],"preferredVersion":{"groupVersion":"apps/v1","version":"v1"}}]}`,
+	"/api/v1": `{"kind":"APIResourceList","groupVersion":"v1","resources":[
+		{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["get","list","watch"]},
+		{"name":"nodes","singularName":"node","namespaced":false,"kind":"Node","verbs":["get","list","watch"]},
+		{"name":"namespaces","singularName":"namespace","namespaced":false,"kind":"Namespace","verbs":["get","list","watch"]},
+		{"name":"services","singularName":"service","namespaced":true,"kind":"Service","verbs":["get","list","watch"]}]}`,
+	"/apis/apps/v1": `{"kind":"APIResourceList","apiVersion":"v1","groupVersion":"apps/v1","resources":[
+		{"name":"deployments","singularName":"deployment","namespaced":true,"kind":"Deployment","verbs":["get","list","watch"]}]}`,
 }
 
 func (f *fakeAPIServer) watch(w http.ResponseWriter, r *http.Request, resource string) {
@@ -170,18 +222,7 @@ func (f *fakeAPIServer) watch(w http.ResponseWriter, r *http.Request, resource s
 		// Watch-list: every current object, then the bookmark that ends
 		// the initial events.
 		f.mu.Lock()
-		var objs []any
-		kind, apiVersion := "Node", "v1"
-		if resource == "nodes" {
-			for _, n := range f.nodes {
-				objs = append(objs, n)
-			}
-		} else {
-			kind, apiVersion = "PartialObjectMetadata", "meta.k8s.io/v1"
-			for _, p := range f.pods {
-				objs = append(objs, p)
-			}
-		}
+		kind, apiVersion, objs := f.list(resource)
 		rv := strconv.Itoa(f.rv)
 		f.mu.Unlock()
 		for _, o := range objs {

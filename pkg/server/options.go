@@ -17,6 +17,11 @@ import (
 	"k8s.io/component-base/logs"
 	logsapi "k8s.io/component-base/logs/api/v1"
 	"sigs.k8s.io/metrics-server/pkg/api"
+	openapicommon "k8s.io/kube-openapi/pkg/common"
+	cmapiserver "sigs.k8s.io/custom-metrics-apiserver/pkg/apiserver"
+	cmopenapicore "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/core"
+	cmopenapicustom "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/custommetrics"
+	cmopenapiexternal "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/externalmetrics"
 	generatedopenapi "sigs.k8s.io/metrics-server/pkg/api/generated/openapi"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
@@ -36,6 +41,7 @@ type Options struct {
 
 	Kubelet          scrape.KubeletOptions
 	ConfigFile       string
+	AdapterConfig    string
 	Kubeconfig       string
 	StoragePath      string
 	StorageRetention time.Duration
@@ -71,6 +77,7 @@ func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
 	g := fs.FlagSet("metrics gateway")
 	g.DurationVar(&o.Kubelet.Resolution, "metric-resolution", o.Kubelet.Resolution, "How often kubelets are scraped; also the scrape interval behind every metrics.k8s.io answer.")
 	g.StringVar(&o.ConfigFile, "config", o.ConfigFile, "Path to the gateway's configuration file (kind GatewayConfig): annotated-pod scraping, extra Prometheus scrape_configs, scrape limits and the head-series cap (default: annotated pods scraped with default limits).")
+	g.StringVar(&o.AdapterConfig, "adapter-config", o.AdapterConfig, "Path to a prometheus-adapter configuration file (rules, externalRules, resourceRules), used unchanged for custom.metrics.k8s.io and external.metrics.k8s.io (default: every scraped series with namespace and pod labels is a pods metric; x_total counters are served as rates named x).")
 	g.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig used to reach the API server and, with its credentials, the kubelets (default: in-cluster config).")
 	g.StringVar(&o.StoragePath, "storage-path", o.StoragePath, "Directory of the embedded TSDB and its write-ahead log.")
 	g.DurationVar(&o.StorageRetention, "storage-retention", o.StorageRetention, "How long samples are kept.")
@@ -103,6 +110,8 @@ func (o *Options) Validate() []error {
 	errs := o.Kubelet.Validate()
 	_, configErrs := scrape.LoadConfigFile(o.ConfigFile)
 	errs = append(errs, configErrs...)
+	_, adapterErrs := loadAdapterConfig(o.AdapterConfig)
+	errs = append(errs, adapterErrs...)
 	if o.StoragePath == "" {
 		errs = append(errs, errors.New("storage-path must not be empty"))
 	}
@@ -146,7 +155,12 @@ func (o *Options) Config() (*Config, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	adapter, errs := loadAdapterConfig(o.AdapterConfig)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	return &Config{
+		Adapter:     adapter,
 		Apiserver:   apiserver,
 		Rest:        restConfig,
 		Kubelet:     o.Kubelet,
@@ -195,8 +209,9 @@ func (o *Options) apiserverConfig() (*genericapiserver.Config, error) {
 	if err := o.Audit.ApplyTo(c); err != nil {
 		return nil, err
 	}
-	c.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(generatedopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(api.Scheme))
-	c.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(generatedopenapi.GetOpenAPIDefinitions, openapinamer.NewDefinitionNamer(api.Scheme))
+	defs, namer := openAPIDefinitions()
+	c.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(defs, namer)
+	c.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(defs, namer)
 	c.OpenAPIConfig.Info.Title = "metrics-gateway"
 	c.OpenAPIV3Config.Info.Title = "metrics-gateway"
 	c.OpenAPIConfig.Info.Version = strings.Split(Version, "-")[0]
@@ -205,6 +220,28 @@ func (o *Options) apiserverConfig() (*genericapiserver.Config, error) {
 	// /metrics is served by the gateway itself, merging its own registry.
 	c.EnableMetrics = false
 	return c, nil
+}
+
+// openAPIDefinitions covers the three API groups served: metrics.k8s.io
+// (metrics-server's generated definitions) and the custom and external
+// groups (custom-metrics-apiserver's), named through both schemes.
+func openAPIDefinitions() (openapicommon.GetOpenAPIDefinitions, *openapinamer.DefinitionNamer) {
+	getters := []openapicommon.GetOpenAPIDefinitions{
+		generatedopenapi.GetOpenAPIDefinitions,
+		cmopenapicore.GetOpenAPIDefinitions,
+		cmopenapicustom.GetOpenAPIDefinitions,
+		cmopenapiexternal.GetOpenAPIDefinitions,
+	}
+	defs := func(ref openapicommon.ReferenceCallback) map[string]openapicommon.OpenAPIDefinition {
+		out := map[string]openapicommon.OpenAPIDefinition{}
+		for _, g := range getters {
+			for k, v := range g(ref) {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	return defs, openapinamer.NewDefinitionNamer(api.Scheme, cmapiserver.Scheme)
 }
 
 func (o *Options) restConfig() (*rest.Config, error) {

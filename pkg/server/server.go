@@ -22,6 +22,7 @@ type Server struct {
 	scraper         *scrape.Manager
 	nodeInformers   informers.SharedInformerFactory
 	podInformers    metadatainformer.SharedInformerFactory
+	objects         *objectLister
 	informersSynced []func() bool
 }
 
@@ -32,6 +33,7 @@ func (s *Server) RunUntil(ctx context.Context) error {
 	defer cancel()
 	s.nodeInformers.Start(ctx.Done())
 	s.podInformers.Start(ctx.Done())
+	s.objects.start(ctx.Done())
 
 	scrapeDone := make(chan error, 1)
 	go func() { scrapeDone <- s.scraper.Run(ctx) }()
@@ -42,6 +44,7 @@ func (s *Server) RunUntil(ctx context.Context) error {
 	err := errors.Join(apiErr, <-scrapeDone)
 	s.nodeInformers.Shutdown()
 	s.podInformers.Shutdown()
+	s.objects.shutdown()
 	if cerr := s.store.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close storage: %w", cerr))
 	}
