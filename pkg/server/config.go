@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -134,10 +135,10 @@ func (c *Config) Complete() (_ *Server, err error) {
 		}
 	}
 
-	apimetrics.Register()
-	if err := api.RegisterAPIMetrics(legacyregistry.Register); err != nil {
-		return nil, fmt.Errorf("register API metrics: %w", err)
+	if err := registerAPIMetrics(); err != nil {
+		return nil, err
 	}
+	c.Apiserver.BuildHandlerChainFunc = withSelectorValidation(c.Apiserver.BuildHandlerChainFunc)
 	// custom-metrics-apiserver builds the GenericAPIServer with the custom
 	// and external groups; metrics.k8s.io is installed into the same one,
 	// so all three share port, certificate, authn/authz and /metrics.
@@ -147,6 +148,7 @@ func (c *Config) Complete() (_ *Server, err error) {
 		return nil, fmt.Errorf("create API server: %w", err)
 	}
 	gs := cms.GenericAPIServer
+	addAggregatedDiscovery(gs)
 	gs.Handler.NonGoRestfulMux.Handle("/metrics", metricsHandler(reg))
 
 	getter := resource.NewGetter(store, c.Kubelet.Resolution, c.Storage.QueryTimeout, nil)
@@ -170,6 +172,25 @@ func (c *Config) Complete() (_ *Server, err error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// The apiserver's and metrics-server's API metrics live in the
+// process-global legacy registry, where a second registration fails: a
+// process registers them once, however many servers it builds (tests build
+// several).
+var (
+	apiMetricsOnce sync.Once
+	apiMetricsErr  error
+)
+
+func registerAPIMetrics() error {
+	apiMetricsOnce.Do(func() {
+		apimetrics.Register()
+		if err := api.RegisterAPIMetrics(legacyregistry.Register); err != nil {
+			apiMetricsErr = fmt.Errorf("register API metrics: %w", err)
+		}
+	})
+	return apiMetricsErr
 }
 
 // metricsHandler serves the gateway's registry and the apiserver's own

@@ -3,16 +3,21 @@ package server
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
+	apidiscoveryv2 "k8s.io/api/apidiscovery/v2"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/endpoints/handlers/responsewriters"
+	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/metadata"
@@ -20,6 +25,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/metrics/pkg/apis/custom_metrics"
+	"k8s.io/metrics/pkg/apis/external_metrics"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom"
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom/rules"
@@ -165,6 +172,28 @@ func (l *objectLister) listerFor(gr schema.GroupResource) (cache.GenericLister, 
 	return inf.Lister(), inf.Informer().HasSynced, mapping.Scope.Name() == meta.RESTScopeNameNamespace, nil
 }
 
+// addAggregatedDiscovery lists the custom and external groups in the
+// aggregated /apis document. custom-metrics-apiserver registers them only
+// in legacy discovery; once metrics.k8s.io makes the server answer /apis
+// in aggregated form, kube-aggregator and client-go (the HPA controller
+// included) read that form alone and would not see these groups. Their
+// resources are the discovered metrics, which change every scrape, so the
+// versions are listed without resources: clients read the metric list from
+// the legacy per-version document, which stays dynamic.
+func addAggregatedDiscovery(gs *genericapiserver.GenericAPIServer) {
+	for _, gv := range []schema.GroupVersion{
+		{Group: custom_metrics.GroupName, Version: "v1beta2"},
+		{Group: custom_metrics.GroupName, Version: "v1beta1"},
+		{Group: external_metrics.GroupName, Version: "v1beta1"},
+	} {
+		gs.AggregatedDiscoveryGroupManager.AddGroupVersion(gv.Group, apidiscoveryv2.APIVersionDiscovery{
+			Version:   gv.Version,
+			Freshness: apidiscoveryv2.DiscoveryFreshnessCurrent,
+			Resources: []apidiscoveryv2.APIResourceDiscovery{},
+		})
+	}
+}
+
 // customProvider builds the custom and external metrics provider: the
 // adapter rules (or the zero-config defaults) compiled against the API
 // server's resources, over the gateway's storage.
@@ -189,3 +218,31 @@ func (c *Config) customProvider(store custom.Store, lister custom.ObjectLister, 
 // runningPods restricts the pod informer to running pods: only they have
 // usage, as in metrics-server, and only they are scraped for custom metrics.
 func runningPods(o *metav1.ListOptions) { o.FieldSelector = "status.phase=Running" }
+
+// withSelectorValidation answers a malformed labelSelector or
+// metricLabelSelector on the custom and external metrics APIs with a 400
+// Status. custom-metrics-apiserver parses them itself and returns its
+// parse error as a 500, which would tell clients the server failed when
+// the request was wrong. The check runs inside the handler chain, after
+// authentication and authorization, so it reveals nothing to strangers.
+func withSelectorValidation(build func(http.Handler, *genericapiserver.Config) http.Handler) func(http.Handler, *genericapiserver.Config) http.Handler {
+	if build == nil {
+		build = genericapiserver.DefaultBuildHandlerChain
+	}
+	return func(api http.Handler, c *genericapiserver.Config) http.Handler {
+		checked := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/apis/"+custom_metrics.GroupName+"/") || strings.HasPrefix(r.URL.Path, "/apis/"+external_metrics.GroupName+"/") {
+				q := r.URL.Query()
+				for _, param := range []string{"labelSelector", "metricLabelSelector"} {
+					if _, err := labels.Parse(q.Get(param)); err != nil {
+						status := apierrors.NewBadRequest(fmt.Sprintf("invalid %s %q: %v", param, q.Get(param), err))
+						responsewriters.ErrorNegotiated(status, c.Serializer, schema.GroupVersion{}, w, r)
+						return
+					}
+				}
+			}
+			api.ServeHTTP(w, r)
+		})
+		return build(checked, c)
+	}
+}

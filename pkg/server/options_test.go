@@ -34,6 +34,15 @@ func TestOptionsValidate(t *testing.T) {
 			o.Kubelet.Resolution = 0
 			o.SecureServing.BindPort = -1
 		}, []string{"metric-resolution", "kubelet-request-timeout", "storage-path", "storage-retention", "query-timeout", "--secure-port"}},
+		{"config files", func(o *Options) {
+			o.ConfigFile = "../scrape/testdata/config/good_full.yaml"
+			o.AdapterConfig = "../custom/rules/testdata/adapter-default.yaml"
+		}, nil},
+		{"bad config files", func(o *Options) {
+			o.ConfigFile = "../scrape/testdata/config/bad_interval.yaml"
+			o.AdapterConfig = "../custom/rules/testdata/bad-regex.yaml"
+		}, []string{"scrapeInterval", "adapter-config ../custom/rules/testdata/bad-regex.yaml"}},
+		{"missing adapter config", func(o *Options) { o.AdapterConfig = "testdata/none.yaml" }, []string{"adapter-config: open testdata/none.yaml"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := NewOptions()

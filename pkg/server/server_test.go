@@ -28,8 +28,9 @@ type gateway struct {
 // startGateway runs the whole server (storage, scrape, informers, API) in
 // process against a fake API server and two fake kubelets, node-a on
 // 127.0.0.2 and node-b on 127.0.0.3. Kubelets are scraped every second;
-// answers use a 15s resolution, like the fixtures.
-func startGateway(t *testing.T, storagePath string) *gateway {
+// answers use a 15s resolution, like the fixtures. Each of opts may change
+// the options before they are validated.
+func startGateway(t *testing.T, storagePath string, opts ...func(*Options)) *gateway {
 	t.Helper()
 	g := &gateway{api: newFakeAPIServer(t), kubelet: map[string]*fakeKubelet{}, done: make(chan error, 1)}
 	for name, ip := range map[string]string{"node-a": "127.0.0.2", "node-b": "127.0.0.3"} {
@@ -55,6 +56,9 @@ func startGateway(t *testing.T, storagePath string) *gateway {
 	o.SecureServing.Listener = ln
 	o.SecureServing.BindPort = ln.Addr().(*net.TCPAddr).Port
 	o.SecureServing.ServerCert.CertDirectory = dir
+	for _, f := range opts {
+		f(o)
+	}
 	if errs := o.Validate(); len(errs) > 0 {
 		t.Fatalf("options: %v", errs)
 	}
