@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -56,9 +57,73 @@ type discoverer struct {
 	ttl       time.Duration
 	now       func() time.Time
 
-	mu      sync.Mutex
-	last    *catalog
+	timeout   time.Duration // of a background refresh
+
+	mu         sync.Mutex // serializes rebuilds
+	last       atomic.Pointer[snapshot]
+	refreshing atomic.Bool
+}
+
+// snapshot is a catalog and when it was built.
+type snapshot struct {
+	c       *catalog
 	builtAt time.Time
+}
+
+// lookupCustom finds the source of a custom metric for a request. A request
+// names a metric it saw listed, so the last catalog nearly always has it:
+// then it is used even when older than ttl, and refreshed in the
+// background, so requests (every HPA sync) do not pay for an index read.
+// Only a metric the last catalog lacks waits for a rebuild, which is how a
+// brand-new metric is found within one scrape.
+func (d *discoverer) lookupCustom(ctx context.Context, k customKey) (source, bool) {
+	if c, stale := d.recent(); c != nil {
+		if src, ok := c.customSrc[k]; ok {
+			if stale {
+				d.refreshInBackground()
+			}
+			return src, true
+		}
+	}
+	src, ok := d.get(ctx).customSrc[k]
+	return src, ok
+}
+
+// lookupExternal is lookupCustom for external metrics.
+func (d *discoverer) lookupExternal(ctx context.Context, name string) (source, bool) {
+	if c, stale := d.recent(); c != nil {
+		if src, ok := c.externalSrc[name]; ok {
+			if stale {
+				d.refreshInBackground()
+			}
+			return src, true
+		}
+	}
+	src, ok := d.get(ctx).externalSrc[name]
+	return src, ok
+}
+
+// recent returns the last catalog, nil before the first build, and whether
+// it is older than ttl. It never waits for a rebuild in progress.
+func (d *discoverer) recent() (*catalog, bool) {
+	snap := d.last.Load()
+	if snap == nil {
+		return nil, false
+	}
+	return snap.c, d.now().Sub(snap.builtAt) >= d.ttl
+}
+
+// refreshInBackground starts at most one rebuild at a time.
+func (d *discoverer) refreshInBackground() {
+	if !d.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer d.refreshing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
+		defer cancel()
+		d.get(ctx)
+	}()
 }
 
 // get returns a catalog no older than ttl. On error it logs and returns the
@@ -69,18 +134,19 @@ func (d *discoverer) get(ctx context.Context) *catalog {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
-	if d.last != nil && now.Sub(d.builtAt) < d.ttl {
-		return d.last
+	last := d.last.Load()
+	if last != nil && now.Sub(last.builtAt) < d.ttl {
+		return last.c
 	}
 	c, err := d.build(ctx, now)
 	if err != nil {
 		klog.ErrorS(err, "Discovering custom metrics; serving the previous list")
-		if d.last == nil {
+		if last == nil {
 			return &catalog{customSrc: map[customKey]source{}, externalSrc: map[string]source{}}
 		}
-		return d.last
+		return last.c
 	}
-	d.last, d.builtAt = c, now
+	d.last.Store(&snapshot{c: c, builtAt: now})
 	return c
 }
 
@@ -92,15 +158,26 @@ func (d *discoverer) build(ctx context.Context, now time.Time) (*catalog, error)
 	defer q.Close()
 	hints := &promstorage.SelectHints{Start: now.Add(-d.lookback).UnixMilli(), End: now.UnixMilli(), Func: "series"}
 	c := &catalog{customSrc: map[customKey]source{}, externalSrc: map[string]source{}}
+	// Rules often share a series query (the default rules all do): the
+	// index is read once per distinct query.
+	selected := map[string][]labels.Labels{}
+	seriesOf := func(r *rules.Rule) ([]labels.Labels, error) {
+		if s, ok := selected[r.SeriesQuery()]; ok {
+			return s, nil
+		}
+		s, err := selectSeries(ctx, q, hints, r)
+		selected[r.SeriesQuery()] = s
+		return s, err
+	}
 	for _, r := range d.rules.Custom {
-		series, err := selectSeries(ctx, q, hints, r)
+		series, err := seriesOf(r)
 		if err != nil {
 			return nil, err
 		}
 		c.addCustom(r, series)
 	}
 	for _, r := range d.rules.External {
-		series, err := selectSeries(ctx, q, hints, r)
+		series, err := seriesOf(r)
 		if err != nil {
 			return nil, err
 		}
@@ -109,8 +186,9 @@ func (d *discoverer) build(ctx context.Context, now time.Time) (*catalog, error)
 	return c, nil
 }
 
-// selectSeries returns the rule's series that pass its filters, reading
-// only the index (hints.Func "series").
+// selectSeries returns the series matching the rule's series query,
+// reading only the index (hints.Func "series"). Name filters are applied
+// by the caller, once per distinct name.
 func selectSeries(ctx context.Context, q promstorage.Querier, hints *promstorage.SelectHints, r *rules.Rule) ([]labels.Labels, error) {
 	set := q.Select(ctx, false, hints, r.SeriesMatchers()...)
 	var out []labels.Labels
@@ -120,14 +198,38 @@ func selectSeries(ctx context.Context, q promstorage.Querier, hints *promstorage
 	if err := set.Err(); err != nil {
 		return nil, fmt.Errorf("select series %s: %w", r.SeriesQuery(), err)
 	}
-	return r.FilterSeries(out), nil
+	return out, nil
+}
+
+// namer memoizes a rule's verdict on series names: many series share a
+// name (one per pod), and the filters and renaming are regexps.
+type namer struct {
+	rule  *rules.Rule
+	names map[string]string // series name → API name; "" when skipped
+}
+
+func newNamer(r *rules.Rule) *namer { return &namer{rule: r, names: map[string]string{}} }
+
+// name is the API name of series s under the rule; ok is false when the
+// rule's filters or naming leave it out.
+func (n *namer) name(s labels.Labels) (seriesName, name string, ok bool) {
+	seriesName = s.Get(labels.MetricName)
+	name, seen := n.names[seriesName]
+	if !seen {
+		if n.rule.MatchesName(seriesName) {
+			name = metricName(n.rule, seriesName)
+		}
+		n.names[seriesName] = name
+	}
+	return seriesName, name, name != ""
 }
 
 // addCustom records every (resource, metric) the series stand for. The
 // first rule and series to claim a pair win, as rules are in config order.
 func (c *catalog) addCustom(r *rules.Rule, series []labels.Labels) {
+	n := newNamer(r)
 	for _, s := range series {
-		seriesName, name, ok := metricName(r, s)
+		seriesName, name, ok := n.name(s)
 		if !ok {
 			continue
 		}
@@ -145,8 +247,9 @@ func (c *catalog) addCustom(r *rules.Rule, series []labels.Labels) {
 }
 
 func (c *catalog) addExternal(r *rules.Rule, series []labels.Labels) {
+	n := newNamer(r)
 	for _, s := range series {
-		seriesName, name, ok := metricName(r, s)
+		seriesName, name, ok := n.name(s)
 		if !ok {
 			continue
 		}
@@ -158,14 +261,13 @@ func (c *catalog) addExternal(r *rules.Rule, series []labels.Labels) {
 	}
 }
 
-// metricName is the served name of series s under rule r; ok is false
+// metricName is the served name of a series name under rule r; empty
 // (and the series skipped) when the rule's naming does not apply.
-func metricName(r *rules.Rule, s labels.Labels) (seriesName, name string, ok bool) {
-	seriesName = s.Get(labels.MetricName)
+func metricName(r *rules.Rule, seriesName string) string {
 	name, err := r.MetricNameForSeries(seriesName)
 	if err != nil {
 		klog.V(4).InfoS("Skipping series", "series", seriesName, "err", err)
-		return seriesName, "", false
+		return ""
 	}
-	return seriesName, name, true
+	return name
 }

@@ -116,6 +116,7 @@ func NewProvider(o Options) (*Provider, error) {
 			rules:     o.Rules,
 			lookback:  o.Lookback,
 			ttl:       o.CacheTTL,
+			timeout:   o.Timeout,
 			now:       o.Now,
 		},
 	}, nil
@@ -162,7 +163,7 @@ func (p *Provider) GetMetricBySelector(ctx context.Context, namespace string, se
 	gr := p.normalize(info.GroupResource)
 	// Only metrics that exist reach the lister, so a request cannot make
 	// the server watch a resource no rule serves.
-	if _, ok := p.disc.get(ctx).customSrc[customKey{gr: gr, metric: info.Metric}]; !ok {
+	if _, ok := p.disc.lookupCustom(ctx, customKey{gr: gr, metric: info.Metric}); !ok {
 		return nil, provider.NewMetricNotFoundError(info.GroupResource, info.Metric)
 	}
 	names, err := p.lister.ListNames(gr, namespace, selector)
@@ -184,7 +185,7 @@ func (p *Provider) GetMetricBySelector(ctx context.Context, namespace string, se
 func (p *Provider) GetExternalMetric(ctx context.Context, namespace string, metricSelector labels.Selector, info provider.ExternalMetricInfo) (*external_metrics.ExternalMetricValueList, error) {
 	ctx, cancel := p.withTimeout(ctx)
 	defer cancel()
-	src, ok := p.disc.get(ctx).externalSrc[info.Metric]
+	src, ok := p.disc.lookupExternal(ctx, info.Metric)
 	if !ok {
 		return nil, provider.NewMetricNotFoundError(schema.GroupResource{Group: external_metrics.GroupName}, info.Metric)
 	}
@@ -203,7 +204,7 @@ func (p *Provider) GetExternalMetric(ctx context.Context, namespace string, metr
 // query resolves the rule for info and evaluates it for names.
 func (p *Provider) query(ctx context.Context, namespace string, info provider.CustomMetricInfo, metricSelector labels.Selector, names []string) (*custom_metrics.MetricValueList, error) {
 	gr := p.normalize(info.GroupResource)
-	src, ok := p.disc.get(ctx).customSrc[customKey{gr: gr, metric: info.Metric}]
+	src, ok := p.disc.lookupCustom(ctx, customKey{gr: gr, metric: info.Metric})
 	if !ok {
 		return nil, provider.NewMetricNotFoundError(info.GroupResource, info.Metric)
 	}
