@@ -68,7 +68,10 @@ func (p *fakePod) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	p.mu.Unlock()
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	fmt.Fprintf(w, "# TYPE http_requests_total counter\nhttp_requests_total{code=\"200\"} %g\n", p.rate*time.Since(p.start).Seconds())
+	// The application labels its requests with the Service in front of
+	// it, which object metrics read.
+	service := strings.SplitN(p.name, "-", 2)[0]
+	fmt.Fprintf(w, "# TYPE http_requests_total counter\nhttp_requests_total{code=\"200\",service=%q} %g\n", service, p.rate*time.Since(p.start).Seconds())
 	fmt.Fprintf(w, "# TYPE queue_depth gauge\nqueue_depth %g\n", queue)
 	if extra != "" {
 		fmt.Fprintf(w, "# TYPE %s gauge\n%s 1\n", extra, extra)
@@ -140,6 +143,7 @@ func hpaMapper() meta.RESTMapper {
 	m := meta.NewDefaultRESTMapper([]schema.GroupVersion{{Version: "v1"}})
 	m.Add(schema.GroupVersionKind{Version: "v1", Kind: "Pod"}, meta.RESTScopeNamespace)
 	m.Add(schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}, meta.RESTScopeRoot)
+	m.Add(schema.GroupVersionKind{Version: "v1", Kind: "Service"}, meta.RESTScopeNamespace)
 	return m
 }
 
@@ -296,8 +300,18 @@ func TestGatewayServesCustomMetrics(t *testing.T) {
 }
 
 // adapterRules is a prometheus-adapter config in the adapter's own format:
-// a renamed counter and an external queue-depth metric.
+// a renamed counter, an object metric of Services, and an external
+// queue-depth metric.
 const adapterRules = `rules:
+- seriesQuery: 'http_requests_total{namespace!="",service!=""}'
+  resources:
+    overrides:
+      namespace: {resource: "namespace"}
+      service: {resource: "service"}
+  name:
+    matches: "^http_requests_total$"
+    as: "service_requests_per_second"
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[5s])) by (<<.GroupBy>>)'
 - seriesQuery: 'http_requests_total{namespace!="",pod!=""}'
   resources:
     overrides:
@@ -330,6 +344,17 @@ func TestGatewayServesAdapterConfig(t *testing.T) {
 		}
 		return checkValues(l.Items, map[string]float64{"web-1": 10, "web-2": 20}, 0.01)
 	})
+	// An object metric, as an HPA of type Object asks for it.
+	v, err := preferred.NamespacedMetrics("default").GetForObject(schema.GroupKind{Kind: "Service"}, "web", "service_requests_per_second", labels.Everything())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkValues([]cmv1beta2.MetricValue{*v}, map[string]float64{"web": 30}, 0.01); err != nil {
+		t.Error(err)
+	}
+	if o := v.DescribedObject; o.Kind != "Service" || o.APIVersion != "v1" || o.Namespace != "default" {
+		t.Errorf("described object %+v", o)
+	}
 	if code, _ := g.get(t, "/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/*/http_requests", ""); code != http.StatusNotFound {
 		t.Errorf("zero-config name served with an adapter config: %d", code)
 	}
