@@ -27,8 +27,8 @@ import (
 	cmapiserver "sigs.k8s.io/custom-metrics-apiserver/pkg/apiserver"
 	"sigs.k8s.io/metrics-server/pkg/api"
 
+	"github.com/metrics-gateway/metrics-gateway/pkg/custom"
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom/rules"
-	"github.com/metrics-gateway/metrics-gateway/pkg/resource"
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 )
@@ -123,7 +123,17 @@ func (c *Config) Complete() (_ *Server, err error) {
 	}
 	objects := newObjectLister(pods.Lister(), pods.Informer().HasSynced, metaClient, mapper)
 	cleanup = append(cleanup, func() error { objects.shutdown(); return nil })
-	customProvider, err := c.customProvider(store, objects, mapper)
+	compiled, err := c.compileRules(mapper)
+	if err != nil {
+		return nil, err
+	}
+	customProvider, err := custom.NewProvider(custom.Options{
+		Storage: store,
+		Rules:   compiled,
+		Lister:  objects,
+		Mapper:  mapper,
+		Timeout: c.Storage.QueryTimeout,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -151,8 +161,7 @@ func (c *Config) Complete() (_ *Server, err error) {
 	addAggregatedDiscovery(gs)
 	gs.Handler.NonGoRestfulMux.Handle("/metrics", metricsHandler(reg))
 
-	getter := resource.NewGetter(store, c.Kubelet.Resolution, c.Storage.QueryTimeout, nil)
-	if err := api.Install(getter, pods.Lister(), nodes.Lister(), gs, nodeSelector); err != nil {
+	if err := api.Install(c.resourceGetter(store, compiled), pods.Lister(), nodes.Lister(), gs, nodeSelector); err != nil {
 		return nil, fmt.Errorf("install metrics.k8s.io: %w", err)
 	}
 

@@ -28,8 +28,12 @@ import (
 	"k8s.io/metrics/pkg/apis/custom_metrics"
 	"k8s.io/metrics/pkg/apis/external_metrics"
 
+	"sigs.k8s.io/metrics-server/pkg/api"
+
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom"
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom/rules"
+	"github.com/metrics-gateway/metrics-gateway/pkg/resource"
+	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 )
 
 // loadAdapterConfig reads a prometheus-adapter rules file; an empty path
@@ -194,10 +198,9 @@ func addAggregatedDiscovery(gs *genericapiserver.GenericAPIServer) {
 	}
 }
 
-// customProvider builds the custom and external metrics provider: the
-// adapter rules (or the zero-config defaults) compiled against the API
-// server's resources, over the gateway's storage.
-func (c *Config) customProvider(store custom.Store, lister custom.ObjectLister, mapper meta.RESTMapper) (*custom.Provider, error) {
+// compileRules compiles the adapter rules, or the zero-config defaults,
+// against the API server's resources.
+func (c *Config) compileRules(mapper meta.RESTMapper) (*rules.Rules, error) {
 	cfg := c.Adapter
 	if cfg == nil {
 		cfg = rules.DefaultConfig(defaultRateWindow(time.Duration(c.Gateway.Pods.ScrapeInterval)))
@@ -206,13 +209,17 @@ func (c *Config) customProvider(store custom.Store, lister custom.ObjectLister, 
 	if err != nil {
 		return nil, fmt.Errorf("custom metrics rules: %w", err)
 	}
-	return custom.NewProvider(custom.Options{
-		Storage: store,
-		Rules:   compiled,
-		Lister:  lister,
-		Mapper:  mapper,
-		Timeout: c.Storage.QueryTimeout,
-	})
+	return compiled, nil
+}
+
+// resourceGetter answers metrics.k8s.io: from the adapter file's
+// resourceRules when it has them, as prometheus-adapter would, otherwise
+// with metrics-server's rules over the kubelet series.
+func (c *Config) resourceGetter(store storage.Querier, compiled *rules.Rules) api.MetricsGetter {
+	if compiled.CPU != nil && compiled.Memory != nil {
+		return resource.NewRulesGetter(store, compiled.CPU, compiled.Memory, compiled.Window, c.Storage.QueryTimeout, nil)
+	}
+	return resource.NewGetter(store, c.Kubelet.Resolution, c.Storage.QueryTimeout, nil)
 }
 
 // runningPods restricts the pod informer to running pods: only they have

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -406,3 +408,44 @@ func checkValues(items []cmv1beta2.MetricValue, want map[string]float64, tol flo
 }
 
 
+
+// TestGatewayServesAdapterResourceRules: an adapter file with resourceRules
+// answers metrics.k8s.io from them, as prometheus-adapter would, here over
+// the kubelet fixtures. The adapter's published rules use irate over the
+// kubelet's counters, so cpu equals metrics-server's rate between the last
+// two samples; the window is the rules' 5m.
+func TestGatewayServesAdapterResourceRules(t *testing.T) {
+	g := startGateway(t, "", func(o *Options) { o.AdapterConfig = "../custom/rules/testdata/adapter-default.yaml" })
+	g.api.addNode("node-a", "127.0.0.2", g.kubelet["node-a"].port, map[string]string{"zone": "a"})
+	g.api.addNode("node-b", "127.0.0.3", g.kubelet["node-b"].port, map[string]string{"zone": "b"})
+	addFixturePods(g.api, "")
+	addFixturePods(g.api, "b-")
+	base := time.Now().Add(-5 * time.Second).Truncate(time.Second)
+	g.replayRounds(t, base)
+	want := wantPods("", base)
+	ctx := context.Background()
+	eventually(t, 10*time.Second, "pods from resourceRules", func() error {
+		l, err := g.client.MetricsV1beta1().PodMetricses("").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		got := flattenPods(l.Items)
+		for _, name := range []string{"default/web-1", "kube-system/dns-1"} {
+			p, ok := got[name]
+			if !ok {
+				return fmt.Errorf("%s missing: %v", name, keys(got))
+			}
+			if !reflect.DeepEqual(p.Containers, want[name].Containers) || p.Window != 5*time.Minute {
+				return fmt.Errorf("%s: got %+v, want containers %+v and a 5m window", name, p, want[name].Containers)
+			}
+		}
+		return nil
+	})
+	n, err := g.client.MetricsV1beta1().NodeMetricses().Get(ctx, "node-a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cpu, mem := n.Usage.Cpu().ScaledValue(-9), n.Usage.Memory().Value(); cpu != 200_000_000 || mem != 2181038080 || n.Window.Duration != 5*time.Minute {
+		t.Errorf("node-a: cpu %d mem %d window %v", cpu, mem, n.Window.Duration)
+	}
+}

@@ -97,3 +97,18 @@ func (q *ResourceQuery) ContainerQuery(namespace string, pods ...string) (string
 func (q *ResourceQuery) NodeQuery(nodes ...string) (string, error) {
 	return q.node.build("", nodeResource, "", nil, k8slabels.Everything(), nodes...)
 }
+
+// PodLabel returns the label naming the pod in ContainerQuery's results,
+// by which a caller matches answers back to the pods it asked for.
+func (q *ResourceQuery) PodLabel() (string, error) {
+	return q.container.conv.LabelForResource(podResource)
+}
+
+// NodeLabel returns the label naming the node in NodeQuery's results.
+func (q *ResourceQuery) NodeLabel() (string, error) {
+	return q.node.conv.LabelForResource(nodeResource)
+}
+
+// ContainerLabel returns the label naming the container in ContainerQuery's
+// results.
+func (q *ResourceQuery) ContainerLabel() string { return q.containerLabel }

@@ -14,9 +14,9 @@ import (
 type Config struct {
 	// Rules map pod-scraped series to custom.metrics.k8s.io metrics.
 	Rules []DiscoveryRule `json:"rules"`
-	// ResourceRules would serve metrics.k8s.io. The gateway serves that API
-	// itself (pkg/resource); the section is accepted and validated so adapter
-	// files load, and compiled for whoever wants to use it.
+	// ResourceRules, when present, answer metrics.k8s.io as in the adapter
+	// (resource.RulesGetter); without them the gateway applies
+	// metrics-server's rules to the kubelet series.
 	ResourceRules *ResourceRules `json:"resourceRules,omitempty"`
 	// ExternalRules map series to external.metrics.k8s.io metrics.
 	ExternalRules []DiscoveryRule `json:"externalRules,omitempty"`
