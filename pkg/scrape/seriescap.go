@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/prometheus/common/model"
 	"log/slog"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -74,40 +74,86 @@ type seriesCapAppender struct {
 	storage.AppenderV2
 	cap *seriesCap
 	// getRef looks a series up in the head without creating it; the TSDB's
-	// appenders have it. Without it every unknown ref counts as new.
+	// appenders have it. Without it every unknown ref counts as new, and
+	// new series are created at once.
 	getRef   storage.GetRef
 	rejected int
+	// pending holds the samples of series not yet in the head until the
+	// scrape commits: see Append.
+	pending []pendingSample
+}
+
+// pendingSample is one deferred Append.
+type pendingSample struct {
+	ls    labels.Labels
+	st, t int64
+	v     float64
+	h     *histogram.Histogram
+	fh    *histogram.FloatHistogram
+	opts  storage.AppendV2Options
 }
 
 // Append decides whether a series is new cheaply: a non-zero ref is one the
 // scrape cache got back from an earlier append, so the series exists (or
 // existed: the TSDB then recreates it, which the cap tolerates, as a
 // garbage-collected series is rare and comes back at most once). A zero
-// ref means the scrape loop has not stored the series in this target's
-// lifetime; only then, and only while the head is full, is the head asked
-// by label hash whether it holds the series, e.g. after a restart or from
-// another target.
+// ref means the scrape loop has no ref for the series; the head is then
+// asked by label hash whether it holds it.
+//
+// A series the head does not hold is created only when the scrape commits.
+// The TSDB creates a series on Append, and a rolled-back scrape leaves its
+// new series in the head, empty, until the next head compaction: a target
+// that exposes fresh ids every scrape and fails its sample_limit each time
+// would add sample_limit series per scrape (prometheus/prometheus#16427).
+// Deferred, a failed scrape creates nothing. The cost: the scrape cache
+// gets no ref for a new series on its first scrape, so that series is
+// looked up by hash once more on the next scrape, and a series seen in one
+// scrape only ends by lookback instead of a staleness marker.
 func (a *seriesCapAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) (storage.SeriesRef, error) {
-	if ref == 0 && a.cap.headSeries() >= a.cap.max {
-		if a.getRef != nil {
-			ref, _ = a.getRef.GetRef(ls, ls.Hash())
-		}
-		// Kubelet series are never refused: they are bounded by the pods
-		// the cluster runs, and kubectl top and the HPA depend on them.
-		if ref == 0 && ls.Get(model.JobLabel) != KubeletJobName {
-			a.rejected++
+	if ref != 0 || a.getRef == nil {
+		if ref == 0 && a.full(ls) {
 			return 0, ErrHeadSeriesLimit
 		}
+		return a.AppenderV2.Append(ref, ls, st, t, v, h, fh, opts)
 	}
-	return a.AppenderV2.Append(ref, ls, st, t, v, h, fh, opts)
+	if existing, _ := a.getRef.GetRef(ls, ls.Hash()); existing != 0 {
+		return a.AppenderV2.Append(existing, ls, st, t, v, h, fh, opts)
+	}
+	if a.full(ls) {
+		return 0, ErrHeadSeriesLimit
+	}
+	a.pending = append(a.pending, pendingSample{ls: ls, st: st, t: t, v: v, h: h, fh: fh, opts: opts})
+	return 0, nil
 }
 
+// full reports, and counts, a new series refused at the cap. Kubelet
+// series are never refused: they are bounded by the pods the cluster runs,
+// and kubectl top and the HPA depend on them.
+func (a *seriesCapAppender) full(ls labels.Labels) bool {
+	if a.cap.headSeries()+uint64(len(a.pending)) < a.cap.max || ls.Get(model.JobLabel) == KubeletJobName {
+		return false
+	}
+	a.rejected++
+	return true
+}
+
+// Commit creates the scrape's new series, then commits. A deferred sample
+// the TSDB refuses now (a duplicate within the scrape, say) is dropped, as
+// the scrape loop would have dropped it.
 func (a *seriesCapAppender) Commit() error {
+	for i := range a.pending {
+		p := &a.pending[i]
+		if _, err := a.AppenderV2.Append(0, p.ls, p.st, p.t, p.v, p.h, p.fh, p.opts); err != nil && !errors.Is(err, ErrHeadSeriesLimit) {
+			a.cap.logger.Debug("Deferred sample not stored", "series", p.ls.String(), "err", err)
+		}
+	}
+	a.pending = nil
 	a.report()
 	return a.AppenderV2.Commit()
 }
 
 func (a *seriesCapAppender) Rollback() error {
+	a.pending = nil
 	a.report()
 	return a.AppenderV2.Rollback()
 }

@@ -97,6 +97,62 @@ func TestSeriesCapInScrapeLoop(t *testing.T) {
 	}
 }
 
+// Through the real scrape loop and TSDB: a target over its sample_limit
+// with fresh ids every scrape fails every scrape and adds no series to the
+// head (prometheus/prometheus#16427 without the deferral).
+func TestFailedScrapesCreateNoSeries(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store, err := storage.Open(storage.Options{Path: t.TempDir()}, logger, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var (
+		mu      sync.Mutex
+		scrapes int
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		scrapes++
+		n := scrapes
+		mu.Unlock()
+		for i := range 200 {
+			fmt.Fprintf(w, "churn{id=\"%d-%d\"} 1\n", n, i)
+		}
+	}))
+	defer srv.Close()
+	reg := prometheus.NewRegistry()
+	app, err := LimitHeadSeries(store.Appendable(), 1_000_000, store.HeadSeries, logger, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(logger, fmt.Sprintf(`scrape_configs:
+- job_name: churn
+  scrape_interval: 100ms
+  scrape_timeout: 100ms
+  sample_limit: 100
+  static_configs:
+  - targets: [%q]
+`, strings.TrimPrefix(srv.URL, "http://")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewManager(cfg, app, logger, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.Run(ctx)
+	defer m.Stop()
+	waitFor(t, "ten failed scrapes", func() bool { mu.Lock(); defer mu.Unlock(); return scrapes >= 10 })
+	// Only the target's five report series (up, scrape_*) exist; before
+	// the deferral each failed scrape left 100 empty series.
+	if n := store.HeadSeries(); n > 5 {
+		t.Errorf("head holds %d series after failed scrapes, want only the 5 report series", n)
+	}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)

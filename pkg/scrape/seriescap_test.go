@@ -54,13 +54,11 @@ func TestSeriesCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := app.AppenderV2(context.Background())
-	refs := map[int]storage.SeriesRef{}
 	for i := range max {
-		r, err := a.Append(0, series(i), 0, 1000, 1, nil, nil, storage.AOptions{})
-		if err != nil {
-			t.Fatalf("series %d: %v", i, err)
+		// New series are created on commit: no ref yet.
+		if r, err := a.Append(0, series(i), 0, 1000, 1, nil, nil, storage.AOptions{}); err != nil || r != 0 {
+			t.Fatalf("series %d: ref %d, %v", i, r, err)
 		}
-		refs[i] = r
 	}
 	if _, err := a.Append(0, series(max), 0, 1000, 1, nil, nil, storage.AOptions{}); !errors.Is(err, ErrHeadSeriesLimit) || !errors.Is(err, storage.ErrOutOfBounds) {
 		t.Fatalf("new series over the cap: %v, want ErrHeadSeriesLimit matching ErrOutOfBounds", err)
@@ -70,6 +68,10 @@ func TestSeriesCap(t *testing.T) {
 	}
 	if head.numSeries() != max {
 		t.Errorf("head holds %d series, want %d", head.numSeries(), max)
+	}
+	refs := map[int]storage.SeriesRef{}
+	for i := range max {
+		refs[i] = head.refs[series(i).String()]
 	}
 
 	a = app.AppenderV2(context.Background())
@@ -109,6 +111,48 @@ func TestSeriesCap(t *testing.T) {
 	if err := a.Commit(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A scrape that fails (sample_limit, say) and rolls back must leave no
+// series behind, or a target with fresh ids every scrape fills the head.
+func TestSeriesCapRollbackCreatesNothing(t *testing.T) {
+	head := &fakeHead{refs: map[string]storage.SeriesRef{}}
+	app, err := LimitHeadSeries(head, 1000, head.numSeries, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for scrape := range 3 {
+		a := app.AppenderV2(context.Background())
+		for i := range 100 {
+			if _, err := a.Append(0, series(scrape*100+i), 0, 1000, 1, nil, nil, storage.AOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.Rollback(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := head.numSeries(); n != 0 {
+		t.Errorf("rolled-back scrapes left %d series", n)
+	}
+	a := app.AppenderV2(context.Background())
+	for i := range 5 {
+		if _, err := a.Append(0, series(i), 0, 1000, 1, nil, nil, storage.AOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if n := head.numSeries(); n != 5 {
+		t.Errorf("committed scrape: %d series, want 5", n)
+	}
+	// The next scrape finds them by hash and gets their refs back.
+	a = app.AppenderV2(context.Background())
+	if r, err := a.Append(0, series(3), 0, 2000, 1, nil, nil, storage.AOptions{}); err != nil || r != head.refs[series(3).String()] {
+		t.Errorf("second scrape: ref %d, %v", r, err)
+	}
+	_ = a.Commit()
 }
 
 // The real TSDB must expose GetRef through its AppenderV2, or every
