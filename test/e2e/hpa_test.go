@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,20 +31,9 @@ func testHPAScalesOnCPU(t *testing.T) {
 	)
 	d := deployment{ns: "e2e-hpa", name: "podinfo", replicas: 2, containers: []string{"app"}, cpuRequest: "100m", cpuBase: base, cpuPerRequest: perRequest, memory: 64 << 20}
 	d.create(ctx, t)
-	hpa := &autoscalingv2.HorizontalPodAutoscaler{
-		ObjectMeta: metav1.ObjectMeta{Name: d.name, Namespace: d.ns},
-		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
-			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: d.name},
-			MinReplicas:    ptr.To[int32](2),
-			MaxReplicas:    10,
-			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
-				Name: corev1.ResourceCPU, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](50)},
-			}}},
-		},
-	}
-	if _, err := e.Client.AutoscalingV2().HorizontalPodAutoscalers(d.ns).Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createHPA(ctx, t, d, 2, 10, autoscalingv2.MetricSpec{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+		Name: corev1.ResourceCPU, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](50)},
+	}})
 	// At rest the HPA sees 5% and holds its minimum: this also proves it reads metrics.
 	eventually(t, 2*time.Minute, "HPA reads cpu utilization", func() error {
 		h, err := e.Client.AutoscalingV2().HorizontalPodAutoscalers(d.ns).Get(ctx, d.name, metav1.GetOptions{})
@@ -91,26 +81,102 @@ func replicas(ctx context.Context, d deployment, want int32) error {
 	}
 	if got := ptr.Deref(dep.Spec.Replicas, 0); got != want {
 		h, _ := e.Client.AutoscalingV2().HorizontalPodAutoscalers(d.ns).Get(ctx, d.name, metav1.GetOptions{})
-		var util string
-		if h != nil && len(h.Status.CurrentMetrics) > 0 && h.Status.CurrentMetrics[0].Resource != nil && h.Status.CurrentMetrics[0].Resource.Current.AverageUtilization != nil {
-			util = fmt.Sprintf("%d%%", *h.Status.CurrentMetrics[0].Resource.Current.AverageUtilization)
-		}
-		return fmt.Errorf("deployment wants %d replicas (cpu %s), want %d", got, util, want)
+		return fmt.Errorf("deployment wants %d replicas (HPA sees %s), want %d", got, currentMetrics(h), want)
 	}
 	return nil
 }
 
+// currentMetrics says what an HPA last read, whatever the metric type.
+func currentMetrics(h *autoscalingv2.HorizontalPodAutoscaler) string {
+	if h == nil || len(h.Status.CurrentMetrics) == 0 {
+		return "no metrics"
+	}
+	var parts []string
+	for _, m := range h.Status.CurrentMetrics {
+		var cur autoscalingv2.MetricValueStatus
+		switch {
+		case m.Resource != nil:
+			cur = m.Resource.Current
+		case m.Pods != nil:
+			cur = m.Pods.Current
+		case m.External != nil:
+			cur = m.External.Current
+		case m.Object != nil:
+			cur = m.Object.Current
+		}
+		switch {
+		case cur.AverageUtilization != nil:
+			parts = append(parts, fmt.Sprintf("%s %d%%", m.Type, *cur.AverageUtilization))
+		case cur.AverageValue != nil:
+			parts = append(parts, fmt.Sprintf("%s average %s", m.Type, cur.AverageValue))
+		case cur.Value != nil:
+			parts = append(parts, fmt.Sprintf("%s value %s", m.Type, cur.Value))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// createHPA makes an autoscaling/v2 HPA named after d, scaling it between
+// least and most replicas on one metric.
+func createHPA(ctx context.Context, t *testing.T, d deployment, least, most int32, metric autoscalingv2.MetricSpec) {
+	t.Helper()
+	hpa := &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: d.name, Namespace: d.ns},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: d.name},
+			MinReplicas:    ptr.To(least),
+			MaxReplicas:    most,
+			Metrics:        []autoscalingv2.MetricSpec{metric},
+		},
+	}
+	if _, err := e.Client.AutoscalingV2().HorizontalPodAutoscalers(d.ns).Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hpaReadsMetric waits until the HPA of d reports a current value and is
+// able to scale, which proves the controller reads the metric through the
+// aggregator.
+func hpaReadsMetric(ctx context.Context, t *testing.T, d deployment, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, "HPA "+d.ns+"/"+d.name+" reads its metric", func() error {
+		h, err := e.Client.AutoscalingV2().HorizontalPodAutoscalers(d.ns).Get(ctx, d.name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range h.Status.Conditions {
+			if c.Type == autoscalingv2.ScalingActive && c.Status != corev1.ConditionTrue {
+				return fmt.Errorf("ScalingActive %s: %s: %s", c.Status, c.Reason, c.Message)
+			}
+		}
+		if currentMetrics(h) == "no metrics" {
+			return fmt.Errorf("no current metric yet: %+v", h.Status.Conditions)
+		}
+		return nil
+	})
+}
+
 // predictReplicas runs the HPA controller's algorithm for a Utilization
-// target on the simulated model: desired = ceil(n × utilization/target),
-// unchanged within the default 10% tolerance, clamped to [min, max].
-func predictReplicas(n, max int, base, perRequest float64, rps int, request, target float64) int {
-	for i := 0; i < 20; i++ {
+// target on the simulated model.
+func predictReplicas(n, most int, base, perRequest float64, rps int, request, target float64) int {
+	return hpaConverge(n, 1, most, func(n int) float64 {
 		util := (base + perRequest*float64(rps)/float64(n)) / request
-		ratio := util / target
-		if math.Abs(1-ratio) <= 0.1 {
+		return util / target
+	})
+}
+
+// hpaConverge runs the HPA controller's algorithm from n replicas until it
+// settles: desired = ceil(n × ratio(n)), unchanged while the ratio is
+// within the default 10% tolerance, clamped to [least, most]. ratio is the
+// metric's value over its target at n replicas.
+func hpaConverge(n, least, most int, ratio func(n int) float64) int {
+	for i := 0; i < 20; i++ {
+		r := ratio(n)
+		if math.Abs(1-r) <= 0.1 {
 			return n
 		}
-		next := min(max, int(math.Ceil(float64(n)*ratio)))
+		next := int(math.Ceil(float64(n) * r))
+		next = max(min(next, most), least)
 		if next == n {
 			return n
 		}

@@ -34,7 +34,9 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	e, err = env.Up(ctx, env.Options{Dir: dir, Nodes: 3})
+	// Addresses apart from simkubelet's defaults, which the demo and the
+	// benchmarks use, so the suite runs beside them.
+	e, err = env.Up(ctx, env.Options{Dir: dir, Nodes: 3, FirstNodeIP: "127.0.3.10", PodCIDRBase: "127.3.0.0"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: environment:", err)
 		return 1
@@ -63,6 +65,13 @@ func logsOnFailure(t *testing.T) {
 // eventually polls f every second until it returns nil or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
+	pollEvery(t, time.Second, timeout, what, f)
+}
+
+// pollEvery polls f every period until it returns nil or timeout passes,
+// for the waits whose length is itself measured.
+func pollEvery(t *testing.T, period, timeout time.Duration, what string, f func() error) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var err error
 	for {
@@ -72,13 +81,14 @@ func eventually(t *testing.T, timeout time.Duration, what string, f func() error
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not within %v: %v", what, timeout, err)
 		}
-		time.Sleep(time.Second)
+		time.Sleep(period)
 	}
 }
 
 // TestEndToEnd runs the scenarios in order: later ones build on the
-// workloads of earlier ones, and the kubelet and restart tests disturb the
-// gateway on purpose, so they come last.
+// workloads of earlier ones. The zero-config custom metrics come before the
+// restart onto an adapter config file; the hostile targets, the kubelet and
+// the restart tests disturb the gateway on purpose, so they come last.
 func TestEndToEnd(t *testing.T) {
 	for _, s := range []struct {
 		name string
@@ -87,6 +97,9 @@ func TestEndToEnd(t *testing.T) {
 		{"kubectl top matches the simulation", testKubectlTop},
 		{"raw metrics.k8s.io API", testRawResourceAPI},
 		{"HPA scales on cpu", testHPAScalesOnCPU},
+		{"custom metrics with zero config", testZeroConfigCustomMetrics},
+		{"HPA scales on an external metric from an adapter config", testHPAScalesOnExternalMetric},
+		{"hostile scrape targets", testHostileTargets},
 		{"a bad kubelet", testBadKubelet},
 		{"gateway SIGKILL and restart", testGatewaySurvivesSIGKILL},
 	} {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -11,10 +12,14 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/metrics-gateway/metrics-gateway/test/sim"
 )
 
 // deployment describes a simulated workload: every container uses cpuBase
 // cores plus cpuPerRequest per request/s the pod receives, and memory bytes.
+// With scrape set, its pods carry the prometheus.io annotations the
+// gateway's pod job looks for; annotations are added to the pod template.
 type deployment struct {
 	ns, name      string
 	replicas      int32
@@ -23,6 +28,8 @@ type deployment struct {
 	cpuBase       float64
 	cpuPerRequest float64
 	memory        int64
+	scrape        bool
+	annotations   map[string]string
 }
 
 func (d deployment) object() *appsv1.Deployment {
@@ -38,18 +45,24 @@ func (d deployment) object() *appsv1.Deployment {
 		}
 		cs = append(cs, ctr)
 	}
+	annotations := map[string]string{
+		sim.AnnotationCPUBase:       fmt.Sprint(d.cpuBase),
+		sim.AnnotationCPUPerRequest: fmt.Sprint(d.cpuPerRequest),
+		sim.AnnotationMemory:        fmt.Sprint(d.memory),
+	}
+	if d.scrape {
+		annotations["prometheus.io/scrape"] = "true"
+		annotations["prometheus.io/port"] = "8080"
+	}
+	maps.Copy(annotations, d.annotations)
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: d.name, Namespace: d.ns},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To(d.replicas),
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{
-					"sim.metrics-gateway.io/cpu-base":        fmt.Sprint(d.cpuBase),
-					"sim.metrics-gateway.io/cpu-per-request": fmt.Sprint(d.cpuPerRequest),
-					"sim.metrics-gateway.io/memory":          fmt.Sprint(d.memory),
-				}},
-				Spec: corev1.PodSpec{Containers: cs, TerminationGracePeriodSeconds: ptr.To[int64](0)},
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
+				Spec:       corev1.PodSpec{Containers: cs, TerminationGracePeriodSeconds: ptr.To[int64](0)},
 			},
 		},
 	}
@@ -58,28 +71,44 @@ func (d deployment) object() *appsv1.Deployment {
 // create makes the namespace and deployment and waits for every replica to run.
 func (d deployment) create(ctx context.Context, t *testing.T) {
 	t.Helper()
+	d.submit(ctx, t)
+	eventually(t, 2*time.Minute, d.name+" running", func() error { return runningPods(ctx, d.ns, "app="+d.name, int(d.replicas)) })
+}
+
+// submit makes the namespace and deployment without waiting.
+func (d deployment) submit(ctx context.Context, t *testing.T) {
+	t.Helper()
 	if _, err := e.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: d.ns}}, metav1.CreateOptions{}); err != nil && !isAlreadyExists(err) {
 		t.Fatal(err)
 	}
 	if _, err := e.Client.AppsV1().Deployments(d.ns).Create(ctx, d.object(), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Minute, d.name+" running", func() error { return runningPods(ctx, d.ns, "app="+d.name, int(d.replicas)) })
 }
 
 func runningPods(ctx context.Context, ns, selector string, want int) error {
-	pods, err := e.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	pods, err := running(ctx, ns, selector)
 	if err != nil {
 		return err
 	}
-	n := 0
-	for _, p := range pods.Items {
-		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
-			n++
-		}
-	}
-	if n != want {
-		return fmt.Errorf("%d running pods, want %d", n, want)
+	if len(pods) != want {
+		return fmt.Errorf("%d running pods, want %d", len(pods), want)
 	}
 	return nil
+}
+
+// running lists the Running pods of ns matching selector that are not
+// being deleted.
+func running(ctx context.Context, ns, selector string) ([]corev1.Pod, error) {
+	pods, err := e.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil, err
+	}
+	var out []corev1.Pod
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }

@@ -32,8 +32,15 @@ type Options struct {
 	GatewayBin string
 	// Nodes is how many simulated nodes to run (default 3).
 	Nodes int
-	// Resolution is the gateway's --metric-resolution (default 15s).
+	// Resolution is the gateway's --metric-resolution and the scrape
+	// interval of annotated pods (default 15s).
 	Resolution time.Duration
+	// FirstNodeIP and PodCIDRBase place the simulated nodes (first-ip + i)
+	// and pods (base + 1 upward) in 127.0.0.0/8; empty keeps simkubelet's
+	// defaults. Two environments, or one and a benchmark, can share a
+	// machine only with ranges apart: every node's kubelet listens on
+	// port 10250 of its own address.
+	FirstNodeIP, PodCIDRBase string
 	// Detach leaves every process running after this one exits (the demo).
 	Detach bool
 	// Stdout receives progress lines; nil means os.Stdout.
@@ -107,7 +114,7 @@ func (e *Env) progress(format string, args ...any) {
 }
 
 // Up starts the control plane, the simulated kubelets and the gateway, and
-// waits until v1beta1.metrics.k8s.io is Available.
+// waits until every APIService the gateway serves (GatewayAPIs) is Available.
 func Up(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := o.complete(); err != nil {
 		return nil, err
@@ -162,10 +169,17 @@ func (e *Env) startSim(ctx context.Context) error {
 	if err := os.WriteFile(caFile, ca, 0o644); err != nil {
 		return err
 	}
-	e.sim = &proc{name: "simkubelet", path: filepath.Join(e.BinDir, "simkubelet"), logPath: filepath.Join(e.Dir, "simkubelet.log"), detach: e.Detach, args: []string{
+	args := []string{
 		"--kubeconfig", e.Cluster.Kubeconfig, "--nodes", fmt.Sprint(e.Nodes), "--cert-dir", simDir,
 		"--token-file", tokenFile, "--client-ca-file", caFile, "--control-file", controlFile,
-	}}
+	}
+	if e.FirstNodeIP != "" {
+		args = append(args, "--first-ip", e.FirstNodeIP)
+	}
+	if e.PodCIDRBase != "" {
+		args = append(args, "--pod-cidr-base", e.PodCIDRBase)
+	}
+	e.sim = &proc{name: "simkubelet", path: filepath.Join(e.BinDir, "simkubelet"), logPath: filepath.Join(e.Dir, "simkubelet.log"), detach: e.Detach, args: args}
 	start := time.Now()
 	if err := e.sim.start(); err != nil {
 		return err

@@ -5,19 +5,42 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 )
+
+// GatewayAPIs are the API versions the gateway serves on its one port and
+// certificate, each registered as an APIService behind the aggregator.
+func GatewayAPIs() []schema.GroupVersion {
+	return []schema.GroupVersion{
+		{Group: "metrics.k8s.io", Version: "v1beta1"},
+		{Group: "custom.metrics.k8s.io", Version: "v1beta1"},
+		{Group: "custom.metrics.k8s.io", Version: "v1beta2"},
+		{Group: "external.metrics.k8s.io", Version: "v1beta1"},
+	}
+}
 
 // Gateway is the metrics-gateway process under test.
 type Gateway struct {
 	Port        int
 	StoragePath string
 	CABundle    []byte
-	proc        *proc
-	env         *Env
+	// ConfigFile is the GatewayConfig passed as --config: the annotated-pod
+	// job scraping every Resolution.
+	ConfigFile string
+	// AdapterConfigFile, when set, is passed as --adapter-config; empty runs
+	// the zero-config rules. Restart changes it.
+	AdapterConfigFile string
+	// fixed are the arguments every start shares.
+	fixed []string
+	proc  *proc
+	env   *Env
 }
 
 func (e *Env) startGateway(ctx context.Context) error {
@@ -33,31 +56,63 @@ func (e *Env) startGateway(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	g := &Gateway{Port: port, StoragePath: filepath.Join(e.Dir, "gateway-data"), CABundle: caBundle, env: e}
-	g.proc = &proc{name: "metrics-gateway", path: e.GatewayBin, logPath: filepath.Join(e.Dir, "metrics-gateway.log"), detach: e.Detach, args: []string{
+	configFile := filepath.Join(e.Dir, "gateway-config.yaml")
+	if err := os.WriteFile(configFile, gatewayConfig(e.Resolution), 0o644); err != nil {
+		return err
+	}
+	g := &Gateway{Port: port, StoragePath: filepath.Join(e.Dir, "gateway-data"), CABundle: caBundle, ConfigFile: configFile, env: e}
+	g.fixed = []string{
 		"--kubeconfig", kubeconfig,
 		"--bind-address", "127.0.0.1", "--secure-port", fmt.Sprint(port),
 		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile,
 		"--storage-path", g.StoragePath,
 		"--metric-resolution", e.Resolution.String(),
+		"--config", configFile,
 		"--kubelet-use-node-status-port",
 		"--kubelet-preferred-address-types", "InternalIP",
 		"--kubelet-certificate-authority", filepath.Join(e.Dir, "sim", "ca.crt"),
 		"--v", "2",
-	}}
+	}
+	g.proc = &proc{name: "metrics-gateway", path: e.GatewayBin, logPath: filepath.Join(e.Dir, "metrics-gateway.log"), detach: e.Detach, args: g.args()}
 	e.Gateway = g
 	start := time.Now()
 	if err := g.Start(ctx); err != nil {
 		return err
 	}
-	if err := e.Cluster.RegisterAPIService(ctx, "metrics.k8s.io", "v1beta1", port, caBundle); err != nil {
-		return err
+	var names []string
+	for _, gv := range GatewayAPIs() {
+		if err := e.Cluster.RegisterAPIService(ctx, gv.Group, gv.Version, port, caBundle); err != nil {
+			return err
+		}
+		names = append(names, gv.Version+"."+gv.Group)
 	}
-	if err := e.Cluster.WaitAPIServiceAvailable(ctx, "v1beta1.metrics.k8s.io"); err != nil {
-		return err
+	for _, n := range names {
+		if err := e.Cluster.WaitAPIServiceAvailable(ctx, n); err != nil {
+			return err
+		}
 	}
-	e.progress("metrics-gateway serving on 127.0.0.1:%d, v1beta1.metrics.k8s.io Available (%.1fs)", port, time.Since(start).Seconds())
+	e.progress("metrics-gateway serving on 127.0.0.1:%d, %s Available (%.1fs)", port, strings.Join(names, ", "), time.Since(start).Seconds())
 	return nil
+}
+
+// gatewayConfig is the --config file: pods annotated prometheus.io/scrape
+// are scraped as often as kubelets, so custom and resource metrics have the
+// same freshness. Limits and the head-series cap keep their defaults, which
+// the hostile-target tests rely on.
+func gatewayConfig(interval time.Duration) []byte {
+	return []byte(fmt.Sprintf(`apiVersion: metrics-gateway.io/v1alpha1
+kind: GatewayConfig
+pods:
+  scrapeInterval: %dms
+`, interval.Milliseconds()))
+}
+
+func (g *Gateway) args() []string {
+	args := append([]string(nil), g.fixed...)
+	if g.AdapterConfigFile != "" {
+		args = append(args, "--adapter-config", g.AdapterConfigFile)
+	}
+	return args
 }
 
 // Start starts the gateway (again, after Kill) on the same port and
@@ -81,8 +136,71 @@ func (g *Gateway) Start(ctx context.Context) error {
 	})
 }
 
+// Restart stops the gateway gracefully and starts it on the same port and
+// storage with adapterConfig (a prometheus-adapter rules file) as its
+// --adapter-config, or on the zero-config rules when adapterConfig is
+// empty. It returns once every API the gateway serves answers through the
+// aggregator again.
+func (g *Gateway) Restart(ctx context.Context, adapterConfig string) error {
+	g.AdapterConfigFile = ""
+	if adapterConfig != "" {
+		g.AdapterConfigFile = filepath.Join(g.env.Dir, "adapter-config.yaml")
+		if err := os.WriteFile(g.AdapterConfigFile, []byte(adapterConfig), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := g.proc.stop(); err != nil {
+		return fmt.Errorf("stop gateway: %w", err)
+	}
+	g.proc.args = g.args()
+	if err := g.Start(ctx); err != nil {
+		return err
+	}
+	return g.env.WaitAPIsServed(ctx, 2*time.Minute)
+}
+
+// WaitAPIsServed waits until the discovery document of every API the
+// gateway serves comes back through the aggregator. After a restart this,
+// not the APIService condition, says the gateway answers again: the
+// condition can still read Available from before, or Unavailable until the
+// aggregator's next check.
+func (e *Env) WaitAPIsServed(ctx context.Context, timeout time.Duration) error {
+	for _, gv := range GatewayAPIs() {
+		path := "/apis/" + gv.String()
+		if err := poll(ctx, timeout, "GET "+path, func() error {
+			_, err := e.Client.Discovery().RESTClient().Get().AbsPath(path).DoRaw(ctx)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Kill ends the gateway with SIGKILL: no shutdown, no flush.
 func (g *Gateway) Kill() error { return g.proc.kill() }
+
+// PID is the running gateway's process id, 0 if none.
+func (g *Gateway) PID() int { return g.proc.pid() }
+
+// PeakRSS is the gateway process's peak resident set size since it started
+// (VmHWM), which catches a spike between two looks at its current RSS.
+func (g *Gateway) PeakRSS() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.PID()))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("VmHWM %q: %w", v, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", g.PID())
+}
 
 // Get fetches a path from the gateway directly, as the cluster admin (a
 // client certificate the gateway authenticates through the cluster's CA).
@@ -112,3 +230,6 @@ func (g *Gateway) Get(ctx context.Context, path string) (int, string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
 }
+
+// LogPath is the gateway's log file, appended to across restarts.
+func (g *Gateway) LogPath() string { return g.proc.logPath }

@@ -61,3 +61,8 @@ func (e *Env) simPost(ctx context.Context, path, body string) error {
 func (e *Env) SetKubeletMode(ctx context.Context, node, mode string) error {
 	return e.simPost(ctx, "/nodes/"+node+"/mode", mode)
 }
+
+// SetQueueDepth sets the queue_depth gauge of the running pod ns/name.
+func (e *Env) SetQueueDepth(ctx context.Context, ns, name string, depth float64) error {
+	return e.simPost(ctx, "/pods/"+ns+"/"+name+"/queue-depth", fmt.Sprint(depth))
+}

@@ -12,10 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/expfmt"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/clock"
 )
 
 // DefaultPodPort is served when a pod declares no TCP containerPort, podinfo's
@@ -53,47 +50,6 @@ type Pod struct {
 
 // Key is namespace/name.
 func (p *Pod) Key() string { return p.Namespace + "/" + p.Name }
-
-// podHandler serves the load target and the pod's own /metrics. Any path other
-// than /metrics counts as one request, whatever the method, as podinfo does.
-func podHandler(m *PodModel, clk clock.PassiveClock) (http.Handler, error) {
-	reg := prometheus.NewRegistry()
-	err := errors.Join(
-		reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "http_requests_total", Help: "Requests this pod has served (excluding /metrics).",
-		}, func() float64 { return float64(m.Requests()) })),
-		reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "queue_depth", Help: "Simulated work queue length, set through the control API.",
-		}, m.QueueDepth)),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("register pod metrics: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
-		// Text 0.0.4 whatever the Accept header says, so every scraper sees the same
-		// bytes a plain exporter would send.
-		fams, err := reg.Gather()
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		format := expfmt.NewFormat(expfmt.TypeTextPlain)
-		w.Header().Set("Content-Type", string(format))
-		enc := expfmt.NewEncoder(w, format)
-		for _, f := range fams {
-			if err := enc.Encode(f); err != nil {
-				return // the client went away; nothing to tell it
-			}
-		}
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
-		m.ServeRequest(clk.Now())
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	return mux, nil
-}
 
 // serve opens every port on the pod's IP. All listeners are open before it
 // returns, so the pod is reachable once it is reported Running.

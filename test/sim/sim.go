@@ -119,7 +119,8 @@ func (s *Sim) StartPod(spec PodSpec) (*Pod, error) {
 		return nil, fmt.Errorf("pod %s: no containers", spec.Key())
 	}
 	params, perrs := ParamsFromAnnotations(spec.Annotations)
-	for _, err := range perrs {
+	expo, xerrs := ExpositionFromAnnotations(spec.Annotations)
+	for _, err := range append(perrs, xerrs...) {
 		klog.ErrorS(err, "Ignoring annotation", "pod", klog.KRef(spec.Namespace, spec.Name))
 	}
 	p := &Pod{Namespace: spec.Namespace, Name: spec.Name, UID: spec.UID, Node: spec.Node, HostIP: node.IP, Ports: uniquePorts(spec.Ports)}
@@ -127,7 +128,7 @@ func (s *Sim) StartPod(spec PodSpec) (*Pod, error) {
 		return nil, err
 	}
 	p.Model = NewPodModel(spec.Containers, params, s.clock.Now())
-	h, err := podHandler(p.Model, s.clock)
+	h, err := podHandler(p.Model, expo, s.clock)
 	if err == nil {
 		err = p.serve(h)
 	}

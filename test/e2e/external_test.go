@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// The queue scenario: one pod whose queue_depth gauge the test sets, and a
+// worker Deployment (not scraped) that an External HPA scales on the
+// namespace's summed queue_depth, perWorker items per replica.
+var (
+	queue  = deployment{ns: "e2e-external", name: "queue", replicas: 1, containers: []string{"app"}, memory: 32 << 20, scrape: true}
+	worker = deployment{ns: "e2e-external", name: "worker", replicas: 1, containers: []string{"app"}, memory: 32 << 20}
+)
+
+const perWorker = 5
+
+// testHPAScalesOnExternalMetric restarts the gateway with
+// testdata/adapter-config.yaml as its --adapter-config, whose externalRules
+// serve queue_depth on external.metrics.k8s.io, then scales the workers on
+// it: a queue of 22 wants ceil(22/5) = 5 workers, reached in one step (the
+// HPA may add 4 pods per period) and held (at 5 the ratio is 0.88, but
+// ceil(22/5) is still 5); an empty queue brings them back to 1. A gauge
+// has no window, so the timings are scrape interval + HPA period.
+func testHPAScalesOnExternalMetric(t *testing.T) {
+	logsOnFailure(t)
+	ctx := context.Background()
+	adapterConfig, err := os.ReadFile("testdata/adapter-config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := e.Gateway.Restart(ctx, string(adapterConfig)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("gateway restarted with --adapter-config %s; every API answers again after %v", e.Gateway.AdapterConfigFile, time.Since(start).Round(100*time.Millisecond))
+
+	queue.create(ctx, t)
+	worker.create(ctx, t)
+	createHPA(ctx, t, worker, 1, 10, autoscalingv2.MetricSpec{Type: autoscalingv2.ExternalMetricSourceType, External: &autoscalingv2.ExternalMetricSource{
+		Metric: autoscalingv2.MetricIdentifier{Name: "queue_depth"},
+		Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: resource.NewQuantity(perWorker, resource.DecimalSI)},
+	}})
+	path := externalV1beta1 + "/namespaces/" + queue.ns + "/queue_depth"
+	eventually(t, 90*time.Second, "queue_depth on external.metrics.k8s.io", func() error {
+		if err := requireListed(ctx, externalV1beta1, "queue_depth"); err != nil {
+			return err
+		}
+		return externalValue(ctx, path, 0)
+	})
+	hpaReadsMetric(ctx, t, worker, 90*time.Second)
+
+	const depth = 22
+	want := int32(hpaConverge(1, 1, 10, func(n int) float64 { return depth / float64(perWorker*n) }))
+	t.Logf("queue depth %d, %d per worker: the HPA formula predicts %d workers", depth, perWorker, want)
+	setQueueDepth(ctx, t, depth)
+	start = time.Now()
+	eventually(t, 2*time.Minute, fmt.Sprintf("scale 1 → %d", want), func() error { return replicas(ctx, worker, want) })
+	t.Logf("scaled up to %d in %v", want, time.Since(start).Round(time.Second))
+	if err := externalValue(ctx, path, depth); err != nil {
+		t.Error(err)
+	}
+	logRaw(ctx, t, path)
+	for range 4 {
+		time.Sleep(5 * time.Second)
+		if err := replicas(ctx, worker, want); err != nil {
+			t.Fatalf("after reaching %d: %v", want, err)
+		}
+	}
+	setQueueDepth(ctx, t, 0)
+	start = time.Now()
+	eventually(t, 2*time.Minute, "scale back to 1", func() error { return replicas(ctx, worker, 1) })
+	t.Logf("scaled down to 1 in %v", time.Since(start).Round(time.Second))
+}
+
+// externalValue checks that path answers one value, want.
+func externalValue(ctx context.Context, path string, want float64) error {
+	vals, err := metricValues(ctx, path, nil)
+	if err != nil {
+		return err
+	}
+	if len(vals) != 1 || vals[0].float() != want {
+		return fmt.Errorf("%s: %+v, want one value %g", path, vals, want)
+	}
+	return nil
+}
+
+// setQueueDepth sets the queue pod's queue_depth gauge.
+func setQueueDepth(ctx context.Context, t *testing.T, depth float64) {
+	t.Helper()
+	pods, err := running(ctx, queue.ns, "app="+queue.name)
+	if err != nil || len(pods) != 1 {
+		t.Fatalf("queue pod: %d running, %v", len(pods), err)
+	}
+	if err := e.SetQueueDepth(ctx, queue.ns, pods[0].Name, depth); err != nil {
+		t.Fatal(err)
+	}
+}
