@@ -57,10 +57,18 @@ lint: ## gofmt (prints nothing), go vet, and the README flags reference up to da
 	cd test && go vet ./...
 	hack/update-flags.sh --check
 
-# Issue 5 extends this to side-by-side runs; bench-compare below is the
-# simple sequential version.
+# Side-by-side benchmarks (issue 5), not part of make test; about 30 minutes.
+BENCH_ARGS ?=
+
 .PHONY: bench
-bench: ## Benchmarks of the query paths, six runs each, into bench.out.
+bench: e2e-build ## metrics-gateway vs metrics-server v0.9.0 and Prometheus 3 on simulated clusters; writes docs/benchmarks.md.
+	test/hack/build-bench-tools.sh $(TEST_BIN)
+	go build -o $(TEST_BIN)/benchtool ./hack/benchtool
+	cd test && nice -n 10 go run ./cmd/sidebyside --bin-dir $(TEST_BIN) --gateway $(CURDIR)/$(BINARY) \
+		--benchtool $(TEST_BIN)/benchtool --out $(CURDIR)/docs/benchmarks.md $(BENCH_ARGS)
+
+.PHONY: bench-go
+bench-go: ## Go benchmarks of the query paths, six runs each, into bench.out.
 	go test $(BENCH_FLAGS) $(BENCH_PKGS) | tee bench.out
 
 .PHONY: bench-compare

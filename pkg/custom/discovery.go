@@ -57,7 +57,7 @@ type discoverer struct {
 	ttl       time.Duration
 	now       func() time.Time
 
-	timeout   time.Duration // of a background refresh
+	timeout time.Duration // of a background refresh
 
 	mu         sync.Mutex // serializes rebuilds
 	last       atomic.Pointer[snapshot]

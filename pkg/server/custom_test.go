@@ -407,8 +407,6 @@ func checkValues(items []cmv1beta2.MetricValue, want map[string]float64, tol flo
 	return nil
 }
 
-
-
 // TestGatewayServesAdapterResourceRules: an adapter file with resourceRules
 // answers metrics.k8s.io from them, as prometheus-adapter would, here over
 // the kubelet fixtures. The adapter's published rules use irate over the

@@ -16,12 +16,12 @@ import (
 	cliflag "k8s.io/component-base/cli/flag"
 	"k8s.io/component-base/logs"
 	logsapi "k8s.io/component-base/logs/api/v1"
-	"sigs.k8s.io/metrics-server/pkg/api"
 	openapicommon "k8s.io/kube-openapi/pkg/common"
 	cmapiserver "sigs.k8s.io/custom-metrics-apiserver/pkg/apiserver"
 	cmopenapicore "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/core"
 	cmopenapicustom "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/custommetrics"
 	cmopenapiexternal "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/externalmetrics"
+	"sigs.k8s.io/metrics-server/pkg/api"
 	generatedopenapi "sigs.k8s.io/metrics-server/pkg/api/generated/openapi"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"

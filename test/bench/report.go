@@ -1,0 +1,119 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Report renders the results as markdown: per scale, gateway against
+// metrics-server (medians over runs), then the ingestion comparison.
+func Report(out io.Writer, results []Result) {
+	byScale := map[Scale][]Result{}
+	var scales []Scale
+	for _, r := range results {
+		if _, ok := byScale[r.Scale]; !ok {
+			scales = append(scales, r.Scale)
+		}
+		byScale[r.Scale] = append(byScale[r.Scale], r)
+	}
+	sort.Slice(scales, func(i, j int) bool { return scales[i].Pods() < scales[j].Pods() })
+	for _, sc := range scales {
+		rs := byScale[sc]
+		ms, gw := pick(rs, MetricsServer, false), pick(rs, Gateway, false)
+		if len(ms) > 0 && len(gw) > 0 {
+			fmt.Fprintf(out, "\n### %s: metrics-gateway vs metrics-server (%d nodes, %d pods)\n\n", sc, sc.Nodes, sc.Pods())
+			resourceTable(out, ms, gw)
+		}
+		pg, pp := pick(rs, Gateway, true), pick(rs, Prometheus, true)
+		if len(pg) > 0 && len(pp) > 0 {
+			fmt.Fprintf(out, "\n### %s, every pod annotated: metrics-gateway vs Prometheus (%d scrape targets)\n\n", sc, sc.Nodes+sc.Pods())
+			ingestTable(out, pp, pg)
+		}
+	}
+}
+
+func pick(rs []Result, k Kind, ingest bool) []Result {
+	var out []Result
+	for _, r := range rs {
+		if r.Kind == k && r.Ingest == ingest {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func median(rs []Result, f func(Result) float64) float64 {
+	xs := make([]float64, len(rs))
+	for i, r := range rs {
+		xs[i] = f(r)
+	}
+	return Percentile(xs, 50)
+}
+
+func row(out io.Writer, name string, a, b float64, format string, lowerBetter bool) {
+	ratio := "–"
+	if a > 0 {
+		ratio = fmt.Sprintf("%.2f", b/a)
+	}
+	fmt.Fprintf(out, "| %s | "+format+" | "+format+" | %s |\n", name, a, b, ratio)
+}
+
+func resourceTable(out io.Writer, msr, gw []Result) {
+	fmt.Fprintf(out, "| measure | metrics-server | metrics-gateway | gateway / metrics-server |\n|---|---:|---:|---:|\n")
+	row(out, "steady RSS (MB)", median(msr, func(r Result) float64 { return float64(r.Usage.SteadyRSS) / 1e6 }),
+		median(gw, func(r Result) float64 { return float64(r.Usage.SteadyRSS) / 1e6 }), "%.0f", true)
+	row(out, "peak RSS (MB)", median(msr, func(r Result) float64 { return float64(r.Usage.PeakRSS) / 1e6 }),
+		median(gw, func(r Result) float64 { return float64(r.Usage.PeakRSS) / 1e6 }), "%.0f", true)
+	row(out, "CPU per 15 s round (s)", median(msr, func(r Result) float64 { return r.Usage.CPUPerRound.Seconds() }),
+		median(gw, func(r Result) float64 { return r.Usage.CPUPerRound.Seconds() }), "%.3f", true)
+	for _, q := range append(ResourceQueries(), CustomQuery()) {
+		for _, via := range []string{"direct", "aggregator"} {
+			for _, p := range []string{"p50", "p99"} {
+				get := func(r Result) float64 {
+					l, ok := r.Latency[q.Name][via]
+					if !ok {
+						return 0
+					}
+					if p == "p50" {
+						return ms(l.P50)
+					}
+					return ms(l.P99)
+				}
+				a, b := median(msr, get), median(gw, get)
+				if a == 0 && b == 0 {
+					continue
+				}
+				items := gw[0].Latency[q.Name][via].Items
+				name := fmt.Sprintf("%s (%d items), %s, %s (ms)", q.Name, items, via, p)
+				if a == 0 {
+					fmt.Fprintf(out, "| %s | – | %.1f | – |\n", name, b)
+					continue
+				}
+				row(out, name, a, b, "%.1f", true)
+			}
+		}
+	}
+	fmt.Fprintf(out, "| history held | %s | %s | |\n", msr[0].History, gw[0].History)
+	fmt.Fprintf(out, "| runs (alternating), requests per latency figure | %d | %d | n=%d |\n", len(msr), len(gw), gw[0].Latency[ResourceQueries()[0].Name]["direct"].N)
+}
+
+func ingestTable(out io.Writer, prom, gw []Result) {
+	fmt.Fprintf(out, "| measure | Prometheus 3 | metrics-gateway | gateway / Prometheus |\n|---|---:|---:|---:|\n")
+	row(out, "steady RSS (MB)", median(prom, func(r Result) float64 { return float64(r.Usage.SteadyRSS) / 1e6 }),
+		median(gw, func(r Result) float64 { return float64(r.Usage.SteadyRSS) / 1e6 }), "%.0f", true)
+	row(out, "peak RSS (MB)", median(prom, func(r Result) float64 { return float64(r.Usage.PeakRSS) / 1e6 }),
+		median(gw, func(r Result) float64 { return float64(r.Usage.PeakRSS) / 1e6 }), "%.0f", true)
+	row(out, "CPU per 15 s round (s)", median(prom, func(r Result) float64 { return r.Usage.CPUPerRound.Seconds() }),
+		median(gw, func(r Result) float64 { return r.Usage.CPUPerRound.Seconds() }), "%.3f", true)
+	row(out, "head series", median(prom, func(r Result) float64 { return r.HeadSeries }),
+		median(gw, func(r Result) float64 { return r.HeadSeries }), "%.0f", true)
+	row(out, "samples appended per round", median(prom, func(r Result) float64 { return r.SamplesPerRound }),
+		median(gw, func(r Result) float64 { return r.SamplesPerRound }), "%.0f", true)
+	fmt.Fprintf(out, "| history held (both started empty) | %s | %s | |\n", prom[0].History, gw[0].History)
+}
+
+// Elapsed formats a duration for the report.
+func Elapsed(d time.Duration) string { return strings.TrimSpace(d.Round(time.Second).String()) }

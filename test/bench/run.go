@@ -1,0 +1,252 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// Query is one kind of request, with its path under the server.
+type Query struct {
+	Name, Path string
+}
+
+// ResourceQueries are what kubectl top and the HPA ask metrics.k8s.io.
+func ResourceQueries() []Query {
+	sel := url.Values{"labelSelector": {"app=" + SelectorApp}}.Encode()
+	return []Query{
+		{"list NodeMetrics", "/apis/metrics.k8s.io/v1beta1/nodes"},
+		{"list all PodMetrics", "/apis/metrics.k8s.io/v1beta1/pods"},
+		{"PodMetrics ns + selector", "/apis/metrics.k8s.io/v1beta1/namespaces/" + SelectorNamespace + "/pods?" + sel},
+	}
+}
+
+// CustomQuery is the HPA's Pods metric over the selector group: the per-second
+// rate of the simulated pods' http_requests_total.
+func CustomQuery() Query {
+	sel := url.Values{"labelSelector": {"app=" + SelectorApp}}.Encode()
+	return Query{"custom metric, 100-pod selector", "/apis/custom.metrics.k8s.io/v1beta2/namespaces/" + SelectorNamespace + "/pods/*/http_requests?" + sel}
+}
+
+// Result is one run of one server at one scale.
+type Result struct {
+	Scale Scale
+	Kind  Kind
+	Run   int
+	Usage Usage
+	// Latency by query name and "direct" or "aggregator".
+	Latency map[string]map[string]Latency
+	// History describes what the server holds.
+	History string
+	// HeadSeries and SamplesPerRound are TSDB figures (gateway, Prometheus).
+	HeadSeries      float64
+	SamplesPerRound float64
+	// Ingest marks the every-pod-annotated runs against Prometheus.
+	Ingest bool
+}
+
+// RunOptions shape one run.
+type RunOptions struct {
+	Tools      Tools
+	Resolution time.Duration
+	Rounds     int // idle rounds measured
+	Requests   int // per query kind and path
+	Prefill    time.Duration
+	// Custom also measures the custom-metrics query (gateway only).
+	Custom bool
+	Ingest bool
+	// APIs to register for the run (group, version).
+	APIs [][2]string
+}
+
+// Run starts kind, waits until it answers for the whole cluster, lets it settle,
+// measures it idle, then measures latency, and stops it.
+func (w *World) Run(ctx context.Context, kind Kind, run int, o RunOptions) (r Result, err error) {
+	r = Result{Scale: w.Scale, Kind: kind, Run: run, Latency: map[string]map[string]Latency{}, Ingest: o.Ingest}
+	start := time.Now()
+	s, err := w.StartServer(ctx, kind, o.Tools, o.Resolution, o.Prefill)
+	if err != nil {
+		return r, err
+	}
+	defer func() {
+		if stopErr := s.Stop(); stopErr != nil && err == nil {
+			err = stopErr
+		}
+	}()
+	if len(o.APIs) > 0 {
+		if err := s.Register(ctx, o.APIs...); err != nil {
+			return r, fmt.Errorf("%s: %w (log %s)", kind, err, s.LogPath())
+		}
+	}
+	if err := w.waitComplete(ctx, s, o); err != nil {
+		return r, err
+	}
+	w.progress("%s #%d serving the whole cluster after %s (pid %d)", kind, run, time.Since(start).Round(time.Second), s.PID())
+	// Two more rounds, so the measured ones are steady state.
+	time.Sleep(2 * o.Resolution)
+	var samples0 float64
+	if kind != MetricsServer {
+		samples0, _ = s.Metric(ctx, "prometheus_tsdb_head_samples_appended_total")
+	}
+	if r.Usage, err = MeasureIdle(s.PID(), o.Rounds, o.Resolution); err != nil {
+		return r, err
+	}
+	if kind != MetricsServer {
+		samples1, _ := s.Metric(ctx, "prometheus_tsdb_head_samples_appended_total")
+		r.SamplesPerRound = (samples1 - samples0) / float64(o.Rounds)
+		r.HeadSeries, _ = s.Metric(ctx, "prometheus_tsdb_head_series")
+		minT, _ := s.Metric(ctx, "prometheus_tsdb_head_min_time")
+		maxT, _ := s.Metric(ctx, "prometheus_tsdb_head_max_time")
+		r.History = (time.Duration(maxT-minT) * time.Millisecond).Round(time.Minute).String()
+	} else {
+		r.History = "last 2 scrapes"
+	}
+	w.progress("%s #%d idle: RSS %s, CPU/round %.2fs, history %s, head series %.0f", kind, run,
+		mb(r.Usage.SteadyRSS), r.Usage.CPUPerRound.Seconds(), r.History, r.HeadSeries)
+	var qs []Query
+	switch {
+	case o.Ingest && kind == Gateway:
+		qs = []Query{CustomQuery()}
+	case !o.Ingest:
+		qs = ResourceQueries()
+		if o.Custom && kind == Gateway {
+			qs = append(qs, CustomQuery())
+		}
+	}
+	{
+		for _, q := range qs {
+			r.Latency[q.Name] = map[string]Latency{}
+			for _, via := range []string{"direct", "aggregator"} {
+				l, err := w.measure(ctx, s, q, via, o.Requests)
+				if err != nil {
+					return r, fmt.Errorf("%s %s %s: %w", kind, q.Name, via, err)
+				}
+				r.Latency[q.Name][via] = l
+				w.progress("%s #%d %-32s %-10s p50 %6.1f ms  p99 %6.1f ms  (%d items, n=%d)", kind, run, q.Name, via,
+					ms(l.P50), ms(l.P99), l.Items, l.N)
+			}
+		}
+	}
+	last, err := ReadProc(s.PID())
+	if err != nil {
+		return r, err
+	}
+	r.Usage.PeakRSS = last.HWM
+	return r, nil
+}
+
+func (w *World) get(ctx context.Context, s *Server, via, path string) (int, []byte, error) {
+	if via == "direct" {
+		return s.Get(ctx, path)
+	}
+	b, err := w.Client.CoreV1().RESTClient().Get().RequestURI(path).SetHeader("Accept", "application/json").DoRaw(ctx)
+	if err != nil {
+		return http.StatusInternalServerError, b, err
+	}
+	return http.StatusOK, b, nil
+}
+
+// waitComplete waits until the server's answers cover every node and pod (and,
+// for the custom query, all 100 pods of the group).
+func (w *World) waitComplete(ctx context.Context, s *Server, o RunOptions) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	last := "no answer yet"
+	err := wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
+		if s.Kind == Prometheus {
+			n, err := promCount(ctx, s, `count(up == 1)`)
+			last = fmt.Sprintf("%v targets up of %d (%v)", n, w.Scale.Nodes+w.Scale.Pods(), err)
+			return err == nil && n >= float64(w.Scale.Nodes+w.Scale.Pods()), nil
+		}
+		nodes, err := itemCount(w.get(ctx, s, "direct", ResourceQueries()[0].Path))
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		pods, err := itemCount(w.get(ctx, s, "direct", ResourceQueries()[1].Path))
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		last = fmt.Sprintf("%d of %d nodes, %d of %d pods", nodes, w.Scale.Nodes, pods, w.Scale.Pods())
+		if nodes < w.Scale.Nodes || pods < w.Scale.Pods() {
+			return false, nil
+		}
+		if (o.Custom || o.Ingest) && s.Kind == Gateway {
+			n, err := itemCount(w.get(ctx, s, "direct", CustomQuery().Path))
+			last = fmt.Sprintf("custom metric: %d of %d pods (%v)", n, GroupSize, err)
+			return err == nil && n >= min(GroupSize, w.Scale.Pods()), nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s never served the whole cluster: %s (log %s)", s.Kind, last, s.LogPath())
+	}
+	return nil
+}
+
+func itemCount(code int, body []byte, err error) (int, error) {
+	if err != nil {
+		return 0, err
+	}
+	if code != http.StatusOK {
+		return 0, fmt.Errorf("HTTP %d: %.200s", code, body)
+	}
+	var l struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := json.Unmarshal(body, &l); err != nil {
+		return 0, err
+	}
+	return len(l.Items), nil
+}
+
+func promCount(ctx context.Context, s *Server, expr string) (float64, error) {
+	code, body, err := s.Get(ctx, "/api/v1/query?"+url.Values{"query": {expr}}.Encode())
+	if err != nil || code != http.StatusOK {
+		return 0, fmt.Errorf("query: %d %v", code, err)
+	}
+	var r struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil || len(r.Data.Result) == 0 {
+		return 0, fmt.Errorf("query %s: no result", expr)
+	}
+	var v float64
+	_, err = fmt.Sscan(fmt.Sprint(r.Data.Result[0].Value[1]), &v)
+	return v, err
+}
+
+// measure sends n sequential requests, after five unmeasured ones.
+func (w *World) measure(ctx context.Context, s *Server, q Query, via string, n int) (Latency, error) {
+	var ds []time.Duration
+	items := 0
+	for i := range n + 5 {
+		t := time.Now()
+		code, body, err := w.get(ctx, s, via, q.Path)
+		d := time.Since(t)
+		if err != nil || code != http.StatusOK {
+			return Latency{}, fmt.Errorf("HTTP %d: %v: %.200s", code, err, body)
+		}
+		if i >= 5 {
+			ds = append(ds, d)
+		}
+		if i == n+4 {
+			items, _ = itemCount(code, body, nil)
+		}
+	}
+	return summarise(ds, items), nil
+}
+
+func mb(b int64) string { return fmt.Sprintf("%.0f MB", float64(b)/1e6) }
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }

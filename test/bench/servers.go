@@ -1,0 +1,255 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+
+	"github.com/metrics-gateway/metrics-gateway/test/cluster"
+)
+
+// Kind names a server under test.
+type Kind string
+
+// The servers.
+const (
+	MetricsServer Kind = "metrics-server"
+	Gateway       Kind = "metrics-gateway"
+	Prometheus    Kind = "prometheus"
+)
+
+// Server is one running server under test.
+type Server struct {
+	Kind Kind
+	Port int
+	Dir  string
+	proc *cluster.Process
+	w    *World
+	// direct is an admin client for the server's own port, verifying its
+	// serving certificate as the aggregator does.
+	direct *http.Client
+	base   string
+}
+
+// PID is the server's process id.
+func (s *Server) PID() int { return s.proc.PID() }
+
+// Tools are the binaries the servers run from.
+type Tools struct {
+	MetricsServer, Gateway, Prometheus, BenchTool string
+}
+
+// StartServer starts kind against w with matching settings: 15 s (resolution),
+// kubelets reached by InternalIP on the node status port, verified against the
+// simulators' CA, with the kubeconfig's client certificate; serving on
+// 127.0.0.1 with the cluster-signed certificate the APIService trusts.
+func (w *World) StartServer(ctx context.Context, kind Kind, t Tools, resolution time.Duration, prefill time.Duration) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Kind: kind, Port: port, Dir: filepath.Join(w.Dir, fmt.Sprintf("%s-%d", kind, port)), w: w}
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	user := "bench-" + string(kind)
+	kubeconfig, err := w.Cluster.GatewayCredentials(user)
+	if err != nil {
+		return nil, fmt.Errorf("credentials for %s: %w", kind, err)
+	}
+	certFile, keyFile, _, err := w.Cluster.GatewayServingCert()
+	if err != nil {
+		return nil, err
+	}
+	common := []string{
+		"--kubeconfig", kubeconfig, "--authentication-kubeconfig", kubeconfig, "--authorization-kubeconfig", kubeconfig,
+		"--bind-address", "127.0.0.1", "--secure-port", fmt.Sprint(port),
+		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile,
+		"--metric-resolution", resolution.String(),
+		"--kubelet-use-node-status-port", "--kubelet-preferred-address-types", "InternalIP",
+		"--kubelet-certificate-authority", w.KubeletCA,
+		"--v", "1",
+	}
+	var path string
+	var args []string
+	switch kind {
+	case MetricsServer:
+		path, args = t.MetricsServer, append(common, "--cert-dir", s.Dir)
+	case Gateway:
+		storage := filepath.Join(s.Dir, "data")
+		if prefill > 0 {
+			if err := w.prefill(ctx, t.BenchTool, storage, prefill, resolution); err != nil {
+				return nil, err
+			}
+		}
+		path, args = t.Gateway, append(common, "--storage-path", storage, "--cert-dir", s.Dir)
+	case Prometheus:
+		cfg := filepath.Join(s.Dir, "prometheus.yml")
+		out, err := exec.CommandContext(ctx, t.BenchTool, "prom-config", "--kubeconfig", kubeconfig,
+			"--kubelet-certificate-authority", w.KubeletCA, "--metric-resolution", resolution.String()).Output()
+		if err != nil {
+			return nil, fmt.Errorf("benchtool prom-config: %w", exitErr(err))
+		}
+		if err := os.WriteFile(cfg, out, 0o644); err != nil {
+			return nil, err
+		}
+		path, args = t.Prometheus, []string{
+			"--config.file", cfg, "--storage.tsdb.path", filepath.Join(s.Dir, "data"),
+			"--web.listen-address", fmt.Sprintf("127.0.0.1:%d", port), "--log.level", "warn",
+			"--storage.tsdb.retention.time", "6h",
+		}
+	default:
+		return nil, fmt.Errorf("unknown server %q", kind)
+	}
+	s.proc, err = cluster.StartProcess(string(kind), path, args, filepath.Join(s.Dir, string(kind)+".log"), false)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.client(); err != nil {
+		return nil, errors.Join(err, s.Stop())
+	}
+	if err := s.waitLive(ctx); err != nil {
+		return nil, errors.Join(err, s.Stop())
+	}
+	return s, nil
+}
+
+func exitErr(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return fmt.Errorf("%w: %s", err, ee.Stderr)
+	}
+	return err
+}
+
+func (s *Server) client() error {
+	if s.Kind == Prometheus {
+		s.direct, s.base = &http.Client{Timeout: 60 * time.Second}, fmt.Sprintf("http://127.0.0.1:%d", s.Port)
+		return nil
+	}
+	admin, err := s.w.Cluster.RESTConfig()
+	if err != nil {
+		return err
+	}
+	_, _, caBundle, err := s.w.Cluster.GatewayServingCert()
+	if err != nil {
+		return err
+	}
+	cfg := rest.CopyConfig(admin)
+	cfg.Host = fmt.Sprintf("https://127.0.0.1:%d", s.Port)
+	cfg.TLSClientConfig.CAData, cfg.TLSClientConfig.CAFile = caBundle, ""
+	cfg.TLSClientConfig.ServerName = cluster.GatewayServiceName + "." + cluster.GatewayServiceNamespace + ".svc"
+	c, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return err
+	}
+	c.Timeout = 60 * time.Second
+	s.direct, s.base = c, cfg.Host
+	return nil
+}
+
+func (s *Server) waitLive(ctx context.Context) error {
+	path := "/livez"
+	if s.Kind == Prometheus {
+		path = "/-/ready"
+	}
+	return wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		if s.proc.Exited() {
+			return false, fmt.Errorf("%s exited; see %s", s.Kind, filepath.Join(s.Dir, string(s.Kind)+".log"))
+		}
+		code, _, err := s.Get(ctx, path)
+		return err == nil && code == http.StatusOK, nil
+	})
+}
+
+// Get fetches path from the server directly.
+func (s *Server) Get(ctx context.Context, path string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := s.direct.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// Register points the APIServices at this server, deleting them first so that
+// Available is about this server and not the previous one.
+func (s *Server) Register(ctx context.Context, gvs ...[2]string) error {
+	_, _, caBundle, err := s.w.Cluster.GatewayServingCert()
+	if err != nil {
+		return err
+	}
+	for _, gv := range gvs {
+		if err := s.w.Cluster.RegisterAPIService(ctx, gv[0], gv[1], s.Port, caBundle); err != nil {
+			return err
+		}
+	}
+	for _, gv := range gvs {
+		if err := s.w.Cluster.WaitAPIServiceAvailable(ctx, gv[1]+"."+gv[0]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop ends the server.
+func (s *Server) Stop() error { return s.proc.Stop(30 * time.Second) }
+
+// LogPath is the server's log.
+func (s *Server) LogPath() string { return filepath.Join(s.Dir, string(s.Kind)+".log") }
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Metric reads the first sample of name (with every label in match) from the
+// server's /metrics.
+func (s *Server) Metric(ctx context.Context, name string, match ...string) (float64, error) {
+	code, body, err := s.Get(ctx, "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	if code != http.StatusOK {
+		return 0, fmt.Errorf("/metrics: %d", code)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		ok := true
+		for _, m := range match {
+			ok = ok && strings.Contains(line, m)
+		}
+		if !ok {
+			continue
+		}
+		f := strings.Fields(line)
+		var v float64
+		if _, err := fmt.Sscan(f[len(f)-1], &v); err == nil {
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("%s not in /metrics", name)
+}
