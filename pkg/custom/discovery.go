@@ -77,30 +77,24 @@ type snapshot struct {
 // Only a metric the last catalog lacks waits for a rebuild, which is how a
 // brand-new metric is found within one scrape.
 func (d *discoverer) lookupCustom(ctx context.Context, k customKey) (source, bool) {
-	if c, stale := d.recent(); c != nil {
-		if src, ok := c.customSrc[k]; ok {
-			if stale {
-				d.refreshInBackground()
-			}
-			return src, true
-		}
-	}
-	src, ok := d.get(ctx).customSrc[k]
-	return src, ok
+	return d.lookup(ctx, func(c *catalog) (source, bool) { src, ok := c.customSrc[k]; return src, ok })
 }
 
 // lookupExternal is lookupCustom for external metrics.
 func (d *discoverer) lookupExternal(ctx context.Context, name string) (source, bool) {
+	return d.lookup(ctx, func(c *catalog) (source, bool) { src, ok := c.externalSrc[name]; return src, ok })
+}
+
+func (d *discoverer) lookup(ctx context.Context, find func(*catalog) (source, bool)) (source, bool) {
 	if c, stale := d.recent(); c != nil {
-		if src, ok := c.externalSrc[name]; ok {
+		if src, ok := find(c); ok {
 			if stale {
 				d.refreshInBackground()
 			}
 			return src, true
 		}
 	}
-	src, ok := d.get(ctx).externalSrc[name]
-	return src, ok
+	return find(d.get(ctx))
 }
 
 // recent returns the last catalog, nil before the first build, and whether

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/promql"
+	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 )
@@ -23,13 +24,6 @@ import (
 // full, a target's new series are dropped one by one while its existing
 // series are still stored and its scrape still succeeds.
 func TestSeriesCapInScrapeLoop(t *testing.T) {
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := storage.Open(storage.Options{Path: t.TempDir()}, logger, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-
 	var mu sync.Mutex
 	body := "a 1\nb 1\n"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -38,32 +32,9 @@ func TestSeriesCapInScrapeLoop(t *testing.T) {
 		fmt.Fprint(w, body)
 	}))
 	defer srv.Close()
-
 	// Two data series and the five report series of the one target.
 	const max = 7
-	reg := prometheus.NewRegistry()
-	app, err := LimitHeadSeries(store.Appendable(), max, store.HeadSeries, logger, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := LoadConfig(logger, fmt.Sprintf(`scrape_configs:
-- job_name: app
-  scrape_interval: 100ms
-  scrape_timeout: 100ms
-  static_configs:
-  - targets: [%q]
-`, strings.TrimPrefix(srv.URL, "http://")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := NewManager(cfg, app, logger, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go m.Run(ctx)
-	defer m.Stop()
+	store, app := scrapeCapped(t, max, srv.URL, "")
 
 	latest := func(expr string) (float64, bool) {
 		v, err := store.Instant(context.Background(), expr, time.Now(), storage.QueryOptions{})
@@ -101,12 +72,6 @@ func TestSeriesCapInScrapeLoop(t *testing.T) {
 // with fresh ids every scrape fails every scrape and adds no series to the
 // head (prometheus/prometheus#16427 without the deferral).
 func TestFailedScrapesCreateNoSeries(t *testing.T) {
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := storage.Open(storage.Options{Path: t.TempDir()}, logger, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
 	var (
 		mu      sync.Mutex
 		scrapes int
@@ -121,19 +86,38 @@ func TestFailedScrapesCreateNoSeries(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
+	store, _ := scrapeCapped(t, 1_000_000, srv.URL, "  sample_limit: 100\n")
+	waitFor(t, "ten failed scrapes", func() bool { mu.Lock(); defer mu.Unlock(); return scrapes >= 10 })
+	// Only the target's five report series (up, scrape_*) exist; before
+	// the deferral each failed scrape left 100 empty series.
+	if n := store.HeadSeries(); n > 5 {
+		t.Errorf("head holds %d series after failed scrapes, want only the 5 report series", n)
+	}
+}
+
+// scrapeCapped scrapes url every 100ms through Prometheus' scrape manager
+// into a real TSDB behind the series cap (max), until the test ends.
+// extra is more YAML for the job.
+func scrapeCapped(t *testing.T, max uint64, url, extra string) (*storage.Storage, promstorage.AppendableV2) {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store, err := storage.Open(storage.Options{Path: t.TempDir()}, logger, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
 	reg := prometheus.NewRegistry()
-	app, err := LimitHeadSeries(store.Appendable(), 1_000_000, store.HeadSeries, logger, reg)
+	app, err := LimitHeadSeries(store.Appendable(), max, store.HeadSeries, logger, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := LoadConfig(logger, fmt.Sprintf(`scrape_configs:
-- job_name: churn
+- job_name: app
   scrape_interval: 100ms
   scrape_timeout: 100ms
-  sample_limit: 100
-  static_configs:
+%s  static_configs:
   - targets: [%q]
-`, strings.TrimPrefix(srv.URL, "http://")))
+`, extra, strings.TrimPrefix(url, "http://")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,15 +126,10 @@ func TestFailedScrapesCreateNoSeries(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	go m.Run(ctx)
-	defer m.Stop()
-	waitFor(t, "ten failed scrapes", func() bool { mu.Lock(); defer mu.Unlock(); return scrapes >= 10 })
-	// Only the target's five report series (up, scrape_*) exist; before
-	// the deferral each failed scrape left 100 empty series.
-	if n := store.HeadSeries(); n > 5 {
-		t.Errorf("head holds %d series after failed scrapes, want only the 5 report series", n)
-	}
+	// Cleanups run last-in first-out: scraping stops before storage closes.
+	t.Cleanup(func() { cancel(); m.Stop() })
+	return store, app
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net"
@@ -272,23 +271,14 @@ func TestGatewayServesCustomMetrics(t *testing.T) {
 	})
 
 	t.Run("errors are Status", func(t *testing.T) {
-		for _, tc := range []struct {
-			path, reason string
-			code         int
-		}{
+		g.checkStatuses(t, []statusCase{
 			{"/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/no_such_metric", "NotFound", 404},
 			{"/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/*/no_such_metric", "NotFound", 404},
 			{"/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/missing-pod/http_requests", "NotFound", 404},
 			{"/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/http_requests?labelSelector=app+in+(", "BadRequest", 400},
 			{"/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/http_requests?metricLabelSelector=%21%21", "BadRequest", 400},
 			{"/apis/external.metrics.k8s.io/v1beta1/namespaces/default/no_such_metric", "NotFound", 404},
-		} {
-			code, body := g.get(t, tc.path, "")
-			var st metav1.Status
-			if err := json.Unmarshal(body, &st); err != nil || code != tc.code || st.Kind != "Status" || string(st.Reason) != tc.reason {
-				t.Errorf("GET %s: %d %s, want %d Status %s", tc.path, code, body, tc.code, tc.reason)
-			}
-		}
+		})
 	})
 
 	t.Run("metrics.k8s.io still served", func(t *testing.T) {

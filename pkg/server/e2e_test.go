@@ -140,10 +140,7 @@ func TestGatewayServesKubeletFixtures(t *testing.T) {
 	})
 
 	t.Run("errors are Status", func(t *testing.T) {
-		for _, tc := range []struct {
-			path, reason string
-			code         int
-		}{
+		g.checkStatuses(t, []statusCase{
 			{"/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/missing", "NotFound", 404},
 			{"/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/nodata-1", "NotFound", 404},
 			{"/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/pending-1", "NotFound", 404},
@@ -151,13 +148,7 @@ func TestGatewayServesKubeletFixtures(t *testing.T) {
 			{"/apis/metrics.k8s.io/v1beta1/pods?labelSelector=app+in+(", "BadRequest", 400},
 			{"/apis/metrics.k8s.io/v1beta1/nodes?labelSelector=%21%21", "BadRequest", 400},
 			{"/apis/metrics.k8s.io/v1beta1/pods?fieldSelector=spec.nodeName%3D%3D%3D", "BadRequest", 400},
-		} {
-			code, body := g.get(t, tc.path, "")
-			var st metav1.Status
-			if err := json.Unmarshal(body, &st); err != nil || code != tc.code || st.Kind != "Status" || string(st.Reason) != tc.reason || int(st.Code) != tc.code {
-				t.Errorf("GET %s: %d %s, want %d Status %s", tc.path, code, body, tc.code, tc.reason)
-			}
-		}
+		})
 	})
 
 	t.Run("table", func(t *testing.T) {
@@ -243,6 +234,25 @@ func TestGatewayServesKubeletFixtures(t *testing.T) {
 			t.Errorf("dns-1: %v", err)
 		}
 	})
+}
+
+// statusCase is a request that must fail with a Kubernetes Status.
+type statusCase struct {
+	path, reason string
+	code         int
+}
+
+// checkStatuses asserts each request is answered with a Status of the
+// given reason and code.
+func (g *gateway) checkStatuses(t *testing.T, cases []statusCase) {
+	t.Helper()
+	for _, tc := range cases {
+		code, body := g.get(t, tc.path, "")
+		var st metav1.Status
+		if err := json.Unmarshal(body, &st); err != nil || code != tc.code || st.Kind != "Status" || string(st.Reason) != tc.reason || int(st.Code) != tc.code {
+			t.Errorf("GET %s: %d %s, want %d Status %s", tc.path, code, body, tc.code, tc.reason)
+		}
+	}
 }
 
 var errorsLine = regexp.MustCompile(`(?m)^metrics_gateway_scrape_errors_total\{job="kubelet",target="([^"]+)"\} (\S+)$`)
