@@ -143,7 +143,11 @@ func (p *Provider) ListAllExternalMetrics() []provider.ExternalMetricInfo {
 func (p *Provider) GetMetricByName(ctx context.Context, name types.NamespacedName, info provider.CustomMetricInfo, metricSelector labels.Selector) (*custom_metrics.MetricValue, error) {
 	ctx, cancel := p.withTimeout(ctx)
 	defer cancel()
-	list, err := p.query(ctx, name.Namespace, info, metricSelector, []string{name.Name})
+	gr, src, err := p.resolve(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	list, err := p.query(ctx, gr, src, name.Namespace, info, metricSelector, []string{name.Name})
 	if err != nil {
 		return nil, err
 	}
@@ -160,11 +164,11 @@ func (p *Provider) GetMetricByName(ctx context.Context, name types.NamespacedNam
 func (p *Provider) GetMetricBySelector(ctx context.Context, namespace string, selector labels.Selector, info provider.CustomMetricInfo, metricSelector labels.Selector) (*custom_metrics.MetricValueList, error) {
 	ctx, cancel := p.withTimeout(ctx)
 	defer cancel()
-	gr := p.normalize(info.GroupResource)
 	// Only metrics that exist reach the lister, so a request cannot make
 	// the server watch a resource no rule serves.
-	if _, ok := p.disc.lookupCustom(ctx, customKey{gr: gr, metric: info.Metric}); !ok {
-		return nil, provider.NewMetricNotFoundError(info.GroupResource, info.Metric)
+	gr, src, err := p.resolve(ctx, info)
+	if err != nil {
+		return nil, err
 	}
 	names, err := p.lister.ListNames(gr, namespace, selector)
 	if err != nil {
@@ -177,7 +181,7 @@ func (p *Provider) GetMetricBySelector(ctx context.Context, namespace string, se
 	if len(names) == 0 {
 		return &custom_metrics.MetricValueList{Items: []custom_metrics.MetricValue{}}, nil
 	}
-	return p.query(ctx, namespace, info, metricSelector, names)
+	return p.query(ctx, gr, src, namespace, info, metricSelector, names)
 }
 
 // GetExternalMetric evaluates the external rule serving info.Metric; one
@@ -201,13 +205,19 @@ func (p *Provider) GetExternalMetric(ctx context.Context, namespace string, metr
 	return externalValues(info.Metric, ts, windowSeconds(p.parser, q), samples), nil
 }
 
-// query resolves the rule for info and evaluates it for names.
-func (p *Provider) query(ctx context.Context, namespace string, info provider.CustomMetricInfo, metricSelector labels.Selector, names []string) (*custom_metrics.MetricValueList, error) {
+// resolve finds the normalized group-resource and the source of a custom
+// metric; NotFound when no rule serves it.
+func (p *Provider) resolve(ctx context.Context, info provider.CustomMetricInfo) (schema.GroupResource, source, error) {
 	gr := p.normalize(info.GroupResource)
 	src, ok := p.disc.lookupCustom(ctx, customKey{gr: gr, metric: info.Metric})
 	if !ok {
-		return nil, provider.NewMetricNotFoundError(info.GroupResource, info.Metric)
+		return gr, source{}, provider.NewMetricNotFoundError(info.GroupResource, info.Metric)
 	}
+	return gr, src, nil
+}
+
+// query evaluates the rule of src for names.
+func (p *Provider) query(ctx context.Context, gr schema.GroupResource, src source, namespace string, info provider.CustomMetricInfo, metricSelector labels.Selector, names []string) (*custom_metrics.MetricValueList, error) {
 	if !info.Namespaced {
 		namespace = ""
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -55,7 +54,7 @@ type Tools struct {
 // simulators' CA, with the kubeconfig's client certificate; serving on
 // 127.0.0.1 with the cluster-signed certificate the APIService trusts.
 func (w *World) StartServer(ctx context.Context, kind Kind, t Tools, resolution time.Duration, prefill time.Duration) (*Server, error) {
-	port, err := freePort()
+	port, err := cluster.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -214,15 +213,6 @@ func (s *Server) Stop() error { return s.proc.Stop(30 * time.Second) }
 
 // LogPath is the server's log.
 func (s *Server) LogPath() string { return filepath.Join(s.Dir, string(s.Kind)+".log") }
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
 
 // Metric reads the first sample of name (with every label in match) from the
 // server's /metrics.

@@ -2,8 +2,6 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/metrics-gateway/metrics-gateway/test/cluster"
+	"github.com/metrics-gateway/metrics-gateway/test/sim"
 )
 
 // Scale is a simulated cluster size.
@@ -272,25 +271,16 @@ func parallel(ctx context.Context, n, workers int, f func(context.Context, int) 
 // startSims runs one simkubelet per nodesPerSim nodes and waits for every node
 // to be Ready.
 func (w *World) startSims(ctx context.Context, binDir string) error {
-	tok := make([]byte, 16)
-	_, _ = rand.Read(tok)
-	w.Token = hex.EncodeToString(tok)
 	simDir := filepath.Join(w.Dir, "sim")
-	if err := os.MkdirAll(simDir, 0o755); err != nil {
-		return err
-	}
-	tokenFile := filepath.Join(simDir, "token")
-	if err := os.WriteFile(tokenFile, []byte(w.Token+"\n"), 0o600); err != nil {
-		return err
-	}
 	ca, err := w.Cluster.CACert()
 	if err != nil {
 		return err
 	}
-	clientCA := filepath.Join(simDir, "client-ca.crt")
-	if err := os.WriteFile(clientCA, ca, 0o644); err != nil {
+	auth, err := sim.WriteClientAuth(simDir, ca)
+	if err != nil {
 		return err
 	}
+	w.Token = auth.Token
 	var controls []string
 	for k := 0; k*nodesPerSim < w.Scale.Nodes; k++ {
 		n := min(nodesPerSim, w.Scale.Nodes-k*nodesPerSim)
@@ -304,7 +294,7 @@ func (w *World) startSims(ctx context.Context, binDir string) error {
 			"--kubeconfig", w.Cluster.Kubeconfig, "--nodes", fmt.Sprint(n),
 			"--node-prefix", fmt.Sprintf("sim-%d-", k), "--first-ip", w.Nodes[k*nodesPerSim].IP.String(),
 			"--pod-cidr-base", "127.1.0.0",
-			"--cert-dir", dir, "--token-file", tokenFile, "--client-ca-file", clientCA, "--control-file", control,
+			"--cert-dir", dir, "--token-file", auth.TokenFile, "--client-ca-file", auth.CAFile, "--control-file", control,
 			"--v", "0",
 		}, filepath.Join(dir, "simkubelet.log"), false)
 		if err != nil {

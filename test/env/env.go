@@ -2,12 +2,9 @@ package env
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/metrics-gateway/metrics-gateway/test/cluster"
+	"github.com/metrics-gateway/metrics-gateway/test/sim"
 )
 
 // Options describe the environment.
@@ -152,26 +150,20 @@ func (e *Env) startSim(ctx context.Context) error {
 	if err := os.MkdirAll(simDir, 0o755); err != nil {
 		return err
 	}
-	tok := make([]byte, 16)
-	_, _ = rand.Read(tok)
-	e.SimToken = hex.EncodeToString(tok)
-	tokenFile := filepath.Join(simDir, "token")
 	controlFile := filepath.Join(simDir, "control")
 	_ = os.Remove(controlFile)
-	if err := os.WriteFile(tokenFile, []byte(e.SimToken+"\n"), 0o600); err != nil {
-		return err
-	}
 	ca, err := e.Cluster.CACert()
 	if err != nil {
 		return err
 	}
-	caFile := filepath.Join(simDir, "client-ca.crt")
-	if err := os.WriteFile(caFile, ca, 0o644); err != nil {
+	auth, err := sim.WriteClientAuth(simDir, ca)
+	if err != nil {
 		return err
 	}
+	e.SimToken = auth.Token
 	args := []string{
 		"--kubeconfig", e.Cluster.Kubeconfig, "--nodes", fmt.Sprint(e.Nodes), "--cert-dir", simDir,
-		"--token-file", tokenFile, "--client-ca-file", caFile, "--control-file", controlFile,
+		"--token-file", auth.TokenFile, "--client-ca-file", auth.CAFile, "--control-file", controlFile,
 	}
 	if e.FirstNodeIP != "" {
 		args = append(args, "--first-ip", e.FirstNodeIP)
@@ -311,13 +303,4 @@ func poll(ctx context.Context, timeout time.Duration, what string, f func() erro
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

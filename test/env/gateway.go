@@ -13,6 +13,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
+
+	"github.com/metrics-gateway/metrics-gateway/test/cluster"
 )
 
 // GatewayAPIs are the API versions the gateway serves on its one port and
@@ -52,7 +54,7 @@ func (e *Env) startGateway(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gateway serving cert: %w", err)
 	}
-	port, err := freePort()
+	port, err := cluster.FreePort()
 	if err != nil {
 		return err
 	}
