@@ -175,3 +175,8 @@ func (m *Manager) lastError(job, instance string) error {
 	}
 	return nil
 }
+
+// Targets is the Prometheus scrape manager, for the query API's targets,
+// scrape pools and metadata endpoints. Callers only read from it; Manager
+// alone applies configuration and stops it.
+func (m *Manager) Targets() *promscrape.Manager { return m.scrape }

@@ -23,6 +23,7 @@ type recorder struct {
 	duration *prometheus.GaugeVec
 	errors   *prometheus.CounterVec
 	up       *prometheus.GaugeVec
+	failures *prometheus.CounterVec // per job, never deleted: jobs are few and fixed
 	// reason returns the target's last scrape error; set by the Manager.
 	reason func(job, instance string) error
 
@@ -62,10 +63,14 @@ func newRecorder(logger *slog.Logger, reg prometheus.Registerer) (*recorder, err
 			Name: "metrics_gateway_scrape_target_up",
 			Help: "1 if the last scrape of the target succeeded, 0 otherwise.",
 		}, []string{"job", "target"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "metrics_gateway_scrape_failures_total",
+			Help: "Failed scrapes per job, all targets together; present at 0 from a job's first scrape.",
+		}, []string{"job"}),
 		state:       map[targetKey]bool{},
 		transitions: make(chan transition, 1024),
 	}
-	for _, c := range []prometheus.Collector{r.duration, r.errors, r.up} {
+	for _, c := range []prometheus.Collector{r.duration, r.errors, r.up, r.failures} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register scrape self-metrics: %w", err)
 		}
@@ -97,11 +102,13 @@ func (r *recorder) observe(ls labels.Labels, v float64) {
 		return
 	}
 	up := v == 1
+	failures := r.failures.WithLabelValues(key.job)
 	if up {
 		r.up.WithLabelValues(key.job, key.instance).Set(1)
 	} else {
 		r.up.WithLabelValues(key.job, key.instance).Set(0)
 		r.errors.WithLabelValues(key.job, key.instance).Inc()
+		failures.Inc()
 	}
 	r.mu.Lock()
 	prev, known := r.state[key]

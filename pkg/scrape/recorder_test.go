@@ -89,6 +89,11 @@ func TestRecorder(t *testing.T) {
 	stale := math.Float64frombits(value.StaleNaN)
 
 	report(t, app, "node-a", 1, 0.25, true)
+	// A job is counted at 0 from its first successful scrape, so a failure
+	// rate is never an empty graph.
+	if n, got := testutil.CollectAndCount(r.failures), testutil.ToFloat64(r.failures.WithLabelValues("kubelet")); n != 1 || got != 0 {
+		t.Errorf("after one good scrape: %d failure series at %v, want 1 at 0", n, got)
+	}
 	report(t, app, "node-b", 0, 0.5, true)
 	report(t, app, "node-b", 0, 0.5, true)
 	report(t, app, "node-b", 0, 0.5, false) // rolled back: not counted
@@ -108,10 +113,13 @@ func TestRecorder(t *testing.T) {
 		t.Errorf("node-b up = %v", got)
 	}
 
-	// The target goes away: its series go with it.
+	// The target goes away: its series go with it; the job's count stays.
 	report(t, app, "node-b", stale, stale, true)
 	if n := testutil.CollectAndCount(r.up); n != 1 {
 		t.Errorf("%d up series after node-b left, want 1", n)
+	}
+	if got := testutil.ToFloat64(r.failures.WithLabelValues("kubelet")); got != 3 {
+		t.Errorf("kubelet job failures = %v, want 3", got)
 	}
 
 	want := []string{

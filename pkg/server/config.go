@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/config"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	apimetrics "k8s.io/apiserver/pkg/endpoints/metrics"
@@ -29,6 +31,7 @@ import (
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom"
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom/rules"
+	"github.com/metrics-gateway/metrics-gateway/pkg/query"
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 )
@@ -45,6 +48,8 @@ type Config struct {
 	// zero-config default rules.
 	Adapter *rules.Config
 	Storage storage.Options
+	// QueryAPI configures the Prometheus-compatible /api/v1.
+	QueryAPI QueryAPIOptions
 }
 
 // Complete builds the gateway: it opens storage (replaying its WAL), sets up
@@ -83,15 +88,18 @@ func (c *Config) Complete() (_ *Server, err error) {
 	}, func() float64 { return float64(store.HeadSeries()) })
 	reg.MustRegister(storageReady, headSeries)
 
-	job, err := scrape.KubeletJobYAML(c.Kubelet, c.Credentials)
+	// The gateway scrapes its own /metrics from a loopback listener into its
+	// TSDB, so its health charts through the same query API.
+	self, err := newLoopbackServer("127.0.0.1:0", metricsHandler(reg))
+	if err != nil {
+		return nil, fmt.Errorf("self-metrics listener: %w", err)
+	}
+	cleanup = append(cleanup, self.close)
+	jobs, err := c.scrapeJobs(self.addr())
 	if err != nil {
 		return nil, err
 	}
-	userJobs, err := c.Gateway.ScrapeDocs(c.Credentials)
-	if err != nil {
-		return nil, err
-	}
-	scrapeCfg, err := scrape.LoadConfig(logger, append([]string{job}, userJobs...)...)
+	scrapeCfg, err := scrape.LoadConfig(logger, jobs...)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +156,7 @@ func (c *Config) Complete() (_ *Server, err error) {
 	if err := registerAPIMetrics(); err != nil {
 		return nil, err
 	}
-	c.Apiserver.BuildHandlerChainFunc = withSelectorValidation(c.Apiserver.BuildHandlerChainFunc)
+	c.Apiserver.BuildHandlerChainFunc = withPrometheusTimeout(withSelectorValidation(c.Apiserver.BuildHandlerChainFunc))
 	// custom-metrics-apiserver builds the GenericAPIServer with the custom
 	// and external groups; metrics.k8s.io is installed into the same one,
 	// so all three share port, certificate, authn/authz and /metrics.
@@ -165,7 +173,40 @@ func (c *Config) Complete() (_ *Server, err error) {
 		return nil, fmt.Errorf("install metrics.k8s.io: %w", err)
 	}
 
+	queryHandler, err := query.NewHandler(query.Options{
+		Engine:        store.Engine(),
+		Queryable:     store.SampleAndChunkQueryable(),
+		Stats:         store.Stats(),
+		Targets:       scraper.Targets(),
+		Config:        func() config.Config { return *scrapeCfg },
+		Ready:         store.Ready,
+		StoragePath:   store.Options().Path,
+		Retention:     store.Options().Retention,
+		LookbackDelta: storage.LookbackDelta,
+		QueryTimeout:  store.Options().QueryTimeout,
+		MaxConcurrent: c.QueryAPI.MaxConcurrent,
+		Version:       Version,
+		Logger:        logger,
+		Registerer:    reg,
+		Gatherer:      prometheus.Gatherers{legacyregistry.DefaultGatherer, reg},
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Behind the server's delegated authn/authz: non-resource URLs, so RBAC
+	// grants them with nonResourceURLs ["/api/v1/*"].
+	gs.Handler.NonGoRestfulMux.HandlePrefix(query.Prefix+"/", queryHandler)
+	var insecure *loopbackServer
+	if a := c.QueryAPI.InsecureBindAddress; a != "" {
+		if insecure, err = newLoopbackServer(a, queryHandler); err != nil {
+			return nil, fmt.Errorf("query API insecure listener: %w", err)
+		}
+		cleanup = append(cleanup, insecure.close)
+	}
+
 	s := &Server{
+		self:          self,
+		insecureQuery: insecure,
 		api:           gs,
 		store:         store,
 		scraper:       scraper,
@@ -181,6 +222,28 @@ func (c *Config) Complete() (_ *Server, err error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// scrapeJobs renders every scrape job: kubelets, the gateway itself (at
+// selfAddr) and the jobs of the --config file.
+func (c *Config) scrapeJobs(selfAddr string) ([]string, error) {
+	kubelet, err := scrape.KubeletJobYAML(c.Kubelet, c.Credentials)
+	if err != nil {
+		return nil, err
+	}
+	instance, err := os.Hostname()
+	if err != nil || instance == "" {
+		instance = scrape.SelfJobName
+	}
+	self, err := scrape.SelfJobYAML(selfAddr, instance, c.Kubelet.Interval())
+	if err != nil {
+		return nil, err
+	}
+	user, err := c.Gateway.ScrapeDocs(c.Credentials)
+	if err != nil {
+		return nil, err
+	}
+	return append([]string{kubelet, self}, user...), nil
 }
 
 // The apiserver's and metrics-server's API metrics live in the

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -37,6 +38,7 @@ type fakeAPIServer struct {
 	nodes    map[string]corev1.Node
 	pods     map[string]corev1.Pod
 	watchers map[string][]chan []byte // by view: nodes, pods, podmeta
+	reviews  []authzv1.SubjectAccessReviewSpec
 }
 
 func newFakeAPIServer(t *testing.T) *fakeAPIServer {
@@ -135,6 +137,9 @@ func (f *fakeAPIServer) notify(resource, typ string, obj any) {
 }
 
 func (f *fakeAPIServer) serve(w http.ResponseWriter, r *http.Request) {
+	if f.review(w, r) {
+		return
+	}
 	if body, ok := discoveryDocs[r.URL.Path]; ok {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(body))

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/sets"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
@@ -46,10 +47,21 @@ type Options struct {
 	StoragePath      string
 	StorageRetention time.Duration
 	QueryTimeout     time.Duration
+	QueryMaxSamples  int
+	QueryAPI         QueryAPIOptions
 	ShowVersion      bool
 
 	// DisableAuthForTesting serves without delegated authn/authz; tests only.
 	DisableAuthForTesting bool
+}
+
+// QueryAPIOptions configure the Prometheus-compatible /api/v1 endpoints.
+type QueryAPIOptions struct {
+	// MaxConcurrent bounds evaluating requests at once.
+	MaxConcurrent int
+	// InsecureBindAddress, when set, also serves the API over plain HTTP
+	// without authentication; it must be a loopback address.
+	InsecureBindAddress string
 }
 
 // NewOptions returns options with their defaults.
@@ -66,7 +78,10 @@ func NewOptions() *Options {
 		StoragePath:             "/var/lib/metrics-gateway",
 		StorageRetention:        6 * time.Hour,
 		QueryTimeout:            storage.DefaultOptions().QueryTimeout,
+		QueryMaxSamples:         storage.DefaultOptions().MaxSamples,
+		QueryAPI:                QueryAPIOptions{MaxConcurrent: 8},
 	}
+
 	// An unprivileged port, as metrics-server's manifests use.
 	o.SecureServing.BindPort = 10250
 	return o
@@ -82,7 +97,12 @@ func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
 	g.StringVar(&o.StoragePath, "storage-path", o.StoragePath, "Directory of the embedded TSDB and its write-ahead log.")
 	g.DurationVar(&o.StorageRetention, "storage-retention", o.StorageRetention, "How long samples are kept.")
 	g.DurationVar(&o.QueryTimeout, "query-timeout", o.QueryTimeout, "Maximum time one PromQL evaluation may take.")
+	g.IntVar(&o.QueryMaxSamples, "query-max-samples", o.QueryMaxSamples, "Maximum samples one PromQL evaluation may load into memory.")
 	g.BoolVar(&o.ShowVersion, "version", false, "Show version and exit.")
+
+	q := fs.FlagSet("query API")
+	q.IntVar(&o.QueryAPI.MaxConcurrent, "query-api-max-concurrency", o.QueryAPI.MaxConcurrent, "Maximum evaluating requests (query, query_range, series, labels) of the Prometheus-compatible /api/v1 at once; further requests wait up to --query-timeout. The metrics APIs have their own bound.")
+	q.StringVar(&o.QueryAPI.InsecureBindAddress, "query-api-insecure-bind-address", o.QueryAPI.InsecureBindAddress, "Also serve /api/v1 over plain HTTP without authentication on this loopback address (e.g. 127.0.0.1:9090), for kubectl port-forward. Off when empty; non-loopback addresses are refused.")
 
 	k := fs.FlagSet("kubelet client")
 	k.BoolVar(&o.Kubelet.InsecureTLS, "kubelet-insecure-tls", o.Kubelet.InsecureTLS, "Do not verify the serving certificates of kubelets. For testing only.")
@@ -120,6 +140,17 @@ func (o *Options) Validate() []error {
 	}
 	if o.QueryTimeout <= 0 {
 		errs = append(errs, errors.New("query-timeout must be positive"))
+	}
+	if o.QueryMaxSamples <= 0 {
+		errs = append(errs, errors.New("query-max-samples must be positive"))
+	}
+	if o.QueryAPI.MaxConcurrent <= 0 {
+		errs = append(errs, errors.New("query-api-max-concurrency must be positive"))
+	}
+	if a := o.QueryAPI.InsecureBindAddress; a != "" {
+		if err := checkLoopback(a); err != nil {
+			errs = append(errs, fmt.Errorf("query-api-insecure-bind-address: %w", err))
+		}
 	}
 	errs = append(errs, o.GenericServerRunOptions.Validate()...)
 	errs = append(errs, o.SecureServing.Validate()...)
@@ -170,7 +201,9 @@ func (o *Options) Config() (*Config, error) {
 			Path:         o.StoragePath,
 			Retention:    o.StorageRetention,
 			QueryTimeout: o.QueryTimeout,
+			MaxSamples:   o.QueryMaxSamples,
 		},
+		QueryAPI: o.QueryAPI,
 	}, nil
 }
 
@@ -182,6 +215,9 @@ func (o *Options) apiserverConfig() (*genericapiserver.Config, error) {
 		return nil, err
 	}
 	c := genericapiserver.NewConfig(api.Codecs)
+	// No legacy group is served, so /api/v1/* (the Prometheus API) is
+	// authorized as non-resource URLs, not as resources of a core group.
+	c.LegacyAPIGroupPrefixes = sets.NewString()
 	if err := o.GenericServerRunOptions.ApplyTo(c); err != nil {
 		return nil, err
 	}
@@ -202,6 +238,7 @@ func (o *Options) apiserverConfig() (*genericapiserver.Config, error) {
 		if err := o.Authentication.ApplyTo(&c.Authentication, c.SecureServing, nil); err != nil {
 			return nil, fmt.Errorf("delegated authentication: %w", err)
 		}
+		c.Authentication.Authenticator = anonymousOnlyFor(c.Authentication.Authenticator, anonymousPaths...)
 		if err := o.Authorization.ApplyTo(&c.Authorization); err != nil {
 			return nil, fmt.Errorf("delegated authorization: %w", err)
 		}
@@ -242,6 +279,24 @@ func openAPIDefinitions() (openapicommon.GetOpenAPIDefinitions, *openapinamer.De
 		return out
 	}
 	return defs, openapinamer.NewDefinitionNamer(api.Scheme, cmapiserver.Scheme)
+}
+
+// checkLoopback accepts host:port only on a loopback address.
+func checkLoopback(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if port == "" {
+		return fmt.Errorf("%q has no port", addr)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q is not a loopback address: the plain-HTTP listener has no authentication", addr)
+	}
+	return nil
 }
 
 func (o *Options) restConfig() (*rest.Config, error) {

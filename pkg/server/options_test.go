@@ -42,6 +42,16 @@ func TestOptionsValidate(t *testing.T) {
 			o.ConfigFile = "../scrape/testdata/config/bad_interval.yaml"
 			o.AdapterConfig = "../custom/rules/testdata/bad-regex.yaml"
 		}, []string{"scrapeInterval", "adapter-config ../custom/rules/testdata/bad-regex.yaml"}},
+		{"query API limits", func(o *Options) {
+			o.QueryMaxSamples = 0
+			o.QueryAPI.MaxConcurrent = 0
+		}, []string{"query-max-samples", "query-api-max-concurrency"}},
+		{"insecure query listener on loopback", func(o *Options) { o.QueryAPI.InsecureBindAddress = "127.0.0.1:9090" }, nil},
+		{"insecure query listener on localhost", func(o *Options) { o.QueryAPI.InsecureBindAddress = "localhost:9090" }, nil},
+		{"insecure query listener on ::1", func(o *Options) { o.QueryAPI.InsecureBindAddress = "[::1]:9090" }, nil},
+		{"insecure query listener on every address", func(o *Options) { o.QueryAPI.InsecureBindAddress = ":9090" }, []string{`query-api-insecure-bind-address: ":9090" is not a loopback address`}},
+		{"insecure query listener on a pod address", func(o *Options) { o.QueryAPI.InsecureBindAddress = "10.1.2.3:9090" }, []string{`"10.1.2.3:9090" is not a loopback address`}},
+		{"insecure query listener without port", func(o *Options) { o.QueryAPI.InsecureBindAddress = "127.0.0.1" }, []string{"query-api-insecure-bind-address: address 127.0.0.1: missing port"}},
 		{"missing adapter config", func(o *Options) { o.AdapterConfig = "testdata/none.yaml" }, []string{"adapter-config: open testdata/none.yaml"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

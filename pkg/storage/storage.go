@@ -10,12 +10,17 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/util/compression"
 )
+
+// LookbackDelta is how far back an instant selector looks for a sample:
+// Prometheus' default.
+const LookbackDelta = 5 * time.Minute
 
 // ErrNotReady is returned by Querier methods while the TSDB is not open.
 var ErrNotReady = errors.New("storage not ready")
@@ -75,6 +80,7 @@ func (e *BadQueryError) Unwrap() error { return e.Err }
 
 // Storage is the embedded TSDB and the shared engine.
 type Storage struct {
+	opts   Options
 	db     *tsdb.DB
 	engine *promql.Engine
 	sem    chan struct{}
@@ -127,12 +133,12 @@ func Open(o Options, logger *slog.Logger, reg prometheus.Registerer) (*Storage, 
 		// Subqueries without a step use one minute, as Prometheus' default
 		// global evaluation interval does.
 		NoStepSubqueryIntervalFn: func(int64) int64 { return time.Minute.Milliseconds() },
-		LookbackDelta:            5 * time.Minute,
+		LookbackDelta:            LookbackDelta,
 		EnableAtModifier:         true,
 		EnableNegativeOffset:     true,
 		Parser:                   p,
 	})
-	s := &Storage{db: db, engine: engine, sem: make(chan struct{}, o.MaxConcurrentQueries)}
+	s := &Storage{opts: o, db: db, engine: engine, sem: make(chan struct{}, o.MaxConcurrentQueries)}
 	s.ready.Store(true)
 	return s, nil
 }
@@ -203,3 +209,51 @@ func (s *Storage) eval(ctx context.Context, o QueryOptions, newQuery func(storag
 	}
 	return res.Value, nil
 }
+
+// Options are the options in effect, defaults filled in.
+func (s *Storage) Options() Options { return s.opts }
+
+// Engine is the shared PromQL engine, for the Prometheus-compatible query
+// API. Evaluations through it bypass the Querier's concurrency bound: the
+// caller brings its own.
+func (s *Storage) Engine() promql.QueryEngine { return s.engine }
+
+// SampleAndChunkQueryable gives the query API raw reads, including the chunk
+// reads of remote read.
+func (s *Storage) SampleAndChunkQueryable() storage.SampleAndChunkQueryable { return s.db }
+
+// Stats reports the head's cardinality statistics for the query API's
+// /status/tsdb; the admin operations beside them are refused.
+func (s *Storage) Stats() *AdminStats { return &AdminStats{db: s.db} }
+
+// ErrAdminDisabled is returned by every mutating admin operation.
+var ErrAdminDisabled = errors.New("TSDB admin operations are disabled")
+
+// AdminStats answers the read-only TSDB status calls of Prometheus' API and
+// refuses its admin operations. It is safe for concurrent use.
+type AdminStats struct{ db *tsdb.DB }
+
+// Stats returns head cardinality by label name, top limit entries.
+func (a *AdminStats) Stats(statsByLabelName string, limit int) (*tsdb.Stats, error) {
+	return a.db.Head().Stats(statsByLabelName, limit), nil
+}
+
+// WALReplayStatus reports the progress of the last WAL replay.
+func (a *AdminStats) WALReplayStatus() (tsdb.WALReplayStatus, error) {
+	// Open returns only once the replay is done.
+	return tsdb.WALReplayStatus{}, nil
+}
+
+// BlockMetas lists the persisted blocks.
+func (a *AdminStats) BlockMetas() ([]tsdb.BlockMeta, error) { return a.db.BlockMetas(), nil }
+
+// CleanTombstones is refused.
+func (a *AdminStats) CleanTombstones() error { return ErrAdminDisabled }
+
+// Delete is refused.
+func (a *AdminStats) Delete(context.Context, int64, int64, ...*labels.Matcher) error {
+	return ErrAdminDisabled
+}
+
+// Snapshot is refused.
+func (a *AdminStats) Snapshot(string, bool) error { return ErrAdminDisabled }

@@ -1,0 +1,66 @@
+package scrape
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"sigs.k8s.io/yaml"
+)
+
+// SelfJobName is the job under which the gateway stores its own metrics, so
+// that dashboards read its health through the same query API.
+const SelfJobName = "metrics-gateway"
+
+// SelfMetrics are the families of the gateway's own /metrics kept in its
+// TSDB: enough for the health dashboard, without the per-target families
+// (the scrape loop already stores up and scrape_duration_seconds for every
+// target) or the full Go runtime set.
+var SelfMetrics = []string{
+	"metrics_gateway_scrape_failures_total",
+	"metrics_gateway_head_series",
+	"metrics_gateway_series_rejected_total",
+	"metrics_gateway_storage_ready",
+	"metrics_gateway_query_api_requests_total",
+	"metrics_gateway_query_api_request_duration_seconds_(bucket|sum|count)",
+	"prometheus_tsdb_head_series",
+	"prometheus_tsdb_head_samples_appended_total",
+	"apiserver_request_total",
+	"apiserver_request_duration_seconds_(bucket|sum|count)",
+	"process_resident_memory_bytes",
+	"process_cpu_seconds_total",
+	"go_goroutines",
+}
+
+// SelfJobYAML renders the job scraping the gateway's own metrics at addr
+// (a loopback listener, plain HTTP) every interval. instance names the
+// gateway (its pod name), since the listener's port changes on restart.
+func SelfJobYAML(addr, instance string, interval time.Duration) (string, error) {
+	if addr == "" || instance == "" || interval <= 0 {
+		return "", fmt.Errorf("self job: address %q, instance %q and interval %v must all be set", addr, instance, interval)
+	}
+	job := map[string]any{
+		"job_name":        SelfJobName,
+		"scrape_interval": model.Duration(interval).String(),
+		"scrape_timeout":  model.Duration(min(interval, 10*time.Second)).String(),
+		"static_configs": []map[string]any{{
+			"targets": []string{addr},
+			"labels":  map[string]string{"instance": instance},
+		}},
+		"metric_relabel_configs": []map[string]any{{
+			"source_labels": []string{"__name__"},
+			"regex":         strings.Join(SelfMetrics, "|"),
+			"action":        "keep",
+		}},
+	}
+	b, err := yaml.Marshal(map[string]any{"scrape_configs": []any{job}})
+	if err != nil {
+		return "", fmt.Errorf("render self job: %w", err)
+	}
+	return string(b), nil
+}
+
+// Interval is how often kubelets are scraped: ScrapeInterval when set,
+// else Resolution. The self job uses it too.
+func (o KubeletOptions) Interval() time.Duration { return o.interval() }
