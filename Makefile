@@ -42,6 +42,7 @@ e2e-build: build ## etcd (apt), control plane v1.37.2 (cached in test/bin), simk
 	test/hack/install-etcd.sh
 	test/hack/build-control-plane.sh $(TEST_BIN)
 	cd test && go build -o $(TEST_BIN)/simkubelet ./cmd/simkubelet
+	go build -o $(TEST_BIN)/dashcheck ./hack/dashcheck
 
 .PHONY: e2e
 e2e: e2e-build ## End-to-end tests: kubectl top, the raw API, an HPA, a bad kubelet, SIGKILL.

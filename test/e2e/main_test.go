@@ -98,6 +98,7 @@ func TestEndToEnd(t *testing.T) {
 		{"raw metrics.k8s.io API", testRawResourceAPI},
 		{"HPA scales on cpu", testHPAScalesOnCPU},
 		{"custom metrics with zero config", testZeroConfigCustomMetrics},
+		{"Prometheus API and Grafana dashboards", testPrometheusAPI},
 		{"HPA scales on an external metric from an adapter config", testHPAScalesOnExternalMetric},
 		{"hostile scrape targets", testHostileTargets},
 		{"a bad kubelet", testBadKubelet},
