@@ -12,7 +12,7 @@ import (
 )
 
 // loadAll loads a configuration file and every job it makes, with the
-// kubelet job, as the server does.
+// kubelet job and the cadvisor job when enabled, as the server does.
 func loadAll(t *testing.T, path string) (*GatewayConfig, map[string]*config.ScrapeConfig) {
 	t.Helper()
 	gc, errs := LoadConfigFile(path)
@@ -27,7 +27,15 @@ func loadAll(t *testing.T, path string) (*GatewayConfig, map[string]*config.Scra
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadConfig(nil, append(docs, kubelet)...)
+	docs = append(docs, kubelet)
+	cad, err := CadvisorJobYAML(DefaultKubeletOptions(), Credentials{Kubeconfig: "/kubeconfig"}, gc.Cadvisor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cad != "" {
+		docs = append(docs, cad)
+	}
+	cfg, err := LoadConfig(nil, docs...)
 	if err != nil {
 		t.Fatalf("load jobs: %v\n%s", err, strings.Join(docs, "---\n"))
 	}
@@ -47,7 +55,10 @@ func TestConfigDefaults(t *testing.T) {
 			}
 			pods, ok := jobs[PodJobName]
 			if !ok || len(jobs) != 2 {
-				t.Fatalf("jobs %v, want the pod job (on by default) and the kubelet's", jobs)
+				t.Fatalf("jobs %v, want the pod job (on by default) and the kubelet's; cadvisor is off by default", jobs)
+			}
+			if gc.Cadvisor != (CadvisorConfig{}) {
+				t.Errorf("cadvisor defaults %+v, want all unset (the job follows the kubelet flags)", gc.Cadvisor)
 			}
 			if time.Duration(pods.ScrapeInterval) != DefaultPodScrapeInterval || time.Duration(pods.ScrapeTimeout) != DefaultPodScrapeTimeout {
 				t.Errorf("pod job interval %v timeout %v", pods.ScrapeInterval, pods.ScrapeTimeout)
@@ -119,17 +130,46 @@ func TestConfigPodsDisabled(t *testing.T) {
 	}
 }
 
+func TestConfigCadvisor(t *testing.T) {
+	for _, tc := range []struct {
+		file              string
+		builtIn           bool
+		interval, timeout time.Duration
+	}{
+		// The timeout is the kubelet flag's 10s, under the file's interval.
+		{"good_cadvisor.yaml", true, 30 * time.Second, 10 * time.Second},
+		// Off: the user's job of that name is theirs, with Prometheus' defaults.
+		{"good_cadvisor_off_user_job.yaml", false, time.Minute, 10 * time.Second},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			gc, jobs := loadAll(t, filepath.Join("testdata/config", tc.file))
+			sc, ok := jobs[CadvisorJobName]
+			if !ok {
+				t.Fatalf("no %s job in %v", CadvisorJobName, jobs)
+			}
+			if gc.Cadvisor.Enabled != tc.builtIn || (len(sc.MetricRelabelConfigs) > 0) != tc.builtIn {
+				t.Errorf("enabled %v, %d metric relabel rules: want the built-in job %v", gc.Cadvisor.Enabled, len(sc.MetricRelabelConfigs), tc.builtIn)
+			}
+			if time.Duration(sc.ScrapeInterval) != tc.interval || time.Duration(sc.ScrapeTimeout) != tc.timeout {
+				t.Errorf("interval %v timeout %v, want %v %v", sc.ScrapeInterval, sc.ScrapeTimeout, tc.interval, tc.timeout)
+			}
+		})
+	}
+}
+
 // TestConfigErrors is the expected-errors table: every bad fixture, and
 // every error it must produce, with its field path.
 func TestConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		file string
 		want []string
+		// all: want is every error, one each; validation goes on.
+		all bool
 	}{
-		{"bad_version.yaml", []string{`apiVersion: Unsupported value: "metrics-gateway.io/v1"`, `kind: Unsupported value: "Config"`}},
-		{"bad_unknown_field.yaml", []string{`unknown field "sampleLimit"`}},
-		{"bad_not_yaml.yaml", []string{"parse gateway config"}},
-		{"bad_interval.yaml", []string{`pods.scrapeInterval: Invalid value: "500ms": must be at least 1s`}},
+		{"bad_version.yaml", []string{`apiVersion: Unsupported value: "metrics-gateway.io/v1"`, `kind: Unsupported value: "Config"`}, false},
+		{"bad_unknown_field.yaml", []string{`unknown field "sampleLimit"`}, false},
+		{"bad_not_yaml.yaml", []string{"parse gateway config"}, false},
+		{"bad_interval.yaml", []string{`pods.scrapeInterval: Invalid value: "500ms": must be at least 1s`}, false},
 		{"bad_many.yaml", []string{
 			`pods.scrapeTimeout: Invalid value: "20s": must not exceed scrapeInterval`,
 			`pods.namespaces.include[1]: Invalid value: "Bad_Name"`,
@@ -138,10 +178,16 @@ func TestConfigErrors(t *testing.T) {
 			`limits.sampleLimit: Invalid value: -5: must not be negative`,
 			`limits.bodySizeLimit: Invalid value: "lots"`,
 			`scrapeConfigs[0].job_name: Invalid value: "kubelet": reserved for a built-in job`,
-		}},
-		{"bad_prometheus_job.yaml", []string{`scrapeConfigs: Invalid value: "": load scrape configs: scrape timeout greater than scrape interval for scrape config with job name "app"`}},
-		{"bad_prometheus_unknown_key.yaml", []string{"scrapeConfigs: Invalid value", "field sample_limt not found"}},
-		{"bad_duplicate_job.yaml", []string{`found multiple scrape configs with job name "app"`}},
+		}, true},
+		{"bad_cadvisor_unknown_field.yaml", []string{`unknown field "interval"`}, false},
+		{"bad_cadvisor_many.yaml", []string{
+			`cadvisor.scrapeInterval: Invalid value: "500ms": must be at least 1s`,
+			`cadvisor.scrapeTimeout: Invalid value: "2s": must not exceed scrapeInterval`,
+			`scrapeConfigs[0].job_name: Invalid value: "kubernetes-cadvisor": reserved for a built-in job`,
+		}, true},
+		{"bad_prometheus_job.yaml", []string{`scrapeConfigs: Invalid value: "": load scrape configs: scrape timeout greater than scrape interval for scrape config with job name "app"`}, false},
+		{"bad_prometheus_unknown_key.yaml", []string{"scrapeConfigs: Invalid value", "field sample_limt not found"}, false},
+		{"bad_duplicate_job.yaml", []string{`found multiple scrape configs with job name "app"`}, false},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			path := filepath.Join("testdata/config", tc.file)
@@ -162,8 +208,7 @@ func TestConfigErrors(t *testing.T) {
 					t.Errorf("missing %q in:\n%s", w, all)
 				}
 			}
-			// Each bad_many problem is its own error: validation goes on.
-			if tc.file == "bad_many.yaml" && len(errs) != len(tc.want) {
+			if tc.all && len(errs) != len(tc.want) {
 				t.Errorf("%d errors, want %d:\n%s", len(errs), len(tc.want), all)
 			}
 		})

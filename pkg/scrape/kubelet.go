@@ -10,8 +10,15 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// KubeletJobName is the job label of every series scraped from kubelets.
+// KubeletJobName is the job label of every series scraped from kubelets'
+// /metrics/resource.
 const KubeletJobName = "kubelet"
+
+// CadvisorJobName is the job label of the optional kubelet /metrics/cadvisor
+// job (CadvisorConfig). Its container_cpu_usage_seconds_total and
+// container_memory_working_set_bytes share names with the kubelet job's:
+// readers of either select on job.
+const CadvisorJobName = "kubernetes-cadvisor"
 
 // Metric names the resource API reads. Only these reach the head.
 const (
@@ -121,6 +128,75 @@ type Credentials struct {
 // The node's address and port are chosen by relabeling, as metrics-server
 // chooses them; only the series the resource API reads are kept.
 func KubeletJobYAML(o KubeletOptions, c Credentials) (string, error) {
+	job := kubeletJob(KubeletJobName, "/metrics/resource", o.interval(), o.RequestTimeout, o, c)
+	// The kubelet stamps every sample with its own time; a vanished pod must
+	// still get staleness markers.
+	job["honor_timestamps"] = true
+	job["track_timestamps_staleness"] = true
+	job["scrape_protocols"] = []string{"PrometheusText0.0.4"}
+	job["fallback_scrape_protocol"] = "PrometheusText0.0.4"
+	job["metric_relabel_configs"] = []map[string]any{{
+		"source_labels": []string{"__name__"},
+		"regex":         strings.Join([]string{ContainerCPUMetric, ContainerMemoryMetric, ContainerStartTimeMetric, NodeCPUMetric, NodeMemoryMetric}, "|"),
+		"action":        "keep",
+	}}
+	return renderJob(job)
+}
+
+// CadvisorJobYAML renders the optional job that scrapes the kubelet's
+// /metrics/cadvisor, or "" when cfg is not enabled. It finds and reaches
+// kubelets as the kubelet job does; its interval and timeout default to
+// the kubelet job's.
+func CadvisorJobYAML(o KubeletOptions, c Credentials, cfg CadvisorConfig) (string, error) {
+	if !cfg.Enabled {
+		return "", nil
+	}
+	interval, timeout := o.interval(), o.RequestTimeout
+	if cfg.ScrapeInterval != 0 {
+		interval = time.Duration(cfg.ScrapeInterval)
+		timeout = min(timeout, interval)
+	}
+	if cfg.ScrapeTimeout != 0 {
+		timeout = time.Duration(cfg.ScrapeTimeout)
+	}
+	// Only here are both known: the interval may come from the flags.
+	if timeout > interval {
+		return "", fmt.Errorf("cadvisor.scrapeTimeout (%v) must not exceed the cadvisor scrape interval (%v)", timeout, interval)
+	}
+	job := kubeletJob(CadvisorJobName, "/metrics/cadvisor", interval, timeout, o, c)
+	// Scrape time, as kube-prometheus does, not the kubelet's timestamps:
+	// the kubelet stamps machine_* with the time it read the machine info,
+	// once at its start (pkg/kubelet/kubelet.go, setCachedMachineInfo), and
+	// the TSDB refuses samples that old, so they would never be stored.
+	// Container samples lose at most one cAdvisor housekeeping interval of
+	// precision, and get staleness markers without timestamp tracking.
+	job["honor_timestamps"] = false
+	job["metric_relabel_configs"] = cadvisorMetricRelabeling()
+	return renderJob(job)
+}
+
+// cadvisorMetricRelabeling drops what kube-prometheus drops from
+// /metrics/cadvisor: families that cost series and feed no dashboard, and
+// the static families of cgroups that belong to no pod (system services).
+func cadvisorMetricRelabeling() []map[string]any {
+	return []map[string]any{
+		{
+			"source_labels": []string{"__name__"},
+			"regex":         "container_(network_tcp_usage_total|network_udp_usage_total|tasks_state|cpu_load_average_10s|memory_failures_total|blkio_device_usage_total)",
+			"action":        "drop",
+		},
+		{
+			"source_labels": []string{"__name__", PodLabel, NamespaceLabel},
+			"regex":         "(container_spec_.*|container_file_descriptors|container_sockets|container_threads_max|container_threads|container_start_time_seconds|container_last_seen);;",
+			"action":        "drop",
+		},
+	}
+}
+
+// kubeletJob is what every job that scrapes kubelets shares: node
+// discovery, the address relabeling (which also sets the node label), TLS
+// and credentials.
+func kubeletJob(name, path string, interval, timeout time.Duration, o KubeletOptions, c Credentials) map[string]any {
 	sd := map[string]any{"role": "node"}
 	if c.Kubeconfig != "" {
 		sd["kubeconfig_file"] = c.Kubeconfig
@@ -129,22 +205,13 @@ func KubeletJobYAML(o KubeletOptions, c Credentials) (string, error) {
 		sd["selectors"] = []map[string]any{{"role": "node", "label": s}}
 	}
 	job := map[string]any{
-		"job_name":                   KubeletJobName,
-		"scheme":                     "https",
-		"metrics_path":               "/metrics/resource",
-		"scrape_interval":            o.interval().String(),
-		"scrape_timeout":             o.RequestTimeout.String(),
-		"honor_timestamps":           true,
-		"track_timestamps_staleness": true,
-		"scrape_protocols":           []string{"PrometheusText0.0.4"},
-		"fallback_scrape_protocol":   "PrometheusText0.0.4",
-		"kubernetes_sd_configs":      []any{sd},
-		"relabel_configs":            addressRelabeling(o),
-		"metric_relabel_configs": []map[string]any{{
-			"source_labels": []string{"__name__"},
-			"regex":         strings.Join([]string{ContainerCPUMetric, ContainerMemoryMetric, ContainerStartTimeMetric, NodeCPUMetric, NodeMemoryMetric}, "|"),
-			"action":        "keep",
-		}},
+		"job_name":              name,
+		"scheme":                "https",
+		"metrics_path":          path,
+		"scrape_interval":       promDuration(interval),
+		"scrape_timeout":        promDuration(timeout),
+		"kubernetes_sd_configs": []any{sd},
+		"relabel_configs":       addressRelabeling(o),
 	}
 	tls := map[string]any{}
 	switch {
@@ -182,9 +249,13 @@ func KubeletJobYAML(o KubeletOptions, c Credentials) (string, error) {
 	case !usesClientCert && c.Kubeconfig == "":
 		job["authorization"] = map[string]any{"type": "Bearer", "credentials_file": "/var/run/secrets/kubernetes.io/serviceaccount/token"}
 	}
+	return job
+}
+
+func renderJob(job map[string]any) (string, error) {
 	b, err := yaml.Marshal(map[string]any{"scrape_configs": []any{job}})
 	if err != nil {
-		return "", fmt.Errorf("render kubelet job: %w", err)
+		return "", fmt.Errorf("render %s job: %w", job["job_name"], err)
 	}
 	return string(b), nil
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	cadvisormetrics "github.com/google/cadvisor/lib/metrics"
+	cadvisorapi "github.com/google/cadvisor/lib/model"
 	"k8s.io/component-base/metrics"
 	"k8s.io/klog/v2"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
@@ -47,11 +49,22 @@ func (p *summaryProvider) GetCPUAndMemoryStats(ctx context.Context) (*statsv1alp
 // KubeletHandler serves one node's kubelet endpoints behind bearer-token checks:
 // /metrics/resource through the kubelet's own collector and component-base's
 // handler (as server.InstallAuthNotRequiredHandlers wires it in a real kubelet),
-// /stats/summary and /healthz.
+// /metrics/cadvisor through cAdvisor's collectors wired the same way, over
+// the node's cgroups as cadvisor.go models them, /stats/summary and /healthz.
+// Only /metrics/resource follows the node's Mode.
 func (s *Sim) KubeletHandler(n *Node, token string) http.Handler {
 	reg := metrics.NewKubeRegistry()
 	reg.CustomMustRegister(collectors.NewResourceMetricsCollector(&summaryProvider{node: n, sim: s}))
 	resource := metrics.HandlerFor(reg, metrics.HandlerOpts{ErrorHandling: metrics.ContinueOnError})
+
+	cp := &cadvisorProvider{node: n, sim: s}
+	creg := metrics.NewKubeRegistry()
+	creg.RawMustRegister(
+		cadvisormetrics.NewPrometheusMachineCollector(cp, cadvisorMetrics),
+		cadvisormetrics.NewPrometheusCollector(cp, cadvisorLabels, cadvisorMetrics, collectorClock{s.clock},
+			cadvisorapi.RequestOptions{IdType: cadvisorapi.TypeName, Count: 1, Recursive: true}),
+	)
+	cadvisor := metrics.HandlerFor(creg, metrics.HandlerOpts{ErrorHandling: metrics.ContinueOnError})
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics/resource", func(w http.ResponseWriter, r *http.Request) {
@@ -70,6 +83,7 @@ func (s *Sim) KubeletHandler(n *Node, token string) http.Handler {
 			resource.ServeHTTP(w, r)
 		}
 	})
+	mux.Handle("GET /metrics/cadvisor", cadvisor)
 	mux.HandleFunc("GET /stats/summary", func(w http.ResponseWriter, _ *http.Request) {
 		sum := n.Summary(n.Snapshot(s.clock.Now()))
 		w.Header().Set("Content-Type", "application/json")

@@ -134,6 +134,9 @@ func TestKubeletAuth(t *testing.T) {
 	}{
 		{"/metrics/resource", "", http.StatusUnauthorized},
 		{"/metrics/resource", "wrong", http.StatusUnauthorized},
+		{"/metrics/cadvisor", "", http.StatusUnauthorized},
+		{"/metrics/cadvisor", "wrong", http.StatusUnauthorized},
+		{"/metrics/cadvisor", testToken, http.StatusOK},
 		{"/stats/summary", "", http.StatusUnauthorized},
 		{"/healthz", "", http.StatusUnauthorized},
 		{"/healthz", testToken, http.StatusOK},

@@ -81,6 +81,7 @@ type ContainerUsage struct {
 type PodUsage struct {
 	Time       time.Time
 	RPS        float64
+	Requests   uint64           // served so far, the network counters' source
 	Containers []ContainerUsage // in spec order
 }
 
@@ -174,7 +175,7 @@ func (m *PodModel) Usage(now time.Time) PodUsage {
 	defer m.mu.Unlock()
 	m.advanceLocked(now)
 	rps := m.window.rate()
-	u := PodUsage{Time: now, RPS: rps, Containers: make([]ContainerUsage, len(m.names))}
+	u := PodUsage{Time: now, RPS: rps, Requests: m.requests, Containers: make([]ContainerUsage, len(m.names))}
 	cpu, mem := m.ratesLocked(rps)
 	for i, n := range m.names {
 		u.Containers[i] = ContainerUsage{Name: n, CPUSeconds: m.cpuSeconds[i], Rate: Rate{CPUCores: cpu, MemoryBytes: mem}}

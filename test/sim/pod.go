@@ -31,6 +31,19 @@ type PodSpec struct {
 	// PreviousIP is the address the pod had before the simulator restarted; it is
 	// kept when still free so the pod's status does not change under it.
 	PreviousIP netip.Addr
+	// Images and Limits are per container, in Containers' order; a shorter
+	// slice leaves the rest at PauseImage and no limits. With QOSClass
+	// (Guaranteed, Burstable or BestEffort; empty derives it from Limits)
+	// they only shape /metrics/cadvisor.
+	Images   []string
+	Limits   []ContainerLimits
+	QOSClass string
+}
+
+// ContainerLimits are a container's resource limits; zero is none.
+type ContainerLimits struct {
+	CPUCores    float64
+	MemoryBytes float64
 }
 
 // Key is namespace/name.
@@ -44,7 +57,9 @@ type Pod struct {
 	Ports                      []int
 	Model                      *PodModel
 	pooled                     bool // IP came from the pod pool
+	cgroups                    podCgroups
 	server                     *http.Server
+	listeners                  []net.Listener
 	stopping                   atomic.Bool
 }
 
@@ -67,6 +82,7 @@ func (p *Pod) serve(h http.Handler) error {
 		ls = append(ls, l)
 	}
 	p.server = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	p.listeners = ls
 	for _, l := range ls {
 		go func() {
 			if err := p.server.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -84,10 +100,16 @@ func (p *Pod) stop() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if err := p.server.Shutdown(ctx); err != nil {
-		return errors.Join(err, p.server.Close())
+	err := p.server.Shutdown(ctx)
+	if err != nil {
+		err = errors.Join(err, p.server.Close())
 	}
-	return nil
+	// Shutdown closes only the listeners Serve has taken up; one whose Serve
+	// goroutine has not started yet would stay open a moment longer.
+	for _, l := range p.listeners {
+		_ = l.Close()
+	}
+	return err
 }
 
 // uniquePorts drops duplicates and fills in the default.

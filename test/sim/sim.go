@@ -123,7 +123,8 @@ func (s *Sim) StartPod(spec PodSpec) (*Pod, error) {
 	for _, err := range append(perrs, xerrs...) {
 		klog.ErrorS(err, "Ignoring annotation", "pod", klog.KRef(spec.Namespace, spec.Name))
 	}
-	p := &Pod{Namespace: spec.Namespace, Name: spec.Name, UID: spec.UID, Node: spec.Node, HostIP: node.IP, Ports: uniquePorts(spec.Ports)}
+	p := &Pod{Namespace: spec.Namespace, Name: spec.Name, UID: spec.UID, Node: spec.Node, HostIP: node.IP, Ports: uniquePorts(spec.Ports),
+		cgroups: newPodCgroups(spec)}
 	if err := s.assignIP(p, spec, node); err != nil {
 		return nil, err
 	}

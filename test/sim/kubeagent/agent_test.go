@@ -4,11 +4,13 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -169,5 +171,32 @@ func TestPodLifecycle(t *testing.T) {
 	}
 	if s.Pod("default/web-1") != nil {
 		t.Error("simulated pod still running after deletion")
+	}
+}
+
+// TestSpecFor: what /metrics/cadvisor needs from the pod (images, limits,
+// QoS class) reaches the simulation, sidecars included.
+func TestSpecFor(t *testing.T) {
+	always := corev1.ContainerRestartPolicyAlways
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-1", UID: "u1"},
+		Spec: corev1.PodSpec{
+			InitContainers: []corev1.Container{
+				{Name: "init", Image: "busybox:1.37"},
+				{Name: "proxy", Image: "envoy:1.33", RestartPolicy: &always},
+			},
+			Containers: []corev1.Container{{Name: "app", Image: "ghcr.io/stefanprodan/podinfo:6.7.1", Resources: corev1.ResourceRequirements{
+				Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("256Mi")},
+			}}},
+		},
+		Status: corev1.PodStatus{QOSClass: corev1.PodQOSBurstable},
+	}
+	s := specFor(pod)
+	if !slices.Equal(s.Containers, []string{"proxy", "app"}) || !slices.Equal(s.Images, []string{"envoy:1.33", "ghcr.io/stefanprodan/podinfo:6.7.1"}) {
+		t.Errorf("containers %v images %v", s.Containers, s.Images)
+	}
+	want := []sim.ContainerLimits{{}, {CPUCores: 0.5, MemoryBytes: 256 << 20}}
+	if !slices.Equal(s.Limits, want) || s.QOSClass != "Burstable" {
+		t.Errorf("limits %v QoS %q, want %v Burstable", s.Limits, s.QOSClass, want)
 	}
 }

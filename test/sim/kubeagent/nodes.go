@@ -18,8 +18,8 @@ import (
 
 // Every simulated node has the same shape; tests size their pods against it.
 var nodeCapacity = corev1.ResourceList{
-	corev1.ResourceCPU:    resource.MustParse("4"),
-	corev1.ResourceMemory: resource.MustParse("8Gi"),
+	corev1.ResourceCPU:    *resource.NewQuantity(sim.NodeCPUCores, resource.DecimalSI),
+	corev1.ResourceMemory: *resource.NewQuantity(sim.NodeMemoryBytes, resource.BinarySI),
 	corev1.ResourcePods:   resource.MustParse("110"),
 }
 
@@ -93,8 +93,8 @@ func (a *Agent) setStatus(obj *corev1.Node, n *sim.Node) {
 	st.DaemonEndpoints.KubeletEndpoint.Port = int32(a.cfg.KubeletPort)
 	st.Phase = corev1.NodeRunning
 	st.NodeInfo = corev1.NodeSystemInfo{
-		MachineID: "sim-" + n.Name, SystemUUID: "sim-" + n.Name, BootID: "sim-" + n.Name,
-		KernelVersion: "6.1.0-sim", OSImage: "simkubelet", ContainerRuntimeVersion: "containerd://2.0.0-sim",
+		MachineID: sim.MachineID(n.Name), SystemUUID: sim.MachineID(n.Name), BootID: sim.MachineID(n.Name),
+		KernelVersion: sim.KernelVersion, OSImage: "simkubelet", ContainerRuntimeVersion: "containerd://2.0.0-sim",
 		KubeletVersion: a.cfg.KubeletVersion, OperatingSystem: "linux", Architecture: "amd64",
 	}
 	want := []corev1.NodeCondition{

@@ -206,10 +206,15 @@ func (c *podController) finishDeletion(ctx context.Context, pod *corev1.Pod) err
 func specFor(pod *corev1.Pod) sim.PodSpec {
 	s := sim.PodSpec{
 		Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID), Node: pod.Spec.NodeName,
-		Annotations: pod.Annotations, HostNetwork: pod.Spec.HostNetwork,
+		Annotations: pod.Annotations, HostNetwork: pod.Spec.HostNetwork, QOSClass: string(pod.Status.QOSClass),
 	}
 	add := func(c corev1.Container) {
 		s.Containers = append(s.Containers, c.Name)
+		s.Images = append(s.Images, c.Image)
+		s.Limits = append(s.Limits, sim.ContainerLimits{
+			CPUCores:    c.Resources.Limits.Cpu().AsApproximateFloat64(),
+			MemoryBytes: c.Resources.Limits.Memory().AsApproximateFloat64(),
+		})
 		for _, p := range c.Ports {
 			if p.Protocol == "" || p.Protocol == corev1.ProtocolTCP {
 				s.Ports = append(s.Ports, int(p.ContainerPort))

@@ -88,7 +88,7 @@ func runningContainer(pod *corev1.Pod, c corev1.Container, started metav1.Time) 
 func fakeContainer(pod *corev1.Pod, c corev1.Container) corev1.ContainerStatus {
 	image := c.Image
 	if image == "" {
-		image = "registry.k8s.io/pause:3.10"
+		image = sim.PauseImage
 	}
 	repo := image
 	if i := strings.LastIndex(repo, "@"); i >= 0 {
@@ -100,7 +100,7 @@ func fakeContainer(pod *corev1.Pod, c corev1.Container) corev1.ContainerStatus {
 		Name:         c.Name,
 		Image:        image,
 		ImageID:      repo + "@sha256:" + digest(image),
-		ContainerID:  "containerd://" + digest(string(pod.UID)+"/"+c.Name),
+		ContainerID:  "containerd://" + sim.ContainerID(string(pod.UID), c.Name),
 		RestartCount: 0,
 	}
 }
