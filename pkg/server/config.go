@@ -225,7 +225,8 @@ func (c *Config) Complete() (_ *Server, err error) {
 }
 
 // scrapeJobs renders every scrape job: kubelets, the gateway itself (at
-// selfAddr) and the jobs of the --config file.
+// selfAddr), the kubelets' cAdvisor when enabled, and the jobs of the
+// --config file.
 func (c *Config) scrapeJobs(selfAddr string) ([]string, error) {
 	kubelet, err := scrape.KubeletJobYAML(c.Kubelet, c.Credentials)
 	if err != nil {
@@ -239,11 +240,19 @@ func (c *Config) scrapeJobs(selfAddr string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	jobs := []string{kubelet, self}
+	cadvisor, err := scrape.CadvisorJobYAML(c.Kubelet, c.Credentials, c.Gateway.Cadvisor)
+	if err != nil {
+		return nil, err
+	}
+	if cadvisor != "" {
+		jobs = append(jobs, cadvisor)
+	}
 	user, err := c.Gateway.ScrapeDocs(c.Credentials)
 	if err != nil {
 		return nil, err
 	}
-	return append([]string{kubelet, self}, user...), nil
+	return append(jobs, user...), nil
 }
 
 // The apiserver's and metrics-server's API metrics live in the

@@ -34,7 +34,7 @@ func testZeroConfigCustomMetrics(t *testing.T) {
 // podinfo is the k8s-prom-hpa walkthrough's workload: pods annotated for
 // scraping that count their requests in http_requests_total. Later
 // scenarios read its metric again.
-var podinfo = deployment{ns: "e2e-custom", name: "podinfo", replicas: 2, containers: []string{"app"}, cpuBase: 0.005, memory: 64 << 20, scrape: true}
+var podinfo = deployment{ns: "e2e-custom", name: "podinfo", replicas: 2, containers: []string{"app"}, cpuBase: 0.005, cpuLimit: "500m", memory: 64 << 20, scrape: true}
 
 // testHPAScalesOnRequests is the k8s-prom-hpa walkthrough: an
 // autoscaling/v2 HPA of type Pods on http_requests (the zero-config rate of

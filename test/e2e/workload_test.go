@@ -25,6 +25,7 @@ type deployment struct {
 	replicas      int32
 	containers    []string
 	cpuRequest    string
+	cpuLimit      string // gives the container CFS throttling series in cAdvisor
 	cpuBase       float64
 	cpuPerRequest float64
 	memory        int64
@@ -42,6 +43,9 @@ func (d deployment) object() *appsv1.Deployment {
 		}
 		if d.cpuRequest != "" {
 			ctr.Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(d.cpuRequest)}
+		}
+		if d.cpuLimit != "" {
+			ctr.Resources.Limits = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(d.cpuLimit)}
 		}
 		cs = append(cs, ctr)
 	}

@@ -99,13 +99,16 @@ func (e *Env) startGateway(ctx context.Context) error {
 
 // gatewayConfig is the --config file: pods annotated prometheus.io/scrape
 // are scraped as often as kubelets, so custom and resource metrics have the
-// same freshness. Limits and the head-series cap keep their defaults, which
+// same freshness, and the kubelets' cAdvisor is scraped too, for the
+// dashboards that read it. Limits and the head-series cap keep their defaults, which
 // the hostile-target tests rely on.
 func gatewayConfig(interval time.Duration) []byte {
 	return []byte(fmt.Sprintf(`apiVersion: metrics-gateway.io/v1alpha1
 kind: GatewayConfig
 pods:
   scrapeInterval: %dms
+cadvisor:
+  enabled: true
 `, interval.Milliseconds()))
 }
 
