@@ -1,5 +1,5 @@
 // Command dashcheck runs every PromQL expression of the shipped Grafana
-// dashboards against a live gateway's /api/v1/query, as Grafana would, and
+// dashboards against a live gateway's query API, as Grafana would, and
 // fails when one returns no data: an empty panel. The end-to-end suite runs
 // it against its cluster's gateway with a ServiceAccount token bound only to
 // the query API's RBAC rule.
@@ -48,7 +48,7 @@ func (v varsFlag) Set(s string) error {
 
 func run(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("dashcheck", flag.ContinueOnError)
-	url := fs.String("url", "", "Base URL of the gateway's query API (https://host:port).")
+	url := fs.String("url", "", "Base URL of the gateway's query API, as a Grafana datasource URL (https://host:port/prometheus).")
 	tokenFile := fs.String("token-file", "", "File holding a bearer token.")
 	caFile := fs.String("ca-file", "", "CA that signed the gateway's serving certificate.")
 	serverName := fs.String("server-name", "", "Name to verify the serving certificate against, when the URL's host is not in it.")

@@ -1,5 +1,5 @@
 // Package grafana ships the Grafana dashboards for metrics-gateway's
-// Prometheus-compatible query API (/api/v1) and lists every PromQL expression
+// Prometheus-compatible query API (/prometheus/api/v1) and lists every PromQL expression
 // in them, so that tests can parse them and run them against a live gateway.
 // It sits at the end of the data flow: the dashboards read, through Grafana,
 // only series that the scrape jobs store (kubelet, annotated pods, the

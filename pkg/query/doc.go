@@ -5,5 +5,6 @@
 // the metrics APIs answer from. The handlers are Prometheus' own (web/api/v1);
 // this package picks which endpoints are served, bounds concurrent queries
 // and instruments every endpoint. Authentication and authorization are the
-// server's: package server mounts the handler behind its delegated chain.
+// server's: package server mounts the handler behind its delegated chain,
+// under /prometheus.
 package query

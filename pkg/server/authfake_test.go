@@ -10,7 +10,8 @@ import (
 )
 
 // Users of the fake TokenReview: the token is the user name. "reader" may
-// get and post /api/v1/*; "nobody" is authenticated and may do nothing;
+// get and post /prometheus/api/v1/* (and, as Kubernetes' system:discovery
+// role lets every authenticated user, get /api/*); "nobody" is authenticated and may do nothing;
 // any other token is invalid.
 const (
 	readerToken = "reader"
@@ -44,10 +45,14 @@ func (f *fakeAPIServer) review(w http.ResponseWriter, r *http.Request) bool {
 		f.mu.Lock()
 		f.reviews = append(f.reviews, sar.Spec)
 		f.mu.Unlock()
-		// As RBAC with nonResourceURLs ["/api/v1/*"], verbs get and post:
-		// a resource request for the same path is denied.
+		// As RBAC with the default system:discovery role (get /api/* for
+		// every authenticated user), which is why the query API is not at
+		// /api/v1, and for reader nonResourceURLs ["/prometheus/api/v1/*"]
+		// with get and post.
 		nr := sar.Spec.NonResourceAttributes
-		allowed := sar.Spec.User == readerToken && nr != nil && strings.HasPrefix(nr.Path, "/api/v1/") && (nr.Verb == "get" || nr.Verb == "post")
+		discovery := nr != nil && strings.HasPrefix(nr.Path, "/api/") && nr.Verb == "get"
+		query := sar.Spec.User == readerToken && nr != nil && strings.HasPrefix(nr.Path, "/prometheus/api/v1/") && (nr.Verb == "get" || nr.Verb == "post")
+		allowed := discovery || query
 		sar.Status = authzv1.SubjectAccessReviewStatus{Allowed: allowed}
 		writeJSON(w, sar)
 		return true

@@ -48,7 +48,7 @@ type Config struct {
 	// zero-config default rules.
 	Adapter *rules.Config
 	Storage storage.Options
-	// QueryAPI configures the Prometheus-compatible /api/v1.
+	// QueryAPI configures the Prometheus-compatible API.
 	QueryAPI QueryAPIOptions
 }
 
@@ -193,12 +193,10 @@ func (c *Config) Complete() (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// Behind the server's delegated authn/authz: non-resource URLs, so RBAC
-	// grants them with nonResourceURLs ["/api/v1/*"].
-	gs.Handler.NonGoRestfulMux.HandlePrefix(query.Prefix+"/", queryHandler)
+	mountQueryAPI(gs.Handler.NonGoRestfulMux, queryHandler)
 	var insecure *loopbackServer
 	if a := c.QueryAPI.InsecureBindAddress; a != "" {
-		if insecure, err = newLoopbackServer(a, queryHandler); err != nil {
+		if insecure, err = newLoopbackServer(a, insecureQueryMux(queryHandler)); err != nil {
 			return nil, fmt.Errorf("query API insecure listener: %w", err)
 		}
 		cleanup = append(cleanup, insecure.close)

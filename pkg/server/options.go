@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/sets"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
@@ -55,7 +54,7 @@ type Options struct {
 	DisableAuthForTesting bool
 }
 
-// QueryAPIOptions configure the Prometheus-compatible /api/v1 endpoints.
+// QueryAPIOptions configure the Prometheus-compatible API (/prometheus/api/v1).
 type QueryAPIOptions struct {
 	// MaxConcurrent bounds evaluating requests at once.
 	MaxConcurrent int
@@ -101,8 +100,8 @@ func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
 	g.BoolVar(&o.ShowVersion, "version", false, "Show version and exit.")
 
 	q := fs.FlagSet("query API")
-	q.IntVar(&o.QueryAPI.MaxConcurrent, "query-api-max-concurrency", o.QueryAPI.MaxConcurrent, "Maximum evaluating requests (query, query_range, series, labels) of the Prometheus-compatible /api/v1 at once; further requests wait up to --query-timeout. The metrics APIs have their own bound.")
-	q.StringVar(&o.QueryAPI.InsecureBindAddress, "query-api-insecure-bind-address", o.QueryAPI.InsecureBindAddress, "Also serve /api/v1 over plain HTTP without authentication on this loopback address (e.g. 127.0.0.1:9090), for kubectl port-forward. Off when empty; non-loopback addresses are refused.")
+	q.IntVar(&o.QueryAPI.MaxConcurrent, "query-api-max-concurrency", o.QueryAPI.MaxConcurrent, "Maximum evaluating requests (query, query_range, series, labels) of the Prometheus-compatible API (/prometheus/api/v1) at once; further requests wait up to --query-timeout. The metrics APIs have their own bound.")
+	q.StringVar(&o.QueryAPI.InsecureBindAddress, "query-api-insecure-bind-address", o.QueryAPI.InsecureBindAddress, "Also serve the Prometheus-compatible API over plain HTTP without authentication on this loopback address (e.g. 127.0.0.1:9090), at /api/v1 and /prometheus/api/v1, for kubectl port-forward. Off when empty; non-loopback addresses are refused.")
 
 	k := fs.FlagSet("kubelet client")
 	k.BoolVar(&o.Kubelet.InsecureTLS, "kubelet-insecure-tls", o.Kubelet.InsecureTLS, "Do not verify the serving certificates of kubelets. For testing only.")
@@ -215,9 +214,6 @@ func (o *Options) apiserverConfig() (*genericapiserver.Config, error) {
 		return nil, err
 	}
 	c := genericapiserver.NewConfig(api.Codecs)
-	// No legacy group is served, so /api/v1/* (the Prometheus API) is
-	// authorized as non-resource URLs, not as resources of a core group.
-	c.LegacyAPIGroupPrefixes = sets.NewString()
 	if err := o.GenericServerRunOptions.ApplyTo(c); err != nil {
 		return nil, err
 	}

@@ -54,7 +54,7 @@ func TestGatewayServesPrometheusAPI(t *testing.T) {
 	g.api.addNode("node-a", "127.0.0.2", g.kubelet["node-a"].port, nil)
 	g.api.addNode("node-b", "127.0.0.3", g.kubelet["node-b"].port, nil)
 	g.replayRounds(t, time.Now().Add(-5*time.Second).Truncate(time.Second))
-	api := promClient(t, g.url, "")
+	api := promClient(t, g.url+PrometheusPrefix, "")
 	ctx := context.Background()
 
 	// Every job has scraped: kubelets, annotated pods, the gateway itself.
@@ -195,8 +195,8 @@ func TestGatewayServesPrometheusAPI(t *testing.T) {
 		if !errors.As(err, &perr) || perr.Type != promv1.ErrBadData {
 			t.Errorf("query sum(: %v, want bad_data", err)
 		}
-		checkAPIError(t, g.url, http.MethodGet, "/api/v1/query?query="+url.QueryEscape("rate(up)"), nil, "", http.StatusBadRequest, "bad_data")
-		checkAPIError(t, g.url, http.MethodPost, "/api/v1/query_range", url.Values{"query": {"up"}, "start": {"10"}, "end": {"0"}, "step": {"1"}}, "", http.StatusBadRequest, "bad_data")
+		checkAPIError(t, g.url, http.MethodGet, "/prometheus/api/v1/query?query="+url.QueryEscape("rate(up)"), nil, "", http.StatusBadRequest, "bad_data")
+		checkAPIError(t, g.url, http.MethodPost, "/prometheus/api/v1/query_range", url.Values{"query": {"up"}, "start": {"10"}, "end": {"0"}, "step": {"1"}}, "", http.StatusBadRequest, "bad_data")
 	})
 
 	t.Run("timeout is 503 timeout", func(t *testing.T) {
@@ -209,20 +209,20 @@ func TestGatewayServesPrometheusAPI(t *testing.T) {
 			t.Errorf("slow query with a 1ms timeout: %v, want a 503 with errorType timeout", err)
 		}
 		slow := "count_over_time(queue_depth[1d:1s])"
-		checkAPIError(t, g.url, http.MethodPost, "/api/v1/query", url.Values{"query": {slow}, "timeout": {"1ms"}}, "", http.StatusServiceUnavailable, "timeout")
+		checkAPIError(t, g.url, http.MethodPost, "/prometheus/api/v1/query", url.Values{"query": {slow}, "timeout": {"1ms"}}, "", http.StatusServiceUnavailable, "timeout")
 		// In the URL, timeout is Prometheus' parameter, not the apiserver's
 		// request deadline (which would answer a Kubernetes 504).
-		checkAPIError(t, g.url, http.MethodGet, "/api/v1/query?timeout=1ms&query="+url.QueryEscape(slow), nil, "", http.StatusServiceUnavailable, "timeout")
+		checkAPIError(t, g.url, http.MethodGet, "/prometheus/api/v1/query?timeout=1ms&query="+url.QueryEscape(slow), nil, "", http.StatusServiceUnavailable, "timeout")
 	})
 
 	t.Run("GET and POST form", func(t *testing.T) {
 		for _, c := range []struct{ method, path string }{
-			{http.MethodGet, "/api/v1/query?query=up"},
-			{http.MethodPost, "/api/v1/query"},
-			{http.MethodGet, "/api/v1/query_range?query=up&start=0&end=60&step=15"},
-			{http.MethodPost, "/api/v1/query_range"},
-			{http.MethodPost, "/api/v1/series"},
-			{http.MethodPost, "/api/v1/labels"},
+			{http.MethodGet, "/prometheus/api/v1/query?query=up"},
+			{http.MethodPost, "/prometheus/api/v1/query"},
+			{http.MethodGet, "/prometheus/api/v1/query_range?query=up&start=0&end=60&step=15"},
+			{http.MethodPost, "/prometheus/api/v1/query_range"},
+			{http.MethodPost, "/prometheus/api/v1/series"},
+			{http.MethodPost, "/prometheus/api/v1/labels"},
 		} {
 			form := url.Values{"query": {"up"}, "start": {"0"}, "end": {"60"}, "step": {"15"}, "match[]": {"up"}}
 			if c.method == http.MethodGet {
@@ -235,8 +235,12 @@ func TestGatewayServesPrometheusAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("bare /api/v1 points to the prefix", func(t *testing.T) {
+		checkAPIError(t, g.url, http.MethodGet, "/api/v1/query?query=up", nil, "", http.StatusNotFound, "not_found")
+	})
+
 	t.Run("writes and admin are not served", func(t *testing.T) {
-		for _, p := range []string{"/api/v1/write", "/api/v1/admin/tsdb/snapshot", "/api/v1/admin/tsdb/delete_series", "/api/v1/read", "/api/v1/otlp/v1/metrics"} {
+		for _, p := range []string{"/prometheus/api/v1/write", "/prometheus/api/v1/admin/tsdb/snapshot", "/prometheus/api/v1/admin/tsdb/delete_series", "/prometheus/api/v1/read", "/prometheus/api/v1/otlp/v1/metrics"} {
 			checkAPIError(t, g.url, http.MethodPost, p, url.Values{}, "", http.StatusNotFound, "not_found")
 		}
 	})
@@ -307,17 +311,17 @@ func TestQueryAPIAuth(t *testing.T) {
 		method, path string
 		form         url.Values
 	}{
-		{http.MethodGet, "/api/v1/query?query=up", nil},
-		{http.MethodPost, "/api/v1/query", url.Values{"query": {"up"}}},
-		{http.MethodGet, "/api/v1/query_range?query=up&start=" + hourAgo + "&end=" + now + "&step=60", nil},
-		{http.MethodPost, "/api/v1/query_range", url.Values{"query": {"up"}, "start": {hourAgo}, "end": {now}, "step": {"60"}}},
-		{http.MethodGet, "/api/v1/series?match[]=up", nil},
-		{http.MethodPost, "/api/v1/series", url.Values{"match[]": {"up"}}},
-		{http.MethodGet, "/api/v1/labels", nil},
-		{http.MethodPost, "/api/v1/labels", url.Values{}},
-		{http.MethodGet, "/api/v1/label/job/values", nil},
-		{http.MethodGet, "/api/v1/metadata", nil},
-		{http.MethodGet, "/api/v1/status/buildinfo", nil},
+		{http.MethodGet, "/prometheus/api/v1/query?query=up", nil},
+		{http.MethodPost, "/prometheus/api/v1/query", url.Values{"query": {"up"}}},
+		{http.MethodGet, "/prometheus/api/v1/query_range?query=up&start=" + hourAgo + "&end=" + now + "&step=60", nil},
+		{http.MethodPost, "/prometheus/api/v1/query_range", url.Values{"query": {"up"}, "start": {hourAgo}, "end": {now}, "step": {"60"}}},
+		{http.MethodGet, "/prometheus/api/v1/series?match[]=up", nil},
+		{http.MethodPost, "/prometheus/api/v1/series", url.Values{"match[]": {"up"}}},
+		{http.MethodGet, "/prometheus/api/v1/labels", nil},
+		{http.MethodPost, "/prometheus/api/v1/labels", url.Values{}},
+		{http.MethodGet, "/prometheus/api/v1/label/job/values", nil},
+		{http.MethodGet, "/prometheus/api/v1/metadata", nil},
+		{http.MethodGet, "/prometheus/api/v1/status/buildinfo", nil},
 	}
 	for _, e := range endpoints {
 		for _, c := range []struct {
@@ -337,12 +341,12 @@ func TestQueryAPIAuth(t *testing.T) {
 		if r.User == readerToken && r.NonResourceAttributes != nil {
 			paths = append(paths, r.NonResourceAttributes.Verb+" "+r.NonResourceAttributes.Path)
 		}
-		if r.ResourceAttributes != nil && strings.HasPrefix(r.ResourceAttributes.Resource, "query") {
-			t.Errorf("/api/v1 authorized as a resource: %+v", r.ResourceAttributes)
+		if r.ResourceAttributes != nil && r.ResourceAttributes.Resource == "prometheus" {
+			t.Errorf("the query API authorized as a resource: %+v", r.ResourceAttributes)
 		}
 	}
 	g.api.mu.Unlock()
-	for _, want := range []string{"get /api/v1/query", "post /api/v1/query_range", "get /api/v1/label/job/values"} {
+	for _, want := range []string{"get /prometheus/api/v1/query", "post /prometheus/api/v1/query_range", "get /prometheus/api/v1/label/job/values"} {
 		if !slices.Contains(paths, want) {
 			t.Errorf("no SubjectAccessReview for %q among %v", want, paths)
 		}
@@ -357,7 +361,7 @@ func TestQueryAPIAuth(t *testing.T) {
 	// The opt-in plain-HTTP listener serves the API alone, without
 	// authentication, on loopback.
 	base := "http://" + insecureAddr
-	for path, code := range map[string]int{"/api/v1/query?query=up": http.StatusOK, "/api/v1/status/buildinfo": http.StatusOK, "/apis/metrics.k8s.io/v1beta1/nodes": http.StatusNotFound, "/metrics": http.StatusNotFound} {
+	for path, code := range map[string]int{"/api/v1/query?query=up": http.StatusOK, "/prometheus/api/v1/query?query=up": http.StatusOK, "/api/v1/status/buildinfo": http.StatusOK, "/apis/metrics.k8s.io/v1beta1/nodes": http.StatusNotFound, "/metrics": http.StatusNotFound} {
 		if got, body := apiRequest(t, base, http.MethodGet, path, nil, ""); got != code {
 			t.Errorf("plain HTTP GET %s: %d %s, want %d", path, got, body, code)
 		}

@@ -6,9 +6,43 @@ import (
 	"strings"
 
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/mux"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/query"
 )
+
+// PrometheusPrefix is where the secure port serves the Prometheus API:
+// PrometheusPrefix + "/api/v1/query", and so on. A Grafana datasource or a
+// client_golang Address is https://<gateway>/prometheus.
+//
+// Not /api/v1 itself: on a Kubernetes-authorized server that path is a
+// non-resource URL that the default RBAC role system:discovery grants
+// (get /api/*) to every authenticated user, so any ServiceAccount could
+// read all stored metrics. Under its own prefix it needs its own rule,
+// nonResourceURLs ["/prometheus/api/v1/*"] with get and post.
+const PrometheusPrefix = "/prometheus"
+
+// mountQueryAPI serves the query API under PrometheusPrefix behind the
+// server's delegated authn/authz, and answers the bare /api/v1/ with a
+// pointer to it.
+func mountQueryAPI(mux *mux.PathRecorderMux, h http.Handler) {
+	mux.HandlePrefix(PrometheusPrefix+query.Prefix+"/", http.StripPrefix(PrometheusPrefix, h))
+	mux.HandlePrefix(query.Prefix+"/", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"status":"error","errorType":"not_found","error":"the Prometheus API is served under ` + PrometheusPrefix + query.Prefix + `/ on this port"}` + "\n"))
+	}))
+}
+
+// insecureQueryMux is the plain-HTTP loopback listener's handler: no
+// authorization applies there, so the API is also at the root, as a
+// port-forwarded Prometheus would be.
+func insecureQueryMux(h http.Handler) http.Handler {
+	m := http.NewServeMux()
+	m.Handle(PrometheusPrefix+query.Prefix+"/", http.StripPrefix(PrometheusPrefix, h))
+	m.Handle(query.Prefix+"/", h)
+	return m
+}
 
 type promTimeoutKey struct{}
 
@@ -33,7 +67,7 @@ func withPrometheusTimeout(build func(http.Handler, *genericapiserver.Config) ht
 		})
 		chain := build(restore, c)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if strings.HasPrefix(r.URL.Path, query.Prefix+"/") {
+			if strings.HasPrefix(r.URL.Path, PrometheusPrefix+query.Prefix+"/") {
 				if q := r.URL.Query(); q.Has("timeout") {
 					v := q.Get("timeout")
 					q.Del("timeout")

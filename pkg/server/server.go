@@ -23,7 +23,7 @@ import (
 type Server struct {
 	// self serves /metrics on loopback for the gateway's own scrape job.
 	self *loopbackServer
-	// insecureQuery is the optional plain-HTTP /api/v1; nil when off.
+	// insecureQuery is the optional plain-HTTP query API; nil when off.
 	insecureQuery   *loopbackServer
 	api             *genericapiserver.GenericAPIServer
 	store           *storage.Storage
