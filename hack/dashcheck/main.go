@@ -78,6 +78,9 @@ func run(args []string, out io.Writer) error {
 		}
 	}
 	total := len(todo)
+	if total == 0 {
+		return errors.New("no expressions to check: every dashboard was skipped")
+	}
 	deadline := time.Now().Add(*wait)
 	for {
 		var empty []grafana.Expr

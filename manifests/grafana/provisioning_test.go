@@ -41,7 +41,7 @@ func TestProvisioning(t *testing.T) {
 	}
 	// The dashboards' datasource variable defaults to this name.
 	if ds.Type != "prometheus" || ds.Name != "metrics-gateway" || ds.UID != "metrics-gateway" || ds.Access != "proxy" ||
-		ds.URL != "https://metrics-gateway.kube-system.svc:443" {
+		ds.URL != "https://metrics-gateway.kube-system.svc:443/prometheus" {
 		t.Errorf("datasource %s/%s type %s access %s url %s", ds.Name, ds.UID, ds.Type, ds.Access, ds.URL)
 	}
 	if ds.SecureJSONData["httpHeaderValue1"] != "Bearer $METRICS_GATEWAY_TOKEN" || ds.SecureJSONData["tlsCACert"] != "$METRICS_GATEWAY_CA_CERT" {

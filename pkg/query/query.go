@@ -42,6 +42,8 @@ var _ Targets = (*promscrape.Manager)(nil)
 type Options struct {
 	Engine    promql.QueryEngine
 	Queryable storage.SampleAndChunkQueryable
+	// Exemplars answers /query_exemplars (empty while exemplar storage is off).
+	Exemplars storage.ExemplarQueryable
 	// Stats answers /status/tsdb; its mutating methods are never called.
 	Stats   v1.TSDBAdminStats
 	Targets Targets
@@ -54,12 +56,12 @@ type Options struct {
 	Retention   time.Duration
 	// LookbackDelta must be the engine's.
 	LookbackDelta time.Duration
-	// QueryTimeout caps the timeout parameter of a query, and how long a
-	// query waits for a free slot.
+	// QueryTimeout caps the timeout parameter of a query, and (up to 10s)
+	// how long a query waits for a free slot.
 	QueryTimeout time.Duration
 	// MaxConcurrent bounds the evaluating endpoints (query, query_range,
 	// query_exemplars, series, labels, label values) running at once;
-	// further requests wait up to QueryTimeout. The metrics APIs have their
+	// further requests wait up to QueryTimeout or 10s, whichever is less. The metrics APIs have their
 	// own bound in storage, so dashboards cannot starve autoscalers.
 	MaxConcurrent int
 	// Version is the gateway's version, reported as buildinfo's revision.
@@ -71,14 +73,21 @@ type Options struct {
 
 // denied are the endpoints Prometheus registers that the gateway does not
 // serve: writes, admin, remote read (unbounded reads outside the engine's
-// limits) and the live notification stream (long-running).
-var denied = []string{"/write", "/otlp/", "/admin/", "/read", "/notifications/live"}
+// limits), the live notification stream (long-running), the feature list
+// and search (not configured: they would answer 500) and the OpenAPI
+// document (it describes the write and admin routes too).
+var denied = []string{"/write", "/otlp/", "/admin/", "/read", "/notifications/live", "/features", "/search/", "/openapi.yaml"}
 
 // limited are the endpoints that evaluate or walk the index.
 var limited = map[string]bool{
 	"/query": true, "/query_range": true, "/query_exemplars": true,
 	"/series": true, "/labels": true, "/label/:name/values": true,
+	"/status/tsdb": true,
 }
+
+// maxSlotWait bounds the wait for a query slot, so that a wait plus an
+// evaluation stays inside the apiserver's request deadline (60s).
+const maxSlotWait = 10 * time.Second
 
 // NewHandler returns the API's handler, serving paths under Prefix. Requests
 // outside the served endpoints get a 404 in the API's JSON error shape.
@@ -102,7 +111,7 @@ func NewHandler(o Options) (http.Handler, error) {
 	}
 	start := time.Now()
 	api := v1.NewAPI(
-		o.Engine, o.Queryable, nil, nil,
+		o.Engine, o.Queryable, nil, o.Exemplars,
 		func(context.Context) v1.ScrapePoolsRetriever { return o.Targets },
 		func(context.Context) v1.TargetRetriever { return o.Targets },
 		func(context.Context) v1.AlertmanagerRetriever { return noAlertmanagers{} },
@@ -144,7 +153,7 @@ func NewHandler(o Options) (http.Handler, error) {
 			}
 		}
 		if limited[name] {
-			next = bounded(sem, o.QueryTimeout, next)
+			next = bounded(sem, min(o.QueryTimeout, maxSlotWait), next)
 		}
 		return promhttp.InstrumentHandlerDuration(duration.MustCurryWith(prometheus.Labels{"handler": name}),
 			promhttp.InstrumentHandlerCounter(requests.MustCurryWith(prometheus.Labels{"handler": name}), next))
@@ -156,8 +165,8 @@ func NewHandler(o Options) (http.Handler, error) {
 
 func (o Options) validate() error {
 	var errs []error
-	if o.Engine == nil || o.Queryable == nil || o.Stats == nil || o.Targets == nil || o.Config == nil || o.Ready == nil {
-		errs = append(errs, errors.New("engine, queryable, stats, targets, config and ready are required"))
+	if o.Engine == nil || o.Queryable == nil || o.Exemplars == nil || o.Stats == nil || o.Targets == nil || o.Config == nil || o.Ready == nil {
+		errs = append(errs, errors.New("engine, queryable, exemplars, stats, targets, config and ready are required"))
 	}
 	if o.Logger == nil || o.Registerer == nil || o.Gatherer == nil {
 		errs = append(errs, errors.New("logger, registerer and gatherer are required"))
@@ -181,7 +190,8 @@ func bounded(sem chan struct{}, wait time.Duration, next http.HandlerFunc) http.
 		case <-t.C:
 			writeError(w, http.StatusServiceUnavailable, "timeout", fmt.Sprintf("no query slot free within %v: too many concurrent queries", wait))
 		case <-r.Context().Done():
-			writeError(w, http.StatusServiceUnavailable, "canceled", "request canceled while waiting for a query slot")
+			// 499, as Prometheus answers a canceled query.
+			writeError(w, 499, "canceled", "request canceled while waiting for a query slot")
 		}
 	}
 }
@@ -216,17 +226,15 @@ func buildInfo(version string) *v1.PrometheusVersion {
 	}
 }
 
+// PrometheusModule is the version of github.com/prometheus/prometheus in
+// go.mod, whose handlers serve the API; a test fails when the two differ.
+const PrometheusModule = "v0.316.0"
+
 // prometheusRelease maps the Go module version of Prometheus (v0.MMM.P,
 // where MMM is major*100+minor) to its release (3.16.P).
 func prometheusRelease() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == "github.com/prometheus/prometheus" {
-				if r, ok := releaseOf(d.Version); ok {
-					return r
-				}
-			}
-		}
+	if r, ok := releaseOf(PrometheusModule); ok {
+		return r
 	}
 	return "3.0.0"
 }

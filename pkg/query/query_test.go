@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +29,25 @@ func TestReleaseOf(t *testing.T) {
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("releaseOf(%q) = %q, %v; want %q, %v", tc.module, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// TestPrometheusModule keeps the release reported by buildinfo in step
+// with the Prometheus module actually compiled in.
+func TestPrometheusModule(t *testing.T) {
+	mod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*github\.com/prometheus/prometheus (v\S+)`).FindSubmatch(mod)
+	if m == nil {
+		t.Fatal("go.mod does not require github.com/prometheus/prometheus")
+	}
+	if string(m[1]) != PrometheusModule {
+		t.Errorf("go.mod has prometheus %s, PrometheusModule says %s: update it", m[1], PrometheusModule)
+	}
+	if r := prometheusRelease(); r == "3.0.0" {
+		t.Errorf("PrometheusModule %s maps to no release", PrometheusModule)
 	}
 }
 

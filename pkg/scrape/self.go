@@ -34,16 +34,18 @@ var SelfMetrics = []string{
 }
 
 // SelfJobYAML renders the job scraping the gateway's own metrics at addr
-// (a loopback listener, plain HTTP) every interval. instance names the
-// gateway (its pod name), since the listener's port changes on restart.
-func SelfJobYAML(addr, instance string, interval time.Duration) (string, error) {
-	if addr == "" || instance == "" || interval <= 0 {
-		return "", fmt.Errorf("self job: address %q, instance %q and interval %v must all be set", addr, instance, interval)
+// (a loopback listener, plain HTTP) every interval, with token as its
+// bearer token. instance names the gateway (its pod name), since the
+// listener's port changes on restart.
+func SelfJobYAML(addr, token, instance string, interval time.Duration) (string, error) {
+	if addr == "" || token == "" || instance == "" || interval <= 0 {
+		return "", fmt.Errorf("self job: address %q, a token, instance %q and interval %v must all be set", addr, instance, interval)
 	}
 	job := map[string]any{
 		"job_name":        SelfJobName,
 		"scrape_interval": model.Duration(interval).String(),
 		"scrape_timeout":  model.Duration(min(interval, 10*time.Second)).String(),
+		"authorization":   map[string]any{"type": "Bearer", "credentials": token},
 		"static_configs": []map[string]any{{
 			"targets": []string{addr},
 			"labels":  map[string]string{"instance": instance},

@@ -10,7 +10,7 @@ import (
 )
 
 func TestSelfJob(t *testing.T) {
-	doc, err := SelfJobYAML("127.0.0.1:4321", "gw-0", 15*time.Second)
+	doc, err := SelfJobYAML("127.0.0.1:4321", "s3cret", "gw-0", 15*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,6 +23,9 @@ func TestSelfJob(t *testing.T) {
 		t.Fatalf("scrape configs: %v, %d", err, len(scs))
 	}
 	sc := scs[0]
+	if sc.HTTPClientConfig.Authorization == nil || string(sc.HTTPClientConfig.Authorization.Credentials) != "s3cret" {
+		t.Errorf("self job authorization: %+v", sc.HTTPClientConfig.Authorization)
+	}
 	if sc.JobName != SelfJobName || time.Duration(sc.ScrapeInterval) != 15*time.Second || time.Duration(sc.ScrapeTimeout) != 10*time.Second {
 		t.Errorf("job %q interval %v timeout %v", sc.JobName, sc.ScrapeInterval, sc.ScrapeTimeout)
 	}
@@ -46,8 +49,8 @@ func TestSelfJob(t *testing.T) {
 			t.Errorf("%s kept = %v, want %v", tc.name, kept, tc.keep)
 		}
 	}
-	for _, bad := range [][3]any{{"", "gw", time.Second}, {"127.0.0.1:1", "", time.Second}, {"127.0.0.1:1", "gw", time.Duration(0)}} {
-		if _, err := SelfJobYAML(bad[0].(string), bad[1].(string), bad[2].(time.Duration)); err == nil {
+	for _, bad := range [][4]any{{"", "t", "gw", time.Second}, {"127.0.0.1:1", "", "gw", time.Second}, {"127.0.0.1:1", "t", "", time.Second}, {"127.0.0.1:1", "t", "gw", time.Duration(0)}} {
+		if _, err := SelfJobYAML(bad[0].(string), bad[1].(string), bad[2].(string), bad[3].(time.Duration)); err == nil {
 			t.Errorf("SelfJobYAML%v: no error", bad)
 		}
 	}

@@ -90,12 +90,16 @@ func (c *Config) Complete() (_ *Server, err error) {
 
 	// The gateway scrapes its own /metrics from a loopback listener into its
 	// TSDB, so its health charts through the same query API.
-	self, err := newLoopbackServer("127.0.0.1:0", metricsHandler(reg))
+	selfToken, err := newSelfToken()
+	if err != nil {
+		return nil, err
+	}
+	self, err := newLoopbackServer("127.0.0.1:0", selfMetricsHandler(selfToken, metricsHandler(reg)))
 	if err != nil {
 		return nil, fmt.Errorf("self-metrics listener: %w", err)
 	}
 	cleanup = append(cleanup, self.close)
-	jobs, err := c.scrapeJobs(self.addr())
+	jobs, err := c.scrapeJobs(self.addr(), selfToken)
 	if err != nil {
 		return nil, err
 	}
@@ -176,6 +180,7 @@ func (c *Config) Complete() (_ *Server, err error) {
 	queryHandler, err := query.NewHandler(query.Options{
 		Engine:        store.Engine(),
 		Queryable:     store.SampleAndChunkQueryable(),
+		Exemplars:     store.ExemplarQueryable(),
 		Stats:         store.Stats(),
 		Targets:       scraper.Targets(),
 		Config:        func() config.Config { return *scrapeCfg },
@@ -188,7 +193,9 @@ func (c *Config) Complete() (_ *Server, err error) {
 		Version:       Version,
 		Logger:        logger,
 		Registerer:    reg,
-		Gatherer:      prometheus.Gatherers{legacyregistry.DefaultGatherer, reg},
+		// The TSDB and engine metrics the status endpoints read are in reg;
+		// the legacy registry repeats the Go collector.
+		Gatherer: reg,
 	})
 	if err != nil {
 		return nil, err
@@ -223,9 +230,9 @@ func (c *Config) Complete() (_ *Server, err error) {
 }
 
 // scrapeJobs renders every scrape job: kubelets, the gateway itself (at
-// selfAddr), the kubelets' cAdvisor when enabled, and the jobs of the
+// selfAddr, with selfToken), the kubelets' cAdvisor when enabled, and the jobs of the
 // --config file.
-func (c *Config) scrapeJobs(selfAddr string) ([]string, error) {
+func (c *Config) scrapeJobs(selfAddr, selfToken string) ([]string, error) {
 	kubelet, err := scrape.KubeletJobYAML(c.Kubelet, c.Credentials)
 	if err != nil {
 		return nil, err
@@ -234,7 +241,7 @@ func (c *Config) scrapeJobs(selfAddr string) ([]string, error) {
 	if err != nil || instance == "" {
 		instance = scrape.SelfJobName
 	}
-	self, err := scrape.SelfJobYAML(selfAddr, instance, c.Kubelet.Interval())
+	self, err := scrape.SelfJobYAML(selfAddr, selfToken, instance, c.Kubelet.Interval())
 	if err != nil {
 		return nil, err
 	}

@@ -234,7 +234,7 @@ func (o *Options) apiserverConfig() (*genericapiserver.Config, error) {
 		if err := o.Authentication.ApplyTo(&c.Authentication, c.SecureServing, nil); err != nil {
 			return nil, fmt.Errorf("delegated authentication: %w", err)
 		}
-		c.Authentication.Authenticator = anonymousOnlyFor(c.Authentication.Authenticator, anonymousPaths...)
+		c.Authentication.Authenticator = anonymousOnlyFor(c.Authentication.Authenticator, o.Authorization.AlwaysAllowPaths...)
 		if err := o.Authorization.ApplyTo(&c.Authorization); err != nil {
 			return nil, fmt.Errorf("delegated authorization: %w", err)
 		}

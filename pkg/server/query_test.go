@@ -243,9 +243,35 @@ func TestGatewayServesPrometheusAPI(t *testing.T) {
 		for _, p := range []string{"/prometheus/api/v1/write", "/prometheus/api/v1/admin/tsdb/snapshot", "/prometheus/api/v1/admin/tsdb/delete_series", "/prometheus/api/v1/read", "/prometheus/api/v1/otlp/v1/metrics"} {
 			checkAPIError(t, g.url, http.MethodPost, p, url.Values{}, "", http.StatusNotFound, "not_found")
 		}
+		for _, p := range []string{"/prometheus/api/v1/features", "/prometheus/api/v1/search/metric_names", "/prometheus/api/v1/openapi.yaml", "/prometheus/api/v1/notifications/live"} {
+			checkAPIError(t, g.url, http.MethodGet, p, nil, "", http.StatusNotFound, "not_found")
+		}
+	})
+
+	// Every other endpoint Prometheus registers answers, and none fails:
+	// the API is built with some of its parts empty (no rules, no
+	// alertmanagers, no exemplars), and a nil one would panic here.
+	t.Run("every served endpoint answers", func(t *testing.T) {
+		for _, p := range []string{
+			"/query_exemplars?query=up", "/format_query?query=up", "/parse_query?query=up",
+			"/targets", "/targets?state=dropped", "/targets/metadata?metric=up", "/targets/relabel_steps?scrapePool=kubelet&labels=%7B%7D",
+			"/scrape_pools", "/scrape_pools/config?scrapePool=kubelet", "/alertmanagers", "/alerts", "/rules", "/notifications",
+			"/status/config", "/status/flags", "/status/runtimeinfo", "/status/tsdb", "/status/tsdb/blocks", "/status/walreplay", "/status/self_metrics",
+		} {
+			code, body := apiRequest(t, g.url, http.MethodGet, "/prometheus/api/v1"+p, nil, "")
+			if code >= 500 || code == http.StatusNotFound {
+				t.Errorf("GET %s: %d %.300s", p, code, body)
+			}
+		}
+		code, body := apiRequest(t, g.url, http.MethodGet, "/prometheus/api/v1/status/config", nil, "")
+		var cfg struct{ Data struct{ YAML string } }
+		if err := json.Unmarshal(body, &cfg); err != nil || code != http.StatusOK || !strings.Contains(cfg.Data.YAML, "credentials: <secret>") || strings.Contains(cfg.Data.YAML, "test-token") {
+			t.Errorf("status/config must mask the kubelet token: %d %s", code, body)
+		}
 	})
 
 	t.Run("self-metrics count requests", func(t *testing.T) {
+		checkAPIError(t, g.url, http.MethodGet, "/prometheus/api/v1/query?query="+url.QueryEscape("sum("), nil, "", http.StatusBadRequest, "bad_data")
 		code, body := g.get(t, "/metrics", "")
 		if code != http.StatusOK || !strings.Contains(string(body), `metrics_gateway_query_api_requests_total{code="400",handler="/query"}`) {
 			t.Errorf("/metrics lacks the 400s of /query: %d", code)
@@ -299,6 +325,7 @@ func TestQueryAPIAuth(t *testing.T) {
 		o.DisableAuthForTesting = false
 		o.Authentication.SkipInClusterLookup = true
 		o.QueryAPI.InsecureBindAddress = insecureAddr
+		o.QueryMaxSamples = 1000
 	})
 	eventually(t, 20*time.Second, "gateway serving", func() error {
 		if code, _ := g.get(t, "/readyz", ""); code != http.StatusOK {
@@ -367,6 +394,26 @@ func TestQueryAPIAuth(t *testing.T) {
 		}
 	}
 	checkAPIError(t, base, http.MethodPost, "/api/v1/write", url.Values{}, "", http.StatusNotFound, "not_found")
+
+	// --query-max-samples holds through the API: 3,601 subquery points at
+	// once is over 1,000, an execution error (422) in Prometheus' terms.
+	checkAPIError(t, base, http.MethodGet, "/api/v1/query?query="+url.QueryEscape("count_over_time(vector(1)[1h:1s])"), nil, "", http.StatusUnprocessableEntity, "execution")
+
+	// A name that resolves to loopback (DNS rebinding) is refused.
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/v1/query?query=up", nil)
+	req.Host = "rebound.example:9090"
+	if resp, err := insecureClient().Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("plain HTTP with Host rebound.example: %v %v, want 403", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
+	// Path tricks are authorized as the path they are served as.
+	for _, p := range []string{"//prometheus/api/v1/query?query=up", "/prometheus//api/v1/query?query=up", "/prometheus/api%2Fv1/query?query=up", "/prometheus/api/v1/../v1/query?query=up", "/api/v1/query?query=up"} {
+		if code, body := apiRequest(t, g.url, http.MethodGet, p, nil, nobodyToken); code == http.StatusOK {
+			t.Errorf("GET %s as nobody: %d %.200s", p, code, body)
+		}
+	}
 }
 
 // freeLoopback returns a loopback address with a port free right now.

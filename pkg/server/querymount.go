@@ -41,7 +41,7 @@ func insecureQueryMux(h http.Handler) http.Handler {
 	m := http.NewServeMux()
 	m.Handle(PrometheusPrefix+query.Prefix+"/", http.StripPrefix(PrometheusPrefix, h))
 	m.Handle(query.Prefix+"/", h)
-	return m
+	return loopbackHostOnly(m)
 }
 
 type promTimeoutKey struct{}

@@ -4,16 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"sync"
-	"time"
 
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/metadata/metadatainformer"
-	"k8s.io/klog/v2"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
@@ -57,9 +53,11 @@ func (s *Server) RunUntil(ctx context.Context) error {
 	s.nodeInformers.Shutdown()
 	s.podInformers.Shutdown()
 	s.objects.shutdown()
-	err = errors.Join(err, s.self.close())
+	// Queries still running on the plain-HTTP listeners finish before the
+	// TSDB closes under them.
+	err = errors.Join(err, s.self.shutdown(drainTimeout))
 	if s.insecureQuery != nil {
-		err = errors.Join(err, s.insecureQuery.close())
+		err = errors.Join(err, s.insecureQuery.shutdown(drainTimeout))
 	}
 	if cerr := s.store.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close storage: %w", cerr))
@@ -86,42 +84,4 @@ func (s *Server) addHealthChecks() error {
 		return err
 	}
 	return s.api.AddReadyzChecks(informerCheck)
-}
-
-// loopbackServer is a plain-HTTP listener bound at construction, so a bad
-// address fails the start, not a goroutine later.
-type loopbackServer struct {
-	ln   net.Listener
-	srv  *http.Server
-	once sync.Once
-	err  error
-}
-
-func newLoopbackServer(addr string, h http.Handler) (*loopbackServer, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	return &loopbackServer{ln: ln, srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}, nil
-}
-
-func (l *loopbackServer) addr() string { return l.ln.Addr().String() }
-
-func (l *loopbackServer) start() {
-	go func() {
-		if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			klog.ErrorS(err, "Loopback listener stopped", "address", l.addr())
-		}
-	}()
-}
-
-// close stops the listener; safe before start and more than once.
-func (l *loopbackServer) close() error {
-	l.once.Do(func() {
-		l.err = l.srv.Close()
-		if cerr := l.ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
-			l.err = errors.Join(l.err, cerr)
-		}
-	})
-	return l.err
 }

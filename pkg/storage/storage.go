@@ -222,6 +222,10 @@ func (s *Storage) Engine() promql.QueryEngine { return s.engine }
 // reads of remote read.
 func (s *Storage) SampleAndChunkQueryable() storage.SampleAndChunkQueryable { return s.db }
 
+// ExemplarQueryable answers exemplar queries. Exemplar storage is off, so
+// it finds none; it is there so that /query_exemplars answers an empty list.
+func (s *Storage) ExemplarQueryable() storage.ExemplarQueryable { return s.db }
+
 // Stats reports the head's cardinality statistics for the query API's
 // /status/tsdb; the admin operations beside them are refused.
 func (s *Storage) Stats() *AdminStats { return &AdminStats{db: s.db} }
