@@ -29,6 +29,7 @@ import (
 	cmapiserver "sigs.k8s.io/custom-metrics-apiserver/pkg/apiserver"
 	"sigs.k8s.io/metrics-server/pkg/api"
 
+	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom"
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom/rules"
 	"github.com/metrics-gateway/metrics-gateway/pkg/query"
@@ -50,6 +51,9 @@ type Config struct {
 	Storage storage.Options
 	// QueryAPI configures the Prometheus-compatible API.
 	QueryAPI QueryAPIOptions
+	// CertManager keeps the self-managed serving certificate fresh; nil
+	// when the certificate is given or self-signed.
+	CertManager *certs.Manager
 }
 
 // Complete builds the gateway: it opens storage (replaying its WAL), sets up
@@ -210,6 +214,7 @@ func (c *Config) Complete() (_ *Server, err error) {
 	}
 
 	s := &Server{
+		certs:         c.CertManager,
 		self:          self,
 		insecureQuery: insecure,
 		api:           gs,

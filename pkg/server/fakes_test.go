@@ -39,10 +39,18 @@ type fakeAPIServer struct {
 	pods     map[string]corev1.Pod
 	watchers map[string][]chan []byte // by view: nodes, pods, podmeta
 	reviews  []authzv1.SubjectAccessReviewSpec
+	// Objects of the self-managed serving certificate.
+	secrets      map[string]corev1.Secret // by namespace/name
+	secretWrites int
+	apiServices  map[string]map[string]any
 }
 
 func newFakeAPIServer(t *testing.T) *fakeAPIServer {
 	f := &fakeAPIServer{t: t, nodes: map[string]corev1.Node{}, pods: map[string]corev1.Pod{}, watchers: map[string][]chan []byte{}}
+	for _, name := range []string{"v1beta1.metrics.k8s.io", "v1beta1.custom.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io", "v1beta1.external.metrics.k8s.io"} {
+		f.addAPIService(name, "kube-system", "metrics-gateway")
+	}
+	f.addAPIService("v1beta1.other.example.com", "kube-system", "other-server")
 	f.srv = httptest.NewTLSServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -137,7 +145,7 @@ func (f *fakeAPIServer) notify(resource, typ string, obj any) {
 }
 
 func (f *fakeAPIServer) serve(w http.ResponseWriter, r *http.Request) {
-	if f.review(w, r) {
+	if f.review(w, r) || f.certObjects(w, r) {
 		return
 	}
 	if body, ok := discoveryDocs[r.URL.Path]; ok {

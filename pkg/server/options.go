@@ -48,6 +48,7 @@ type Options struct {
 	QueryTimeout     time.Duration
 	QueryMaxSamples  int
 	QueryAPI         QueryAPIOptions
+	ServingCert      ServingCertOptions
 	ShowVersion      bool
 
 	// DisableAuthForTesting serves without delegated authn/authz; tests only.
@@ -79,6 +80,7 @@ func NewOptions() *Options {
 		QueryTimeout:            storage.DefaultOptions().QueryTimeout,
 		QueryMaxSamples:         storage.DefaultOptions().MaxSamples,
 		QueryAPI:                QueryAPIOptions{MaxConcurrent: 8},
+		ServingCert:             defaultServingCertOptions(),
 	}
 
 	// An unprivileged port, as metrics-server's manifests use.
@@ -102,6 +104,8 @@ func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
 	q := fs.FlagSet("query API")
 	q.IntVar(&o.QueryAPI.MaxConcurrent, "query-api-max-concurrency", o.QueryAPI.MaxConcurrent, "Maximum evaluating requests (query, query_range, series, labels) of the Prometheus-compatible API (/prometheus/api/v1) at once; further requests wait up to --query-timeout. The metrics APIs have their own bound.")
 	q.StringVar(&o.QueryAPI.InsecureBindAddress, "query-api-insecure-bind-address", o.QueryAPI.InsecureBindAddress, "Also serve the Prometheus-compatible API over plain HTTP without authentication on this loopback address (e.g. 127.0.0.1:9090), at /api/v1 and /prometheus/api/v1, for kubectl port-forward. Off when empty; non-loopback addresses are refused.")
+
+	o.ServingCert.addFlags(fs.FlagSet("serving certificate"))
 
 	k := fs.FlagSet("kubelet client")
 	k.BoolVar(&o.Kubelet.InsecureTLS, "kubelet-insecure-tls", o.Kubelet.InsecureTLS, "Do not verify the serving certificates of kubelets. For testing only.")
@@ -151,6 +155,7 @@ func (o *Options) Validate() []error {
 			errs = append(errs, fmt.Errorf("query-api-insecure-bind-address: %w", err))
 		}
 	}
+	errs = append(errs, o.ServingCert.validate()...)
 	errs = append(errs, o.GenericServerRunOptions.Validate()...)
 	errs = append(errs, o.SecureServing.Validate()...)
 	errs = append(errs, o.Authentication.Validate()...)
@@ -170,6 +175,11 @@ func (o *Options) ApplyLogging() error { return logsapi.ValidateAndApply(o.Loggi
 // Config turns validated options into a Config.
 func (o *Options) Config() (*Config, error) {
 	restConfig, err := o.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	// Before the apiserver config: it reads the certificate files once.
+	certManager, err := o.servingCert(restConfig)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +212,8 @@ func (o *Options) Config() (*Config, error) {
 			QueryTimeout: o.QueryTimeout,
 			MaxSamples:   o.QueryMaxSamples,
 		},
-		QueryAPI: o.QueryAPI,
+		QueryAPI:    o.QueryAPI,
+		CertManager: certManager,
 	}, nil
 }
 

@@ -52,6 +52,14 @@ func TestOptionsValidate(t *testing.T) {
 		{"insecure query listener on every address", func(o *Options) { o.QueryAPI.InsecureBindAddress = ":9090" }, []string{`query-api-insecure-bind-address: ":9090" is not a loopback address`}},
 		{"insecure query listener on a pod address", func(o *Options) { o.QueryAPI.InsecureBindAddress = "10.1.2.3:9090" }, []string{`"10.1.2.3:9090" is not a loopback address`}},
 		{"insecure query listener without port", func(o *Options) { o.QueryAPI.InsecureBindAddress = "127.0.0.1" }, []string{"query-api-insecure-bind-address: address 127.0.0.1: missing port"}},
+		{"serving certificate times", func(o *Options) {
+			o.ServingCert.Validity = time.Second
+			o.ServingCert.RenewBefore = time.Hour
+		}, []string{"serving-cert-validity must be at least 1m", "serving-cert-renew-before must be between 0 and serving-cert-validity"}},
+		{"serving certificate off: its options unchecked", func(o *Options) {
+			o.ServingCert.Manage = false
+			o.ServingCert.Validity = 0
+		}, nil},
 		{"missing adapter config", func(o *Options) { o.AdapterConfig = "testdata/none.yaml" }, []string{"adapter-config: open testdata/none.yaml"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,12 +11,15 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/metadata/metadatainformer"
 
+	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 )
 
 // Server is a complete gateway, ready to run.
 type Server struct {
+	// certs rotates the self-managed serving certificate; nil when off.
+	certs *certs.Manager
 	// self serves /metrics on loopback for the gateway's own scrape job.
 	self *loopbackServer
 	// insecureQuery is the optional plain-HTTP query API; nil when off.
@@ -39,6 +42,9 @@ func (s *Server) RunUntil(ctx context.Context) error {
 	s.podInformers.Start(ctx.Done())
 	s.objects.start(ctx.Done())
 
+	if s.certs != nil {
+		go s.certs.Run(ctx, certs.DefaultInterval)
+	}
 	s.self.start()
 	if s.insecureQuery != nil {
 		s.insecureQuery.start()

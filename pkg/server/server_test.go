@@ -49,6 +49,8 @@ func startGateway(t *testing.T, storagePath string, opts ...func(*Options)) *gat
 	o.Kubelet.UseNodeStatusPort = true
 	o.Kubelet.InsecureTLS = true
 	o.DisableAuthForTesting = true
+	// Off unless a test turns it on: a CI pod has a namespace file.
+	o.ServingCert.Manage = false
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
