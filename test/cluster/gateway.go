@@ -231,6 +231,9 @@ func (c *Cluster) WaitAPIServiceAvailable(ctx context.Context, name string) erro
 	return nil
 }
 
+// AggregatorClient is an admin client of the APIService API.
+func (c *Cluster) AggregatorClient() (aggregator.Interface, error) { return c.aggregatorClient() }
+
 func (c *Cluster) aggregatorClient() (aggregator.Interface, error) {
 	cfg, err := c.RESTConfig()
 	if err != nil {

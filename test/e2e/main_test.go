@@ -103,6 +103,7 @@ func TestEndToEnd(t *testing.T) {
 		{"hostile scrape targets", testHostileTargets},
 		{"a bad kubelet", testBadKubelet},
 		{"gateway SIGKILL and restart", testGatewaySurvivesSIGKILL},
+		{"self-managed serving certificate and its rotation", testManagedServingCert},
 	} {
 		if !t.Run(s.name, s.f) {
 			// Keep going: each scenario reports on its own.

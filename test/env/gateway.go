@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 
@@ -39,6 +40,9 @@ type Gateway struct {
 	// AdapterConfigFile, when set, is passed as --adapter-config; empty runs
 	// the zero-config rules. Restart changes it.
 	AdapterConfigFile string
+	// managedCert, when set, starts the gateway without --tls-cert-file:
+	// it manages its own serving certificate (RestartWithManagedCert).
+	managedCert []string
 	// fixed are the arguments every start shares.
 	fixed []string
 	proc  *proc
@@ -113,7 +117,15 @@ cadvisor:
 }
 
 func (g *Gateway) args() []string {
-	args := append([]string(nil), g.fixed...)
+	var args []string
+	for i := 0; i < len(g.fixed); i++ {
+		if g.managedCert != nil && (g.fixed[i] == "--tls-cert-file" || g.fixed[i] == "--tls-private-key-file") {
+			i++ // and its value
+			continue
+		}
+		args = append(args, g.fixed[i])
+	}
+	args = append(args, g.managedCert...)
 	if g.AdapterConfigFile != "" {
 		args = append(args, "--adapter-config", g.AdapterConfigFile)
 	}
@@ -162,6 +174,45 @@ func (g *Gateway) Restart(ctx context.Context, adapterConfig string) error {
 		return err
 	}
 	return g.env.WaitAPIsServed(ctx, 2*time.Minute)
+}
+
+// ServingCertSecret is where the gateway keeps its self-managed serving
+// certificate.
+const ServingCertSecret = "metrics-gateway-serving-cert"
+
+// RestartWithManagedCert restarts the gateway without the certificate env
+// issued: it creates its own CA and serving certificate in Secret
+// kube-system/metrics-gateway-serving-cert, sets the caBundle of its
+// APIServices and renews the certificate renewBefore ahead of its
+// validity. From then on Get trusts the CA in that Secret.
+func (g *Gateway) RestartWithManagedCert(ctx context.Context, validity, renewBefore time.Duration) error {
+	g.managedCert = []string{
+		"--serving-cert-namespace", cluster.GatewayServiceNamespace,
+		"--cert-dir", filepath.Join(g.env.Dir, "gateway-serving-cert"),
+		"--serving-cert-validity", validity.String(),
+		"--serving-cert-renew-before", renewBefore.String(),
+	}
+	if err := g.proc.stop(); err != nil {
+		return fmt.Errorf("stop gateway: %w", err)
+	}
+	g.proc.args = g.args()
+	if err := g.Start(ctx); err != nil {
+		return err
+	}
+	return g.env.WaitAPIsServed(ctx, 2*time.Minute)
+}
+
+// caBundle is what Get trusts: env's CA, or the gateway's own once it
+// manages its certificate.
+func (g *Gateway) caBundle(ctx context.Context) ([]byte, error) {
+	if g.managedCert == nil {
+		return g.CABundle, nil
+	}
+	s, err := g.env.Client.CoreV1().Secrets(cluster.GatewayServiceNamespace).Get(ctx, ServingCertSecret, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("gateway's serving-certificate Secret: %w", err)
+	}
+	return s.Data["ca.crt"], nil
 }
 
 // WaitAPIsServed waits until the discovery document of every API the
@@ -216,7 +267,11 @@ func (g *Gateway) Get(ctx context.Context, path string) (int, string, error) {
 	}
 	cfg := rest.CopyConfig(admin)
 	cfg.Host = fmt.Sprintf("https://127.0.0.1:%d", g.Port)
-	cfg.TLSClientConfig.CAData, cfg.TLSClientConfig.CAFile = g.CABundle, ""
+	ca, err := g.caBundle(ctx)
+	if err != nil {
+		return 0, "", err
+	}
+	cfg.TLSClientConfig.CAData, cfg.TLSClientConfig.CAFile = ca, ""
 	cfg.TLSClientConfig.ServerName = "metrics-gateway.kube-system.svc"
 	c, err := rest.HTTPClientFor(cfg)
 	if err != nil {
