@@ -1,0 +1,273 @@
+package manifests
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/server"
+)
+
+// Names the manifests share with the gateway and the cluster.
+const (
+	namespace       = "kube-system"
+	gatewayName     = "metrics-gateway"
+	certsRole       = "system:metrics-gateway:certs"
+	queryReaderRole = "metrics-gateway:query-api-reader"
+	// Secrets the manifests mount but do not create.
+	ownTLSSecret = "metrics-gateway-tls"
+)
+
+// Roles and accounts that the cluster provides.
+var (
+	builtinClusterRoles = sets.New("system:auth-delegator")
+	builtinRoles        = sets.New(namespace + "/extension-apiserver-authentication-reader")
+	builtinAccounts     = sets.New(namespace + "/horizontal-pod-autoscaler")
+)
+
+// The API groups whose resources are metric names, hence "*".
+var metricsGroups = sets.New("custom.metrics.k8s.io", "external.metrics.k8s.io")
+
+// checkNoTLSShortcuts fails on insecureSkipTLSVerify anywhere, and on a
+// caBundle written into the manifests (the gateway or cert-manager sets it).
+func checkNoTLSShortcuts(objs []object) []error {
+	var errs []error
+	var walk func(k string, v any)
+	walk = func(k string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for f, x := range v {
+				if f == "insecureSkipTLSVerify" || f == "caBundle" {
+					errs = append(errs, fmt.Errorf("%s: sets %s", k, f))
+				}
+				walk(k, x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(k, x)
+			}
+		}
+	}
+	for _, o := range objs {
+		walk(key(o), o)
+	}
+	return errs
+}
+
+// checkRules holds every rule of the gateway's roles to least privilege.
+func checkRules(owner string, namespaced bool, rules []rbacv1.PolicyRule) []error {
+	var errs []error
+	bad := func(i int, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s rules[%d]: %s", owner, i, fmt.Sprintf(format, args...)))
+	}
+	write := sets.New("create", "update", "patch", "delete", "deletecollection")
+	for i, r := range rules {
+		verbs := sets.New(r.Verbs...)
+		if verbs.Has("*") {
+			bad(i, `verb "*"`)
+		}
+		for _, v := range []string{"escalate", "bind", "impersonate"} {
+			if verbs.Has(v) {
+				bad(i, "verb %s", v)
+			}
+		}
+		if slices.Contains(r.APIGroups, "*") {
+			bad(i, `apiGroup "*"`)
+		}
+		if len(r.NonResourceURLs) > 0 {
+			if !slices.Equal(r.NonResourceURLs, []string{"/prometheus/api/v1/*"}) || !sets.New("get", "post").IsSuperset(verbs) {
+				bad(i, "non-resource URLs %v %v: only get and post on /prometheus/api/v1/*", r.NonResourceURLs, r.Verbs)
+			}
+			continue
+		}
+		for _, res := range r.Resources {
+			switch {
+			case res == "*":
+				if !metricsGroups.IsSuperset(sets.New(r.APIGroups...)) || !sets.New("get", "list", "watch").IsSuperset(verbs) {
+					bad(i, `resource "*" outside reading custom and external metrics`)
+				}
+			case res == "nodes/proxy" || strings.HasSuffix(res, "/*") || strings.HasPrefix(res, "*/"):
+				bad(i, "resource %s", res)
+			case res == "secrets":
+				if !namespaced {
+					bad(i, "secrets in a cluster-wide role")
+				}
+				if len(r.ResourceNames) == 0 && !verbs.Equal(sets.New("create")) {
+					bad(i, "secrets without resourceNames beyond create")
+				}
+			case res == "apiservices":
+				if len(r.ResourceNames) == 0 {
+					bad(i, "apiservices without resourceNames")
+				}
+			default:
+				if verbs.HasAny(sets.List(write)...) {
+					bad(i, "writes %s", res)
+				}
+			}
+		}
+	}
+	return errs
+}
+
+func checkRBAC(r *rendering) []error {
+	var errs []error
+	for name, cr := range r.clusterRoles {
+		if cr.AggregationRule != nil {
+			errs = append(errs, fmt.Errorf("ClusterRole %s: aggregationRule", name))
+		}
+		errs = append(errs, checkRules("ClusterRole "+name, false, cr.Rules)...)
+	}
+	for k, role := range r.roles {
+		errs = append(errs, checkRules("Role "+k, true, role.Rules)...)
+	}
+	return append(errs, checkBindings(r)...)
+}
+
+// checkBindings: every binding names roles and accounts that exist, the
+// gateway has the delegation every aggregated API server needs, and the
+// query API reader stays unbound.
+func checkBindings(r *rendering) []error {
+	var errs []error
+	bound := sets.New[string]()
+	check := func(owner, bindingNS string, ref rbacv1.RoleRef, subjects []rbacv1.Subject) {
+		switch ref.Kind {
+		case "ClusterRole":
+			if r.clusterRoles[ref.Name] == nil && !builtinClusterRoles.Has(ref.Name) {
+				errs = append(errs, fmt.Errorf("%s: no ClusterRole %s", owner, ref.Name))
+			}
+			if ref.Name == queryReaderRole {
+				errs = append(errs, fmt.Errorf("%s: binds %s, which is for users to bind", owner, ref.Name))
+			}
+		case "Role":
+			if r.roles[bindingNS+"/"+ref.Name] == nil && !builtinRoles.Has(bindingNS+"/"+ref.Name) {
+				errs = append(errs, fmt.Errorf("%s: no Role %s/%s", owner, bindingNS, ref.Name))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("%s: roleRef kind %q", owner, ref.Kind))
+		}
+		for _, s := range subjects {
+			k := s.Namespace + "/" + s.Name
+			if s.Kind != rbacv1.ServiceAccountKind {
+				errs = append(errs, fmt.Errorf("%s: subject %s %s, want ServiceAccounts only", owner, s.Kind, s.Name))
+			} else if r.serviceAccounts[k] == nil && !builtinAccounts.Has(k) {
+				errs = append(errs, fmt.Errorf("%s: no ServiceAccount %s", owner, k))
+			}
+			if k == namespace+"/"+gatewayName {
+				bound.Insert(ref.Kind + " " + ref.Name)
+			}
+		}
+	}
+	for name, b := range r.clusterBindings {
+		check("ClusterRoleBinding "+name, "", b.RoleRef, b.Subjects)
+	}
+	for k, b := range r.roleBindings {
+		check("RoleBinding "+k, b.Namespace, b.RoleRef, b.Subjects)
+	}
+	for _, want := range []string{"ClusterRole system:metrics-gateway", "ClusterRole system:auth-delegator", "Role extension-apiserver-authentication-reader"} {
+		if !bound.Has(want) {
+			errs = append(errs, fmt.Errorf("the gateway's ServiceAccount is not bound to %s", want))
+		}
+	}
+	return errs
+}
+
+// checkServingCert holds the certificate RBAC to what the gateway's
+// serving-certificate manager (pkg/certs) will do with these options: when it
+// manages the certificate, it may create Secrets and read and replace its
+// own, and read and patch exactly the APIServices it is told to, which are
+// the ones rendered; when it does not (a certificate is given), it gets none
+// of that. o is the parsed arguments of the gateway's container.
+func checkServingCert(r *rendering, d *appsv1.Deployment, o *server.Options) []error {
+	cr, role := r.clusterRoles[certsRole], r.roles[d.Namespace+"/"+certsRole]
+	ownCert := o.SecureServing.ServerCert.CertKey.CertFile != ""
+	if !o.ServingCert.Manage || ownCert {
+		var errs []error
+		if cr != nil || role != nil {
+			errs = append(errs, fmt.Errorf("%s: certificate RBAC, but the gateway does not manage its certificate", certsRole))
+		}
+		if !ownCert && len(r.apiServices) > 0 {
+			errs = append(errs, errors.New("--manage-serving-cert=false without --tls-cert-file: the self-signed certificate names localhost only, and the APIServices could never verify the gateway"))
+		}
+		return errs
+	}
+	if cr == nil || role == nil {
+		return []error{fmt.Errorf("the gateway manages its serving certificate, but the ClusterRole and Role %s are not both there", certsRole)}
+	}
+	var errs []error
+	ns := o.ServingCert.Namespace
+	if ns == "" {
+		ns = d.Namespace // the pod's namespace
+	}
+	if ns != role.Namespace || r.services[ns+"/"+o.ServingCert.ServiceName] == nil {
+		errs = append(errs, fmt.Errorf("serving certificate for Service %s/%s, Role in %s: not the rendered Service", ns, o.ServingCert.ServiceName, role.Namespace))
+	}
+	grants := func(rules []rbacv1.PolicyRule, resource, verb string, names ...string) bool {
+		for _, rule := range rules {
+			if slices.Contains(rule.Resources, resource) && slices.Contains(rule.Verbs, verb) &&
+				(len(rule.ResourceNames) == 0 || sets.New(rule.ResourceNames...).HasAll(names...)) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, v := range []string{"create", "get", "update"} {
+		if !grants(role.Rules, "secrets", v, o.ServingCert.SecretName) {
+			errs = append(errs, fmt.Errorf("Role %s: no %s on Secret %s", certsRole, v, o.ServingCert.SecretName))
+		}
+	}
+	var names []string
+	for _, rule := range cr.Rules {
+		names = append(names, rule.ResourceNames...)
+	}
+	slices.Sort(names)
+	flagNames := slices.Sorted(slices.Values(o.ServingCert.APIServiceNames))
+	if want := r.apiServiceNames(); !slices.Equal(names, want) || !slices.Equal(flagNames, want) {
+		errs = append(errs, fmt.Errorf("ClusterRole %s may patch APIServices %v and --apiservice-names is %v, but the rendering has %v", certsRole, names, flagNames, want))
+	}
+	for _, v := range []string{"get", "patch"} {
+		if !grants(cr.Rules, "apiservices", v, names...) {
+			errs = append(errs, fmt.Errorf("ClusterRole %s: no %s on the APIServices", certsRole, v))
+		}
+	}
+	return errs
+}
+
+// wantPriorities are metrics-server's and prometheus-adapter's.
+var wantPriorities = map[string][2]int32{
+	"v1beta1.metrics.k8s.io":          {100, 100},
+	"v1beta1.custom.metrics.k8s.io":   {100, 100},
+	"v1beta2.custom.metrics.k8s.io":   {100, 200},
+	"v1beta1.external.metrics.k8s.io": {100, 100},
+}
+
+func checkAPIServices(r *rendering) []error {
+	var errs []error
+	svc := r.services[namespace+"/"+gatewayName]
+	for name, a := range r.apiServices {
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("APIService %s: %s", name, fmt.Sprintf(format, args...)))
+		}
+		if name != a.Spec.Version+"."+a.Spec.Group {
+			bad("group %s version %s", a.Spec.Group, a.Spec.Version)
+		}
+		if p, ok := wantPriorities[name]; !ok {
+			bad("not one the gateway serves")
+		} else if got := [2]int32{a.Spec.GroupPriorityMinimum, a.Spec.VersionPriority}; got != p {
+			bad("priorities %v, want %v", got, p)
+		}
+		s := a.Spec.Service
+		if s == nil || s.Namespace != namespace || s.Name != gatewayName || s.Port == nil || *s.Port != 443 {
+			bad("not served by %s/%s port 443", namespace, gatewayName)
+			continue
+		}
+		if svc == nil || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 443 {
+			bad("Service %s/%s does not listen on 443", namespace, gatewayName)
+		}
+	}
+	return errs
+}
