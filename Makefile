@@ -27,8 +27,10 @@ build: ## Build bin/metrics-gateway (static, version from git describe).
 
 .PHONY: test
 test: ## Every test: unit and whole-path (-race), the test/ module, and end-to-end on a real control plane.
-	go test -race -count=1 ./...
+	@# e2e-build first: the manifests' tests compare their rendering with
+	@# test/bin/kubectl's kustomize.
 	$(MAKE) e2e-build
+	go test -race -count=1 ./...
 	@# The test module: kubelet fixtures still what a v1.37 kubelet serves
 	@# (-count=1: the cache does not see fixture edits outside the module), the
 	@# simulated kubelets, and the control-plane harness.
