@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -15,6 +16,8 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	apiregv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	apiregv1ac "k8s.io/kube-aggregator/pkg/client/applyconfiguration/apiregistration/v1"
 	aggregator "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
@@ -260,4 +263,42 @@ func (c *Cluster) waitDefaultServiceAccount(ctx context.Context, timeout time.Du
 		return fmt.Errorf("default service account not created: %w", err)
 	}
 	return nil
+}
+
+// TokenKubeconfig writes a kubeconfig that authenticates with a bearer
+// token (a ServiceAccount's, from TokenRequest) and returns its path.
+func (c *Cluster) TokenKubeconfig(name, token string) (string, error) {
+	ca, err := loadAuthority(c.layout.pkiDir(), caName)
+	if err != nil {
+		return "", fmt.Errorf("load cluster CA: %w", err)
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: ca.certPEM}
+	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: name}
+	cfg.CurrentContext = "local"
+	path := c.layout.kubeconfig(strings.ReplaceAll(name, ":", "-"))
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		return "", fmt.Errorf("write kubeconfig %s: %w", path, err)
+	}
+	return path, os.Chmod(path, 0o600)
+}
+
+// ClientCertFiles issues a client certificate for user name, signed by the
+// cluster CA (which the simulated kubelets trust as their client CA), and
+// returns the paths of the certificate and key under Dir/pki.
+func (c *Cluster) ClientCertFiles(name string) (certFile, keyFile string, err error) {
+	ca, err := loadAuthority(c.layout.pkiDir(), caName)
+	if err != nil {
+		return "", "", fmt.Errorf("load cluster CA: %w", err)
+	}
+	certPEM, keyPEM, err := ca.issue(certSpec{cn: name, client: true})
+	if err != nil {
+		return "", "", err
+	}
+	leaf := strings.ReplaceAll(name, ":", "-")
+	if err := writePair(c.layout.pkiDir(), leaf, certPEM, keyPEM); err != nil {
+		return "", "", err
+	}
+	return c.layout.pki(leaf + ".crt"), c.layout.pki(leaf + ".key"), nil
 }

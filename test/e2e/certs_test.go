@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	apiregv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 
@@ -19,9 +17,9 @@ import (
 )
 
 // testManagedServingCert restarts the gateway without the certificate the
-// harness issued. With only the certificate RBAC of the manifests on top
-// of metrics-server's, it creates its CA and serving certificate in a
-// Secret and puts the CA into its APIServices, which become Available
+// harness issued. With the RBAC of manifests/base only (the harness runs
+// it as that ServiceAccount), it creates its CA and serving certificate in
+// a Secret and puts the CA into its APIServices, which become Available
 // with it. With a 3m validity renewed 2m ahead, the certificate rotates
 // about a minute later, and the APIServices stay Available throughout.
 // It changes the gateway's certificate for good, so it runs last.
@@ -29,7 +27,6 @@ func testManagedServingCert(t *testing.T) {
 	logsOnFailure(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	grantCertRBAC(ctx, t)
 	const validity, renewBefore = 3 * time.Minute, 2 * time.Minute
 	start := time.Now()
 	if err := e.Gateway.RestartWithManagedCert(ctx, validity, renewBefore); err != nil {
@@ -112,57 +109,4 @@ func servedCert(t *testing.T, ca []byte) *x509.Certificate {
 	}
 	defer conn.Close()
 	return conn.ConnectionState().PeerCertificates[0]
-}
-
-// grantCertRBAC gives the gateway's user what the manifests' certificate
-// roles give its ServiceAccount: its Secret, and the caBundle of its four
-// APIServices.
-func grantCertRBAC(ctx context.Context, t *testing.T) {
-	t.Helper()
-	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: cluster.DefaultGatewayUser}}
-	var names []string
-	for _, gv := range env.GatewayAPIs() {
-		names = append(names, gv.Version+"."+gv.Group)
-	}
-	rbac := e.Client.RbacV1()
-	objs := []func() error{
-		func() error {
-			_, err := rbac.Roles(cluster.GatewayServiceNamespace).Create(ctx, &rbacv1.Role{
-				ObjectMeta: metav1.ObjectMeta{Name: "e2e-metrics-gateway-certs"},
-				Rules: []rbacv1.PolicyRule{
-					{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}},
-					{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{env.ServingCertSecret}, Verbs: []string{"get", "update"}},
-				},
-			}, metav1.CreateOptions{})
-			return err
-		},
-		func() error {
-			_, err := rbac.RoleBindings(cluster.GatewayServiceNamespace).Create(ctx, &rbacv1.RoleBinding{
-				ObjectMeta: metav1.ObjectMeta{Name: "e2e-metrics-gateway-certs"},
-				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "e2e-metrics-gateway-certs"},
-				Subjects:   subject,
-			}, metav1.CreateOptions{})
-			return err
-		},
-		func() error {
-			_, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
-				ObjectMeta: metav1.ObjectMeta{Name: "e2e-metrics-gateway-certs"},
-				Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"apiregistration.k8s.io"}, Resources: []string{"apiservices"}, ResourceNames: names, Verbs: []string{"get", "patch"}}},
-			}, metav1.CreateOptions{})
-			return err
-		},
-		func() error {
-			_, err := rbac.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
-				ObjectMeta: metav1.ObjectMeta{Name: "e2e-metrics-gateway-certs"},
-				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "e2e-metrics-gateway-certs"},
-				Subjects:   subject,
-			}, metav1.CreateOptions{})
-			return err
-		},
-	}
-	for _, create := range objs {
-		if err := create(); err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatal(err)
-		}
-	}
 }

@@ -56,6 +56,8 @@ type Env struct {
 	SimToken string
 	Gateway  *Gateway
 	sim      *proc
+	// root is the repository's top directory (manifests/ is read from it).
+	root string
 }
 
 func (o *Options) complete() error {
@@ -117,7 +119,11 @@ func Up(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := o.complete(); err != nil {
 		return nil, err
 	}
-	e := &Env{Options: o}
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Options: o, root: root}
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("%w\n%s", err, e.LogTails(30))
@@ -304,3 +310,6 @@ func poll(ctx context.Context, timeout time.Duration, what string, f func() erro
 		}
 	}
 }
+
+// Root is the repository's top directory.
+func (e *Env) Root() string { return e.root }

@@ -50,7 +50,9 @@ type Gateway struct {
 }
 
 func (e *Env) startGateway(ctx context.Context) error {
-	kubeconfig, err := e.Cluster.GatewayCredentials("")
+	// The gateway runs as manifests/base's ServiceAccount, with that RBAC
+	// only: every scenario then shows the RBAC is sufficient.
+	kubeconfig, kubeletCert, kubeletKey, err := e.gatewayServiceAccount(ctx)
 	if err != nil {
 		return fmt.Errorf("gateway credentials: %w", err)
 	}
@@ -77,6 +79,7 @@ func (e *Env) startGateway(ctx context.Context) error {
 		"--kubelet-use-node-status-port",
 		"--kubelet-preferred-address-types", "InternalIP",
 		"--kubelet-certificate-authority", filepath.Join(e.Dir, "sim", "ca.crt"),
+		"--kubelet-client-certificate", kubeletCert, "--kubelet-client-key", kubeletKey,
 		"--v", "2",
 	}
 	g.proc = &proc{name: "metrics-gateway", path: e.GatewayBin, logPath: filepath.Join(e.Dir, "metrics-gateway.log"), detach: e.Detach, args: g.args()}

@@ -1,0 +1,64 @@
+package env
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/metrics-gateway/metrics-gateway/test/cluster"
+)
+
+// GatewayServiceAccount is the ServiceAccount of manifests/base.
+const GatewayServiceAccount = "metrics-gateway"
+
+// rbacKinds are the objects of manifests/base the harness applies: the
+// ServiceAccount and every role and binding, so that the gateway runs with
+// exactly the permissions an install gives it.
+var rbacKinds = map[string]bool{"ServiceAccount": true, "ClusterRole": true, "ClusterRoleBinding": true, "Role": true, "RoleBinding": true}
+
+// gatewayServiceAccount applies the ServiceAccount and RBAC of
+// manifests/base (rendered by kubectl kustomize) and returns a kubeconfig
+// with a token of that ServiceAccount. Kubelets are reached with a client
+// certificate instead: the simulated kubelets do no TokenReview.
+func (e *Env) gatewayServiceAccount(ctx context.Context) (kubeconfig, kubeletCert, kubeletKey string, err error) {
+	rendered, err := e.Kubectl(ctx, "kustomize", filepath.Join(e.root, "manifests", "base"))
+	if err != nil {
+		return "", "", "", err
+	}
+	var keep []string
+	for _, doc := range strings.Split(rendered, "\n---\n") {
+		var obj struct{ Kind string }
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			return "", "", "", fmt.Errorf("rendered manifests/base: %w", err)
+		}
+		if rbacKinds[obj.Kind] {
+			keep = append(keep, doc)
+		}
+	}
+	file := filepath.Join(e.Dir, "gateway-rbac.yaml")
+	if err := os.WriteFile(file, []byte(strings.Join(keep, "\n---\n")), 0o644); err != nil {
+		return "", "", "", err
+	}
+	if _, err := e.Kubectl(ctx, "apply", "-f", file); err != nil {
+		return "", "", "", err
+	}
+	// Long enough for a demo left running; the e2e suite takes minutes.
+	expiry := int64((48 * time.Hour).Seconds())
+	tr, err := e.Client.CoreV1().ServiceAccounts(cluster.GatewayServiceNamespace).CreateToken(ctx, GatewayServiceAccount,
+		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
+	if err != nil {
+		return "", "", "", fmt.Errorf("token of %s/%s: %w", cluster.GatewayServiceNamespace, GatewayServiceAccount, err)
+	}
+	if kubeconfig, err = e.Cluster.TokenKubeconfig("system:serviceaccount:kube-system:"+GatewayServiceAccount, tr.Status.Token); err != nil {
+		return "", "", "", err
+	}
+	kubeletCert, kubeletKey, err = e.Cluster.ClientCertFiles("metrics-gateway-kubelet-client")
+	return kubeconfig, kubeletCert, kubeletKey, err
+}
