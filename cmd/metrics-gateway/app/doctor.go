@@ -1,0 +1,67 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/doctor"
+)
+
+// runDoctor is `metrics-gateway doctor`: it prints one PASS or FAIL line per
+// check and returns an error, so the process exits 1, when any check fails.
+func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o := doctor.Options{Namespace: "kube-system", Service: "metrics-gateway", APIServiceNames: append([]string(nil), doctor.DefaultAPIServiceNames...)}
+	var kubeconfig string
+	fs := pflag.NewFlagSet("metrics-gateway doctor", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig (default: in-cluster config, as the gateway's ServiceAccount when run in its pod).")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "Namespace of the gateway's Service.")
+	fs.StringVar(&o.Service, "service", o.Service, "Name of the gateway's Service, where its APIServices must point.")
+	fs.StringSliceVar(&o.APIServiceNames, "apiservice-names", o.APIServiceNames, "The gateway's APIServices.")
+	fs.StringVar(&o.AsServiceAccount, "as-serviceaccount", "", "Check RBAC for this ServiceAccount (namespace/name) with SubjectAccessReview instead of for the caller.")
+	help := fs.BoolP("help", "h", false, "Show this help and exit.")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *help {
+		fmt.Fprintf(stdout, "metrics-gateway doctor checks what the gateway needs from its cluster and prints PASS or FAIL, with a fix, per check.\n\nUsage:\n  metrics-gateway doctor [flags]\n\nFlags:\n")
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return nil
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("doctor: unexpected arguments %v", fs.Args())
+	}
+	var (
+		c   *rest.Config
+		err error
+	)
+	if kubeconfig != "" {
+		rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}
+		c, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	} else {
+		c, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return fmt.Errorf("doctor: kubernetes client config: %w", err)
+	}
+	kube, err := kubernetes.NewForConfig(c)
+	if err != nil {
+		return fmt.Errorf("doctor: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(c)
+	if err != nil {
+		return fmt.Errorf("doctor: %w", err)
+	}
+	if n := doctor.Print(stdout, doctor.Run(ctx, kube, dyn, o)); n > 0 {
+		return fmt.Errorf("doctor: %d checks failed", n)
+	}
+	return nil
+}
