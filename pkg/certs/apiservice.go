@@ -14,6 +14,15 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
+// DefaultAPIServiceNames are the gateway's APIServices, as manifests/base
+// registers them.
+var DefaultAPIServiceNames = []string{
+	"v1beta1.metrics.k8s.io",
+	"v1beta1.custom.metrics.k8s.io",
+	"v1beta2.custom.metrics.k8s.io",
+	"v1beta1.external.metrics.k8s.io",
+}
+
 // APIServiceResource is what Options.APIServices is asked for.
 var APIServiceResource = schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
 

@@ -5,22 +5,18 @@ import (
 	"fmt"
 	"io"
 
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 )
 
 // APIServiceResource is apiregistration.k8s.io/v1 apiservices, read through
 // the dynamic client because kube-aggregator is not a dependency.
-var APIServiceResource = schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
+var APIServiceResource = certs.APIServiceResource
 
 // DefaultAPIServiceNames are the APIServices manifests/base registers.
-var DefaultAPIServiceNames = []string{
-	"v1beta1.metrics.k8s.io",
-	"v1beta1.custom.metrics.k8s.io",
-	"v1beta2.custom.metrics.k8s.io",
-	"v1beta1.external.metrics.k8s.io",
-}
+var DefaultAPIServiceNames = certs.DefaultAPIServiceNames
 
 // Options say which gateway to check.
 type Options struct {

@@ -148,7 +148,7 @@ func NewHandler(o Options) (http.Handler, error) {
 		for _, d := range denied {
 			if strings.HasPrefix(name, d) {
 				next = func(w http.ResponseWriter, _ *http.Request) {
-					writeError(w, http.StatusNotFound, "not_found", "endpoint not served by metrics-gateway")
+					WriteError(w, http.StatusNotFound, "not_found", "endpoint not served by metrics-gateway")
 				}
 			}
 		}
@@ -188,10 +188,10 @@ func bounded(sem chan struct{}, wait time.Duration, next http.HandlerFunc) http.
 			defer func() { <-sem }()
 			next(w, r)
 		case <-t.C:
-			writeError(w, http.StatusServiceUnavailable, "timeout", fmt.Sprintf("no query slot free within %v: too many concurrent queries", wait))
+			WriteError(w, http.StatusServiceUnavailable, "timeout", fmt.Sprintf("no query slot free within %v: too many concurrent queries", wait))
 		case <-r.Context().Done():
 			// 499, as Prometheus answers a canceled query.
-			writeError(w, 499, "canceled", "request canceled while waiting for a query slot")
+			WriteError(w, 499, "canceled", "request canceled while waiting for a query slot")
 		}
 	}
 }
@@ -199,7 +199,7 @@ func bounded(sem chan struct{}, wait time.Duration, next http.HandlerFunc) http.
 func ready(check func() error, f http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := check(); err != nil {
-			writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+			WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 			return
 		}
 		f(w, r)
@@ -207,7 +207,7 @@ func ready(check func() error, f http.HandlerFunc) http.HandlerFunc {
 }
 
 // writeError answers in the API's error shape.
-func writeError(w http.ResponseWriter, code int, typ, msg string) {
+func WriteError(w http.ResponseWriter, code int, typ, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(map[string]string{"status": "error", "errorType": typ, "error": msg})

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"k8s.io/klog/v2"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/query"
 )
 
 // drainTimeout bounds how long shutdown waits for requests on the
@@ -110,9 +112,7 @@ func loopbackHostOnly(h http.Handler) http.Handler {
 			host = r.Host
 		}
 		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusForbidden)
-			_, _ = w.Write([]byte(`{"status":"error","errorType":"forbidden","error":"the plain-HTTP listener answers only requests addressed to localhost or a loopback IP"}` + "\n"))
+			query.WriteError(w, http.StatusForbidden, "forbidden", "the plain-HTTP listener answers only requests addressed to localhost or a loopback IP")
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -28,9 +28,7 @@ const PrometheusPrefix = "/prometheus"
 func mountQueryAPI(mux *mux.PathRecorderMux, h http.Handler) {
 	mux.HandlePrefix(PrometheusPrefix+query.Prefix+"/", http.StripPrefix(PrometheusPrefix, h))
 	mux.HandlePrefix(query.Prefix+"/", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = w.Write([]byte(`{"status":"error","errorType":"not_found","error":"the Prometheus API is served under ` + PrometheusPrefix + query.Prefix + `/ on this port"}` + "\n"))
+		query.WriteError(w, http.StatusNotFound, "not_found", "the Prometheus API is served under "+PrometheusPrefix+query.Prefix+"/ on this port")
 	}))
 }
 

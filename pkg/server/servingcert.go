@@ -46,15 +46,12 @@ func defaultServingCertOptions() ServingCertOptions {
 		ns = strings.TrimSpace(string(b))
 	}
 	return ServingCertOptions{
-		Manage:      true,
-		Namespace:   ns,
-		SecretName:  certs.DefaultSecretName,
-		ServiceName: certs.DefaultServiceName,
-		APIServiceNames: []string{
-			"v1beta1.metrics.k8s.io", "v1beta1.custom.metrics.k8s.io",
-			"v1beta2.custom.metrics.k8s.io", "v1beta1.external.metrics.k8s.io",
-		},
-		Validity: certs.DefaultValidity,
+		Manage:          true,
+		Namespace:       ns,
+		SecretName:      certs.DefaultSecretName,
+		ServiceName:     certs.DefaultServiceName,
+		APIServiceNames: append([]string(nil), certs.DefaultAPIServiceNames...),
+		Validity:        certs.DefaultValidity,
 	}
 }
 

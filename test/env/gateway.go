@@ -169,6 +169,12 @@ func (g *Gateway) Restart(ctx context.Context, adapterConfig string) error {
 			return err
 		}
 	}
+	return g.restart(ctx)
+}
+
+// restart stops the gateway gracefully, starts it with the arguments as
+// they now are, and waits until every API answers through the aggregator.
+func (g *Gateway) restart(ctx context.Context) error {
 	if err := g.proc.stop(); err != nil {
 		return fmt.Errorf("stop gateway: %w", err)
 	}
@@ -195,14 +201,7 @@ func (g *Gateway) RestartWithManagedCert(ctx context.Context, validity, renewBef
 		"--serving-cert-validity", validity.String(),
 		"--serving-cert-renew-before", renewBefore.String(),
 	}
-	if err := g.proc.stop(); err != nil {
-		return fmt.Errorf("stop gateway: %w", err)
-	}
-	g.proc.args = g.args()
-	if err := g.Start(ctx); err != nil {
-		return err
-	}
-	return g.env.WaitAPIsServed(ctx, 2*time.Minute)
+	return g.restart(ctx)
 }
 
 // caBundle is what Get trusts: env's CA, or the gateway's own once it

@@ -11,13 +11,14 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 	"github.com/metrics-gateway/metrics-gateway/pkg/doctor"
 )
 
 // runDoctor is `metrics-gateway doctor`: it prints one PASS or FAIL line per
 // check and returns an error, so the process exits 1, when any check fails.
 func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := doctor.Options{Namespace: "kube-system", Service: "metrics-gateway", APIServiceNames: append([]string(nil), doctor.DefaultAPIServiceNames...)}
+	o := doctor.Options{Namespace: "kube-system", Service: certs.DefaultServiceName, APIServiceNames: append([]string(nil), doctor.DefaultAPIServiceNames...)}
 	var kubeconfig string
 	fs := pflag.NewFlagSet("metrics-gateway doctor", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
