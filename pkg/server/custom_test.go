@@ -179,13 +179,16 @@ func TestGatewayServesCustomMetrics(t *testing.T) {
 	})
 
 	t.Run("one pod and its described object", func(t *testing.T) {
-		v, err := preferred.NamespacedMetrics("default").GetForObject(schema.GroupKind{Kind: "Pod"}, "other-1", "http_requests", labels.Everything())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := checkValues([]cmv1beta2.MetricValue{*v}, map[string]float64{"other-1": 30}, 0.01); err != nil {
-			t.Error(err)
-		}
+		// other-1 is scraped at its own offset: its rate window may fill
+		// after web-1's and web-2's.
+		var v *cmv1beta2.MetricValue
+		eventually(t, 20*time.Second, "http_requests of other-1", func() error {
+			var err error
+			if v, err = preferred.NamespacedMetrics("default").GetForObject(schema.GroupKind{Kind: "Pod"}, "other-1", "http_requests", labels.Everything()); err != nil {
+				return err
+			}
+			return checkValues([]cmv1beta2.MetricValue{*v}, map[string]float64{"other-1": 30}, 0.01)
+		})
 		if o := v.DescribedObject; o.Kind != "Pod" || o.APIVersion != "v1" || o.Namespace != "default" {
 			t.Errorf("described object %+v", o)
 		}
@@ -211,13 +214,13 @@ func TestGatewayServesCustomMetrics(t *testing.T) {
 	})
 
 	t.Run("namespace aggregate", func(t *testing.T) {
-		v, err := preferred.RootScopedMetrics().GetForObject(schema.GroupKind{Kind: "Namespace"}, "default", "http_requests", labels.Everything())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := checkValues([]cmv1beta2.MetricValue{*v}, map[string]float64{"default": 60}, 0.01); err != nil {
-			t.Error(err)
-		}
+		eventually(t, 20*time.Second, "http_requests of namespace default", func() error {
+			v, err := preferred.RootScopedMetrics().GetForObject(schema.GroupKind{Kind: "Namespace"}, "default", "http_requests", labels.Everything())
+			if err != nil {
+				return err
+			}
+			return checkValues([]cmv1beta2.MetricValue{*v}, map[string]float64{"default": 60}, 0.01)
+		})
 	})
 
 	t.Run("discovery lists metrics", func(t *testing.T) {
