@@ -28,6 +28,9 @@ type Options struct {
 	// SubjectAccessReview for that ServiceAccount instead of
 	// SelfSubjectAccessReview for the caller.
 	AsServiceAccount string
+	// Kubelet, when set, probes one kubelet directly with the gateway's
+	// kubelet client settings.
+	Kubelet *KubeletCheck
 }
 
 // Result is the outcome of one check. Problem and Fix are empty when OK;
@@ -69,6 +72,9 @@ func Run(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interface, 
 	rs = append(rs, svcResults...)
 	rs = append(rs, checkOwners(ctx, dyn, o, svcs)...)
 	rs = append(rs, checkRBAC(ctx, kube, o)...)
+	if o.Kubelet != nil {
+		rs = append(rs, checkKubelet(ctx, kube, *o.Kubelet))
+	}
 	return rs
 }
 

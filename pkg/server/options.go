@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"github.com/spf13/pflag"
 	"net"
 	"strings"
 	"time"
@@ -107,16 +108,7 @@ func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
 
 	o.ServingCert.addFlags(fs.FlagSet("serving certificate"))
 
-	k := fs.FlagSet("kubelet client")
-	k.BoolVar(&o.Kubelet.InsecureTLS, "kubelet-insecure-tls", o.Kubelet.InsecureTLS, "Do not verify the serving certificates of kubelets. For testing only.")
-	k.BoolVar(&o.Kubelet.UseNodeStatusPort, "kubelet-use-node-status-port", o.Kubelet.UseNodeStatusPort, "Use the kubelet port in the node status (status.daemonEndpoints). Takes precedence over --kubelet-port.")
-	k.IntVar(&o.Kubelet.Port, "kubelet-port", o.Kubelet.Port, "The port to use to connect to kubelets.")
-	k.StringSliceVar(&o.Kubelet.PreferredAddressTypes, "kubelet-preferred-address-types", o.Kubelet.PreferredAddressTypes, "The priority of node address types used to reach a kubelet.")
-	k.StringVar(&o.Kubelet.CAFile, "kubelet-certificate-authority", o.Kubelet.CAFile, "Path to the CA that verifies kubelet serving certificates.")
-	k.StringVar(&o.Kubelet.ClientKeyFile, "kubelet-client-key", o.Kubelet.ClientKeyFile, "Path to a client key file for TLS to kubelets.")
-	k.StringVar(&o.Kubelet.ClientCertFile, "kubelet-client-certificate", o.Kubelet.ClientCertFile, "Path to a client certificate file for TLS to kubelets.")
-	k.DurationVar(&o.Kubelet.RequestTimeout, "kubelet-request-timeout", o.Kubelet.RequestTimeout, "How long one scrape of a kubelet may take.")
-	k.StringVarP(&o.Kubelet.NodeSelector, "node-selector", "l", o.Kubelet.NodeSelector, "Label selector of the nodes to scrape (e.g. -l key1=value1,key2!=value2).")
+	AddKubeletFlags(fs.FlagSet("kubelet client"), &o.Kubelet)
 
 	o.GenericServerRunOptions.AddUniversalFlags(fs.FlagSet("generic"))
 	o.SecureServing.AddFlags(fs.FlagSet("apiserver secure serving"))
@@ -187,7 +179,7 @@ func (o *Options) Config() (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	creds, err := credentials(restConfig, o.Kubeconfig, o.Kubelet.ClientCertFile != "")
+	creds, err := KubeletCredentials(restConfig, o.Kubeconfig, o.Kubelet.ClientCertFile != "")
 	if err != nil {
 		return nil, err
 	}
@@ -327,9 +319,24 @@ func (o *Options) restConfig() (*rest.Config, error) {
 	return c, nil
 }
 
-// credentials derives what Prometheus' scrape client presents to kubelets
+// AddKubeletFlags adds the flags that say how kubelets are found and
+// reached, metrics-server's names and defaults. doctor shares them, so its
+// kubelet probe runs with the gateway's settings.
+func AddKubeletFlags(k *pflag.FlagSet, o *scrape.KubeletOptions) {
+	k.BoolVar(&o.InsecureTLS, "kubelet-insecure-tls", o.InsecureTLS, "Do not verify the serving certificates of kubelets. For testing only.")
+	k.BoolVar(&o.UseNodeStatusPort, "kubelet-use-node-status-port", o.UseNodeStatusPort, "Use the kubelet port in the node status (status.daemonEndpoints). Takes precedence over --kubelet-port.")
+	k.IntVar(&o.Port, "kubelet-port", o.Port, "The port to use to connect to kubelets.")
+	k.StringSliceVar(&o.PreferredAddressTypes, "kubelet-preferred-address-types", o.PreferredAddressTypes, "The priority of node address types used to reach a kubelet.")
+	k.StringVar(&o.CAFile, "kubelet-certificate-authority", o.CAFile, "Path to the CA that verifies kubelet serving certificates.")
+	k.StringVar(&o.ClientKeyFile, "kubelet-client-key", o.ClientKeyFile, "Path to a client key file for TLS to kubelets.")
+	k.StringVar(&o.ClientCertFile, "kubelet-client-certificate", o.ClientCertFile, "Path to a client certificate file for TLS to kubelets.")
+	k.DurationVar(&o.RequestTimeout, "kubelet-request-timeout", o.RequestTimeout, "How long one scrape of a kubelet may take.")
+	k.StringVarP(&o.NodeSelector, "node-selector", "l", o.NodeSelector, "Label selector of the nodes to scrape (e.g. -l key1=value1,key2!=value2).")
+}
+
+// KubeletCredentials derives what Prometheus' scrape client presents to kubelets
 // from the client config, as metrics-server reuses its client config.
-func credentials(c *rest.Config, kubeconfig string, ownClientCert bool) (scrape.Credentials, error) {
+func KubeletCredentials(c *rest.Config, kubeconfig string, ownClientCert bool) (scrape.Credentials, error) {
 	if (c.ExecProvider != nil || c.AuthProvider != nil) && !ownClientCert {
 		if c.CertData == nil && c.CertFile == "" {
 			return scrape.Credentials{}, errors.New("the kubeconfig authenticates with an exec or auth-provider plugin, which kubelet scrapes cannot use: give --kubelet-client-certificate and --kubelet-client-key, or a kubeconfig with a token or client certificate")

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -13,6 +14,8 @@ import (
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 	"github.com/metrics-gateway/metrics-gateway/pkg/doctor"
+	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
+	"github.com/metrics-gateway/metrics-gateway/pkg/server"
 )
 
 // runDoctor is `metrics-gateway doctor`: it prints one PASS or FAIL line per
@@ -20,6 +23,7 @@ import (
 func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := doctor.Options{Namespace: "kube-system", Service: certs.DefaultServiceName, APIServiceNames: append([]string(nil), doctor.DefaultAPIServiceNames...)}
 	var kubeconfig string
+	kubelet := doctor.KubeletCheck{Options: scrape.DefaultKubeletOptions()}
 	fs := pflag.NewFlagSet("metrics-gateway doctor", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig (default: in-cluster config, as the gateway's ServiceAccount when run in its pod).")
@@ -27,6 +31,8 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&o.Service, "service", o.Service, "Name of the gateway's Service, where its APIServices must point.")
 	fs.StringSliceVar(&o.APIServiceNames, "apiservice-names", o.APIServiceNames, "The gateway's APIServices.")
 	fs.StringVar(&o.AsServiceAccount, "as-serviceaccount", "", "Check RBAC for this ServiceAccount (namespace/name) with SubjectAccessReview instead of for the caller.")
+	fs.StringVar(&kubelet.Node, "kubelet-node", "", "Node whose kubelet to probe (default: the first Ready node --node-selector selects).")
+	server.AddKubeletFlags(fs, &kubelet.Options)
 	help := fs.BoolP("help", "h", false, "Show this help and exit.")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -39,6 +45,9 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("doctor: unexpected arguments %v", fs.Args())
+	}
+	if errs := kubelet.Options.Validate(); len(errs) > 0 {
+		return fmt.Errorf("doctor: %w", errors.Join(errs...))
 	}
 	var (
 		c   *rest.Config
@@ -53,6 +62,11 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("doctor: kubernetes client config: %w", err)
 	}
+	kubelet.Credentials, err = server.KubeletCredentials(c, kubeconfig, kubelet.Options.ClientCertFile != "")
+	if err != nil {
+		return fmt.Errorf("doctor: %w", err)
+	}
+	o.Kubelet = &kubelet
 	kube, err := kubernetes.NewForConfig(c)
 	if err != nil {
 		return fmt.Errorf("doctor: %w", err)
