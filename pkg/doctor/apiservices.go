@@ -121,7 +121,10 @@ func explainUnavailable(s apiService, self string) (problem, fix string) {
 	case containsAny(lower, "connection refused", "no route to host", "i/o timeout", "deadline exceeded", "connection reset", "dial tcp"):
 		return "kube-apiserver cannot reach the gateway (" + msg + ")",
 			"check that the gateway pod is Ready, that the Service's targetPort is the gateway's --secure-port, and that NetworkPolicies and firewalls let the control plane reach that pod port"
-	case containsAny(lower, "401", "403", "unauthorized", "forbidden"):
+	case containsAny(lower, "401", "unauthorized"):
+		return "the gateway rejected kube-apiserver's proxied request as unauthenticated: it does not accept kube-apiserver's proxy client certificate (" + msg + ")",
+			"kube-apiserver's --proxy-client-cert-file must be signed by its --requestheader-client-ca-file and have a CN listed in --requestheader-allowed-names (see requestheader-allowed-names); the gateway reads both from kube-system/extension-apiserver-authentication (RoleBinding metrics-gateway-auth-reader in manifests/base/rbac.yaml)"
+	case containsAny(lower, "403", "forbidden"):
 		return "the gateway rejected kube-apiserver's proxied request: aggregation authentication or authorization failed (" + msg + ")",
 			"bind the gateway's ServiceAccount to system:auth-delegator and, in kube-system, to extension-apiserver-authentication-reader (manifests/base/rbac.yaml), and see requestheader-allowed-names"
 	case s.reason == "FailedDiscoveryCheck":
@@ -163,6 +166,12 @@ func checkOwners(ctx context.Context, dyn dynamic.Interface, o Options, own []ap
 	self := o.Namespace + "/" + o.Service
 	for _, s := range candidates {
 		if s.local || s.ours(o) {
+			continue
+		}
+		if s.reason == "ServiceNotFound" {
+			rs = append(rs, fail(checkOwner+" "+s.name,
+				fmt.Sprintf("APIService %s points at Service %s/%s, which does not exist, so every %s request fails", s.name, s.svcNS, s.svcName, s.group),
+				fmt.Sprintf("point it at %s (kubectl apply -k manifests/base replaces it), or delete it if nothing should serve that version", self)))
 			continue
 		}
 		rs = append(rs, fail(checkOwner+" "+s.name,

@@ -154,6 +154,9 @@ func TestRun(t *testing.T) {
 		{name: "owned by metrics-server", break_: func(c *cluster) {
 			c.set("v1beta1.metrics.k8s.io", apiServiceObj("v1beta1.metrics.k8s.io", "kube-system", "metrics-server", "True", "Passed", "all checks passed"))
 		}, wantFail: []string{"FAIL api-group-owner v1beta1.metrics.k8s.io: APIService v1beta1.metrics.k8s.io is served by kube-system/metrics-server (looks like metrics-server)"}},
+		{name: "points at a Service that does not exist", break_: func(c *cluster) {
+			c.set("v1beta1.custom.metrics.k8s.io", apiServiceObj("v1beta1.custom.metrics.k8s.io", "kube-system", "metrics-gateway-gone", "False", "ServiceNotFound", `service/metrics-gateway-gone in "kube-system" is not present`))
+		}, wantFail: []string{"FAIL api-group-owner v1beta1.custom.metrics.k8s.io: APIService v1beta1.custom.metrics.k8s.io points at Service kube-system/metrics-gateway-gone, which does not exist"}},
 		{name: "other version owned by prometheus-adapter", break_: func(c *cluster) {
 			c.set("v1beta3.custom.metrics.k8s.io", apiServiceObj("v1beta3.custom.metrics.k8s.io", "monitoring", "prometheus-adapter", "True", "Passed", ""))
 			c.set("v1beta1.other.example.com", apiServiceObj("v1beta1.other.example.com", "monitoring", "other", "True", "Passed", ""))

@@ -58,6 +58,8 @@ type Cluster struct {
 	layout layout
 	out    io.Writer
 	procs  []*proc
+	// opts are Start's, kept for RestartAPIServer.
+	opts Options
 }
 
 func (o *Options) complete() error {
@@ -127,7 +129,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster: a control plane from %s is still running; stop it first", opts.Dir)
 	}
 	begin := time.Now()
-	c := &Cluster{Dir: opts.Dir, Kubeconfig: l.kubeconfig(adminName), layout: l, out: opts.Stdout}
+	c := &Cluster{Dir: opts.Dir, Kubeconfig: l.kubeconfig(adminName), layout: l, out: opts.Stdout, opts: opts}
 	if err := c.prepare(opts); err != nil {
 		return nil, err
 	}

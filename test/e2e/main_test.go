@@ -104,6 +104,7 @@ func TestEndToEnd(t *testing.T) {
 		{"hostile scrape targets", testHostileTargets},
 		{"a bad kubelet", testBadKubelet},
 		{"gateway SIGKILL and restart", testGatewaySurvivesSIGKILL},
+		{"metrics-gateway doctor on a healthy and a broken cluster", testDoctor},
 		{"self-managed serving certificate and its rotation", testManagedServingCert},
 	} {
 		if !t.Run(s.name, s.f) {

@@ -295,3 +295,27 @@ func (g *Gateway) Get(ctx context.Context, path string) (int, string, error) {
 
 // LogPath is the gateway's log file, appended to across restarts.
 func (g *Gateway) LogPath() string { return g.proc.logPath }
+
+// DoctorArgs are the flags `metrics-gateway doctor` needs to check this
+// gateway as it would in the gateway's pod: the gateway's kubeconfig (its
+// ServiceAccount's token) and its kubelet client flags.
+func (g *Gateway) DoctorArgs() []string {
+	withValue := map[string]bool{
+		"--kubeconfig": true, "--kubelet-preferred-address-types": true, "--kubelet-certificate-authority": true,
+		"--kubelet-client-certificate": true, "--kubelet-client-key": true,
+	}
+	var args []string
+	for i := 0; i < len(g.fixed); i++ {
+		switch a := g.fixed[i]; {
+		case withValue[a] && i+1 < len(g.fixed):
+			args = append(args, a, g.fixed[i+1])
+			i++
+		case a == "--kubelet-use-node-status-port":
+			args = append(args, a)
+		}
+	}
+	return args
+}
+
+// Bin is the gateway binary, for its subcommands.
+func (g *Gateway) Bin() string { return g.proc.path }
