@@ -105,7 +105,7 @@ func TestEndToEnd(t *testing.T) {
 		{"a bad kubelet", testBadKubelet},
 		{"gateway SIGKILL and restart", testGatewaySurvivesSIGKILL},
 		{"metrics-gateway doctor on a healthy and a broken cluster", testDoctor},
-		{"self-managed serving certificate and its rotation", testManagedServingCert},
+		{"self-managed serving certificate shared by two replicas, and its rotation", testManagedServingCert},
 	} {
 		if !t.Run(s.name, s.f) {
 			// Keep going: each scenario reports on its own.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
@@ -41,7 +42,7 @@ type Gateway struct {
 	// the zero-config rules. Restart changes it.
 	AdapterConfigFile string
 	// managedCert, when set, starts the gateway without --tls-cert-file:
-	// it manages its own serving certificate (RestartWithManagedCert).
+	// it manages its own serving certificate (RestartWithManagedCertReplicas).
 	managedCert []string
 	// fixed are the arguments every start shares.
 	fixed []string
@@ -141,6 +142,11 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err := g.proc.start(); err != nil {
 		return err
 	}
+	return g.waitLive(ctx)
+}
+
+// waitLive waits until the started gateway answers /livez.
+func (g *Gateway) waitLive(ctx context.Context) error {
 	return poll(ctx, 60*time.Second, "gateway /livez", func() error {
 		if g.proc.exited() {
 			return errStop{fmt.Errorf("metrics-gateway exited:\n%s", g.proc.tail(30))}
@@ -189,20 +195,79 @@ func (g *Gateway) restart(ctx context.Context) error {
 // certificate.
 const ServingCertSecret = "metrics-gateway-serving-cert"
 
-// RestartWithManagedCert restarts the gateway without the certificate env
-// issued: it creates its own CA and serving certificate in Secret
-// kube-system/metrics-gateway-serving-cert, sets the caBundle of its
+// RestartWithManagedCertReplicas restarts the gateway without the
+// certificate env issued, as two replicas, as the ha overlay runs them:
+// each creates or loads the CA and serving certificate in Secret
+// kube-system/metrics-gateway-serving-cert, sets the caBundle of the
 // APIServices and renews the certificate renewBefore ahead of its
-// validity. From then on Get trusts the CA in that Secret.
-func (g *Gateway) RestartWithManagedCert(ctx context.Context, validity, renewBefore time.Duration) error {
-	g.managedCert = []string{
-		"--serving-cert-namespace", cluster.GatewayServiceNamespace,
-		"--cert-dir", filepath.Join(g.env.Dir, "gateway-serving-cert"),
-		"--serving-cert-validity", validity.String(),
-		"--serving-cert-renew-before", renewBefore.String(),
+// validity; from then on Get trusts the CA in that Secret. It stops the
+// gateway, deletes the Secret, and starts the gateway and the second
+// replica at the same moment, so both race to create the Secret. The replica has
+// its own port, storage and certificate directory, and the gateway's
+// ServiceAccount, flags and Secret; the APIServices keep pointing at the
+// gateway. It returns the replica once both are live and every API
+// answers through the aggregator; the caller stops it.
+func (g *Gateway) RestartWithManagedCertReplicas(ctx context.Context, validity, renewBefore time.Duration) (*Gateway, error) {
+	port, err := cluster.FreePort()
+	if err != nil {
+		return nil, err
 	}
-	return g.restart(ctx)
+	managed := func(dir string) []string {
+		return []string{
+			"--serving-cert-namespace", cluster.GatewayServiceNamespace,
+			"--cert-dir", filepath.Join(g.env.Dir, dir),
+			"--serving-cert-validity", validity.String(),
+			"--serving-cert-renew-before", renewBefore.String(),
+		}
+	}
+	r := &Gateway{Port: port, StoragePath: filepath.Join(g.env.Dir, "gateway-2-data"), ConfigFile: g.ConfigFile,
+		AdapterConfigFile: g.AdapterConfigFile, managedCert: managed("gateway-2-serving-cert"), env: g.env}
+	for i := 0; i < len(g.fixed); i++ {
+		a := g.fixed[i]
+		r.fixed = append(r.fixed, a)
+		switch {
+		case a == "--secure-port" && i+1 < len(g.fixed):
+			r.fixed = append(r.fixed, fmt.Sprint(port))
+			i++
+		case a == "--storage-path" && i+1 < len(g.fixed):
+			r.fixed = append(r.fixed, r.StoragePath)
+			i++
+		}
+	}
+	r.proc = &proc{name: "metrics-gateway-2", path: g.proc.path, logPath: filepath.Join(g.env.Dir, "metrics-gateway-2.log"), detach: g.proc.detach, args: r.args()}
+
+	if err := g.proc.stop(); err != nil {
+		return nil, fmt.Errorf("stop gateway: %w", err)
+	}
+	err = g.env.Client.CoreV1().Secrets(cluster.GatewayServiceNamespace).Delete(ctx, ServingCertSecret, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("delete the serving-certificate Secret: %w", err)
+	}
+	g.managedCert = managed("gateway-serving-cert")
+	g.proc.args = g.args()
+	if err := g.proc.start(); err != nil {
+		return nil, err
+	}
+	if err := r.proc.start(); err != nil {
+		return nil, err
+	}
+	if err := r.waitLive(ctx); err != nil {
+		_ = r.proc.stop()
+		return nil, fmt.Errorf("replica: %w", err)
+	}
+	if err := g.waitLive(ctx); err != nil {
+		_ = r.proc.stop()
+		return nil, err
+	}
+	if err := g.env.WaitAPIsServed(ctx, 2*time.Minute); err != nil {
+		_ = r.proc.stop()
+		return nil, err
+	}
+	return r, nil
 }
+
+// Stop ends the gateway gently.
+func (g *Gateway) Stop() error { return g.proc.stop() }
 
 // caBundle is what Get trusts: env's CA, or the gateway's own once it
 // manages its certificate.
@@ -319,3 +384,6 @@ func (g *Gateway) DoctorArgs() []string {
 
 // Bin is the gateway binary, for its subcommands.
 func (g *Gateway) Bin() string { return g.proc.path }
+
+// LogTail is the last n lines of the gateway's log.
+func (g *Gateway) LogTail(n int) string { return g.proc.tail(n) }
