@@ -84,7 +84,7 @@ func testManagedServingCert(t *testing.T) {
 	t.Logf("both replicas serve the managed certificate %.1fs after the restart began: serial %x, valid until %s", time.Since(start).Seconds(), first.SerialNumber, first.NotAfter.Format(time.TimeOnly))
 	for name, g := range map[string]*env.Gateway{"gateway": e.Gateway, "replica": replica} {
 		for _, line := range strings.Split(g.LogTail(400), "\n") {
-			if strings.Contains(line, "serving certificate Secret") {
+			if strings.Contains(strings.ToLower(line), "certificate secret") {
 				t.Logf("%s: %s", name, line)
 			}
 		}
