@@ -24,7 +24,8 @@ import (
 )
 
 // queryNS holds the ServiceAccounts that read the Prometheus API: grafana,
-// bound to the rule docs/grafana.md gives, and nobody, bound to nothing.
+// bound to the shipped ClusterRole docs/grafana.md gives, and nobody, bound
+// to nothing.
 const queryNS = "e2e-query"
 
 // testPrometheusAPI reads the gateway's /api/v1 as Grafana would, with
@@ -114,19 +115,18 @@ func queryTokens(ctx context.Context, t *testing.T) (grafana, nobody string) {
 	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: queryNS}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	// The rule of docs/grafana.md: the query API is non-resource URLs under
-	// /prometheus (the default system:discovery role grants get /api/* to
-	// every authenticated user, so /api/v1 itself could not be guarded).
-	role := &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: "e2e-metrics-gateway-query"},
-		Rules:      []rbacv1.PolicyRule{{NonResourceURLs: []string{"/prometheus/api/v1/*"}, Verbs: []string{"get", "post"}}},
-	}
-	if _, err := c.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
+	// The role manifests/base ships for this (docs/grafana.md), applied by
+	// the harness with the rest of the base's RBAC: the query API is
+	// non-resource URLs under /prometheus (the default system:discovery role
+	// grants get /api/* to every authenticated user, so /api/v1 itself could
+	// not be guarded).
+	const role = "metrics-gateway:query-api-reader"
+	if _, err := c.RbacV1().ClusterRoles().Get(ctx, role, metav1.GetOptions{}); err != nil {
+		t.Fatalf("the shipped ClusterRole %s: %v", role, err)
 	}
 	binding := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "e2e-metrics-gateway-query"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: queryNS, Name: "grafana"}},
 	}
 	if _, err := c.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
