@@ -125,7 +125,7 @@ func (c *Config) Complete() (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	nodeInformers := informers.NewSharedInformerFactory(client, 0)
+	nodeInformers := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
 	nodes := nodeInformers.Core().V1().Nodes()
 	metaClient, err := metadata.NewForConfig(c.Rest)
 	if err != nil {
@@ -133,6 +133,10 @@ func (c *Config) Complete() (_ *Server, err error) {
 	}
 	podInformers := metadatainformer.NewFilteredSharedInformerFactory(metaClient, 0, corev1.NamespaceAll, runningPods)
 	pods := podInformers.ForResource(corev1.SchemeGroupVersion.WithResource("pods"))
+	// The filtered factory takes no transform option; the informer is new.
+	if err := pods.Informer().SetTransform(slim); err != nil {
+		return nil, fmt.Errorf("pod informer: %w", err)
+	}
 	mapper, err := newRESTMapper(c.Rest)
 	if err != nil {
 		return nil, err

@@ -101,7 +101,7 @@ func newObjectLister(pods cache.GenericLister, podsSynced cache.InformerSynced, 
 	return &objectLister{
 		pods:        pods,
 		podsSynced:  podsSynced,
-		factory:     metadatainformer.NewSharedInformerFactory(client, 0),
+		factory:     metadatainformer.NewSharedInformerFactoryWithOptions(client, 0, metadatainformer.WithTransform(slim)),
 		mapper:      mapper,
 		syncTimeout: 10 * time.Second,
 	}

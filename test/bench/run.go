@@ -1,11 +1,14 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -62,6 +65,9 @@ type RunOptions struct {
 	Ingest bool
 	// APIs to register for the run (group, version).
 	APIs [][2]string
+	// ProfileDir, when set, receives the gateway's heap profile and a CPU
+	// profile over one scrape round, taken after the idle measurement.
+	ProfileDir string
 }
 
 // Run starts kind, waits until it answers for the whole cluster, lets it settle,
@@ -108,6 +114,11 @@ func (w *World) Run(ctx context.Context, kind Kind, run int, o RunOptions) (r Re
 	}
 	w.progress("%s #%d idle: RSS %s, CPU/round %.2fs, history %s, head series %.0f", kind, run,
 		mb(r.Usage.SteadyRSS), r.Usage.CPUPerRound.Seconds(), r.History, r.HeadSeries)
+	if o.ProfileDir != "" && kind == Gateway {
+		if err := w.profile(ctx, s, o.ProfileDir, fmt.Sprintf("%s-%s-%d", w.Scale, kind, run), o.Resolution); err != nil {
+			return r, err
+		}
+	}
 	var qs []Query
 	switch {
 	case o.Ingest && kind == Gateway:
@@ -250,3 +261,45 @@ func (w *World) measure(ctx context.Context, s *Server, q Query, via string, n i
 func mb(b int64) string { return fmt.Sprintf("%.0f MB", float64(b)/1e6) }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// profile saves the server's heap profile and a CPU profile over one scrape
+// round (the apiserver library's /debug/pprof, read as admin) into dir.
+func (w *World) profile(ctx context.Context, s *Server, dir, prefix string, round time.Duration) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for name, path := range map[string]string{
+		"heap": "/debug/pprof/heap",
+		"cpu":  fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(round.Seconds())),
+	} {
+		code, body, err := s.Get(ctx, path)
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("%s profile: HTTP %d %v: %.200s", name, code, err, body)
+		}
+		file := filepath.Join(dir, prefix+"-"+name+".pb.gz")
+		if err := os.WriteFile(file, body, 0o644); err != nil {
+			return err
+		}
+		w.progress("%s profile written to %s", name, file)
+	}
+	// Where the resident memory is: the Go runtime's own accounting (the
+	// heap profile's text form ends with runtime.MemStats) and the kernel's
+	// split into anonymous and file-backed (mmapped TSDB chunks) pages.
+	code, body, err := s.Get(ctx, "/debug/pprof/heap?debug=1")
+	if err != nil || code != http.StatusOK {
+		return fmt.Errorf("heap?debug=1: HTTP %d %v", code, err)
+	}
+	if i := bytes.Index(body, []byte("# runtime.MemStats")); i >= 0 {
+		body = body[i:]
+	}
+	rollup, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", s.PID()))
+	if err != nil {
+		return err
+	}
+	file := filepath.Join(dir, prefix+"-memory.txt")
+	if err := os.WriteFile(file, append(append(body, "\n# /proc/PID/smaps_rollup\n"...), rollup...), 0o644); err != nil {
+		return err
+	}
+	w.progress("memory accounting written to %s", file)
+	return nil
+}

@@ -40,6 +40,7 @@ type options struct {
 	runs, rounds, reqs   int
 	prefill, resolution  time.Duration
 	command              string
+	profileDir           string
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -58,6 +59,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&o.prefill, "prefill", time.Hour, "history written into the gateway's storage before it starts")
 	fs.DurationVar(&o.resolution, "resolution", 15*time.Second, "--metric-resolution of every server")
 	fs.StringVar(&o.command, "command", "make bench", "the command to print in the report")
+	fs.StringVar(&o.profileDir, "profile-dir", "", "write the gateway's heap profile and a one-round CPU profile here, per scale (go tool pprof reads them)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -143,7 +145,7 @@ func runScale(ctx context.Context, o options, tools bench.Tools, binDir string, 
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, w.Down()) }()
-	ro := bench.RunOptions{Tools: tools, Resolution: o.resolution, Rounds: o.rounds, Requests: o.reqs, Custom: true}
+	ro := bench.RunOptions{Tools: tools, Resolution: o.resolution, Rounds: o.rounds, Requests: o.reqs, Custom: true, ProfileDir: o.profileDir}
 	metricsAPI := [2]string{"metrics.k8s.io", "v1beta1"}
 	customAPI := [2]string{"custom.metrics.k8s.io", "v1beta2"}
 	for i := range o.runs {
