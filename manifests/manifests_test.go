@@ -83,7 +83,7 @@ func renderAndCheck(t *testing.T, dir string) *rendering {
 var (
 	allAPIServices    = []string{"v1beta1.custom.metrics.k8s.io", "v1beta1.external.metrics.k8s.io", "v1beta1.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io"}
 	customAPIServices = []string{"v1beta1.custom.metrics.k8s.io", "v1beta1.external.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io"}
-	baseKinds         = map[string]int{"APIService": 4, "ClusterRole": 5, "ClusterRoleBinding": 4, "ConfigMap": 1, "Deployment": 1, "Role": 1, "RoleBinding": 2, "Service": 1, "ServiceAccount": 1}
+	baseKinds         = map[string]int{"APIService": 4, "ClusterRole": 5, "ClusterRoleBinding": 4, "ConfigMap": 1, "Deployment": 1, "Role": 1, "RoleBinding": 2, "Secret": 1, "Service": 1, "ServiceAccount": 1}
 )
 
 // with returns baseKinds changed by delta.
@@ -168,7 +168,7 @@ func TestOverlays(t *testing.T) {
 				t.Error("the metrics.k8s.io reader is left beside metrics-server's")
 			}
 		}},
-		{"overlays/own-certs", allAPIServices, with(map[string]int{"ClusterRole": -1, "ClusterRoleBinding": -1, "Role": -1, "RoleBinding": -1}), func(t *testing.T, r *rendering, d *appsv1.Deployment) {
+		{"overlays/own-certs", allAPIServices, with(map[string]int{"ClusterRole": -1, "ClusterRoleBinding": -1, "Role": -1, "RoleBinding": -1, "Secret": -1}), func(t *testing.T, r *rendering, d *appsv1.Deployment) {
 			base, err := render("base")
 			if err != nil {
 				t.Fatal(err)

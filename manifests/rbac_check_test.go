@@ -7,9 +7,11 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 
+	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 	"github.com/metrics-gateway/metrics-gateway/pkg/server"
 )
 
@@ -97,8 +99,8 @@ func checkRules(owner string, namespaced bool, rules []rbacv1.PolicyRule) []erro
 				if !namespaced {
 					bad(i, "secrets in a cluster-wide role")
 				}
-				if len(r.ResourceNames) == 0 && !verbs.Equal(sets.New("create")) {
-					bad(i, "secrets without resourceNames beyond create")
+				if len(r.ResourceNames) == 0 {
+					bad(i, "secrets without resourceNames")
 				}
 			case res == "apiservices":
 				if len(r.ResourceNames) == 0 {
@@ -178,10 +180,11 @@ func checkBindings(r *rendering) []error {
 
 // checkServingCert holds the certificate RBAC to what the gateway's
 // serving-certificate manager (pkg/certs) will do with these options: when it
-// manages the certificate, it may create Secrets and read and replace its
-// own, and read and patch exactly the APIServices it is told to, which are
-// the ones rendered; when it does not (a certificate is given), it gets none
-// of that. o is the parsed arguments of the gateway's container.
+// manages the certificate, its Secret is rendered (empty, labeled as the
+// gateway's) and it may read and replace that Secret only, never create one,
+// and read and patch exactly the APIServices it is told to, which are the
+// ones rendered; when it does not (a certificate is given), it gets none of
+// that. o is the parsed arguments of the gateway's container.
 func checkServingCert(r *rendering, d *appsv1.Deployment, o *server.Options) []error {
 	cr, role := r.clusterRoles[certsRole], r.roles[d.Namespace+"/"+certsRole]
 	ownCert := o.SecureServing.ServerCert.CertKey.CertFile != ""
@@ -189,6 +192,9 @@ func checkServingCert(r *rendering, d *appsv1.Deployment, o *server.Options) []e
 		var errs []error
 		if cr != nil || role != nil {
 			errs = append(errs, fmt.Errorf("%s: certificate RBAC, but the gateway does not manage its certificate", certsRole))
+		}
+		for k := range r.secrets {
+			errs = append(errs, fmt.Errorf("Secret %s rendered, but the gateway does not manage its certificate", k))
 		}
 		if !ownCert && len(r.apiServices) > 0 {
 			errs = append(errs, errors.New("--manage-serving-cert=false without --tls-cert-file: the self-signed certificate names localhost only, and the APIServices could never verify the gateway"))
@@ -215,11 +221,15 @@ func checkServingCert(r *rendering, d *appsv1.Deployment, o *server.Options) []e
 		}
 		return false
 	}
-	for _, v := range []string{"create", "get", "update"} {
+	for _, v := range []string{"get", "update"} {
 		if !grants(role.Rules, "secrets", v, o.ServingCert.SecretName) {
 			errs = append(errs, fmt.Errorf("Role %s: no %s on Secret %s", certsRole, v, o.ServingCert.SecretName))
 		}
 	}
+	if grants(role.Rules, "secrets", "create") {
+		errs = append(errs, fmt.Errorf("Role %s: create on Secrets, which RBAC cannot limit to a name; the Secret is rendered instead", certsRole))
+	}
+	errs = append(errs, checkServingCertSecret(r, ns+"/"+o.ServingCert.SecretName)...)
 	var names []string
 	for _, rule := range cr.Rules {
 		names = append(names, rule.ResourceNames...)
@@ -268,6 +278,33 @@ func checkAPIServices(r *rendering) []error {
 		if svc == nil || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 443 {
 			bad("Service %s/%s does not listen on 443", namespace, gatewayName)
 		}
+	}
+	return errs
+}
+
+// checkServingCertSecret: the gateway's Secret is rendered where the
+// gateway looks for it, empty (re-applying must not overwrite what the
+// gateway stored), of a type pkg/certs accepts, and labeled as the
+// gateway's, without which pkg/certs refuses to write it.
+func checkServingCertSecret(r *rendering, want string) []error {
+	var errs []error
+	for k := range r.secrets {
+		if k != want {
+			errs = append(errs, fmt.Errorf("Secret %s rendered; the gateway's is %s", k, want))
+		}
+	}
+	s := r.secrets[want]
+	if s == nil {
+		return append(errs, fmt.Errorf("no Secret %s: the gateway may not create it", want))
+	}
+	if len(s.Data) > 0 || len(s.StringData) > 0 {
+		errs = append(errs, fmt.Errorf("Secret %s has data: re-applying the manifests would overwrite the gateway's certificate", want))
+	}
+	if s.Type != corev1.SecretTypeOpaque {
+		errs = append(errs, fmt.Errorf("Secret %s is of type %s, want %s (empty, so not kubernetes.io/tls)", want, s.Type, corev1.SecretTypeOpaque))
+	}
+	if s.Labels[certs.ManagedByLabel] != certs.ManagedByValue {
+		errs = append(errs, fmt.Errorf("Secret %s lacks the label %s=%s: the gateway would not write it", want, certs.ManagedByLabel, certs.ManagedByValue))
 	}
 	return errs
 }

@@ -51,7 +51,17 @@ func TestChecksReject(t *testing.T) {
 		{"secrets cluster-wide", addRule("system:metrics-gateway", map[string]any{"apiGroups": []any{""}, "resources": []any{"secrets"}, "resourceNames": []any{"metrics-gateway-serving-cert"}, "verbs": []any{"get"}}), "secrets in a cluster-wide role"},
 		{"reads every secret", edit("Role", certsRole, func(o object) {
 			o["rules"] = append(o["rules"].([]any), map[string]any{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"get", "list"}})
-		}), "secrets without resourceNames beyond create"},
+		}), "secrets without resourceNames"},
+		{"creates secrets", edit("Role", certsRole, func(o object) {
+			o["rules"] = append(o["rules"].([]any), map[string]any{"apiGroups": []any{""}, "resources": []any{"secrets"}, "verbs": []any{"create"}})
+		}), "create on Secrets, which RBAC cannot limit"},
+		{"no serving-certificate Secret", remove("Secret", "metrics-gateway-serving-cert"), "no Secret kube-system/metrics-gateway-serving-cert: the gateway may not create it"},
+		{"serving-certificate Secret with data", edit("Secret", "metrics-gateway-serving-cert", func(o object) {
+			o["data"] = map[string]any{"tls.crt": "Cg=="}
+		}), "has data: re-applying"},
+		{"serving-certificate Secret not labeled", edit("Secret", "metrics-gateway-serving-cert", func(o object) {
+			delete(get(o, "metadata", "labels").(map[string]any), "app.kubernetes.io/managed-by")
+		}), "lacks the label app.kubernetes.io/managed-by=metrics-gateway"},
 		{"insecureSkipTLSVerify", edit("APIService", "v1beta1.metrics.k8s.io", func(o object) {
 			get(o, "spec").(map[string]any)["insecureSkipTLSVerify"] = true
 		}), "sets insecureSkipTLSVerify"},

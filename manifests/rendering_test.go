@@ -38,6 +38,7 @@ type rendering struct {
 	objs            []object
 	serviceAccounts map[string]*corev1.ServiceAccount // namespace/name
 	configMaps      map[string]*corev1.ConfigMap
+	secrets         map[string]*corev1.Secret
 	services        map[string]*corev1.Service
 	pvcs            map[string]*corev1.PersistentVolumeClaim
 	deployments     map[string]*appsv1.Deployment
@@ -54,6 +55,7 @@ func newRendering(objs []object) (*rendering, error) {
 		objs:            objs,
 		serviceAccounts: map[string]*corev1.ServiceAccount{},
 		configMaps:      map[string]*corev1.ConfigMap{},
+		secrets:         map[string]*corev1.Secret{},
 		services:        map[string]*corev1.Service{},
 		pvcs:            map[string]*corev1.PersistentVolumeClaim{},
 		deployments:     map[string]*appsv1.Deployment{},
@@ -73,6 +75,8 @@ func newRendering(objs []object) (*rendering, error) {
 			err = decodeInto(o, r.serviceAccounts, nsName)
 		case "v1 ConfigMap":
 			err = decodeInto(o, r.configMaps, nsName)
+		case "v1 Secret":
+			err = decodeInto(o, r.secrets, nsName)
 		case "v1 Service":
 			err = decodeInto(o, r.services, nsName)
 		case "v1 PersistentVolumeClaim":

@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -235,6 +236,50 @@ func TestConcurrentReplicas(t *testing.T) {
 			if !bytes.Equal(readFile(t, m.CertFile()), want) {
 				t.Errorf("round %d: replica %d serves another certificate", round, i)
 			}
+		}
+	}
+}
+
+// TestShippedEmptySecret is the install manifests/base makes: the Secret
+// exists, empty and labeled, and the gateway may not create Secrets. Eight
+// replicas fill it with exactly one write and all serve what it holds.
+func TestShippedEmptySecret(t *testing.T) {
+	c := newCluster(newAPIService("v1beta1.metrics.k8s.io", testNamespace, testService, false))
+	shipped := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: DefaultSecretName, ResourceVersion: "shipped",
+			Labels: map[string]string{ManagedByLabel: ManagedByValue, "app.kubernetes.io/name": "metrics-gateway"}},
+		Type: corev1.SecretTypeOpaque,
+	}
+	if err := c.kube.Tracker().Add(shipped); err != nil {
+		t.Fatal(err)
+	}
+	c.kube.PrependReactor("create", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(secretsResource.GroupResource(), "", errors.New("no create on secrets"))
+	})
+	clk := clocktesting.NewFakeClock(t0)
+	ms := make([]*Manager, 8)
+	for i := range ms {
+		ms[i] = newManager(t, testOptions(t, c, c.replica(nil), clk))
+	}
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		wg.Go(func() {
+			if err := m.Ensure(context.Background()); err != nil {
+				t.Errorf("Ensure: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := c.secretWrites(); got != 1 {
+		t.Errorf("%d secret writes, want 1", got)
+	}
+	s := c.secret(t)
+	if s.Type != corev1.SecretTypeOpaque || len(s.Data[corev1.TLSCertKey]) == 0 {
+		t.Fatalf("Secret type %s, keys %d", s.Type, len(s.Data))
+	}
+	for i, m := range ms {
+		if !bytes.Equal(readFile(t, m.CertFile()), s.Data[corev1.TLSCertKey]) {
+			t.Errorf("replica %d serves another certificate", i)
 		}
 	}
 }

@@ -58,7 +58,7 @@ func defaultServingCertOptions() ServingCertOptions {
 func (s *ServingCertOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&s.Manage, "manage-serving-cert", s.Manage, "Create the serving certificate and its CA, keep them in a Secret, put the CA in the caBundle of the gateway's APIServices and rotate before expiry. Off when --tls-cert-file is given, and outside a cluster unless --serving-cert-namespace is.")
 	fs.StringVar(&s.Namespace, "serving-cert-namespace", s.Namespace, "Namespace of the serving-certificate Secret and of the gateway's Service (default: the pod's namespace).")
-	fs.StringVar(&s.SecretName, "serving-cert-secret", s.SecretName, "Name of the Secret holding the CA and serving certificate; created if missing, never taken over if not created by the gateway.")
+	fs.StringVar(&s.SecretName, "serving-cert-secret", s.SecretName, "Name of the Secret holding the CA and serving certificate (manifests/base ships it empty; created if missing where RBAC allows). Written only while labeled app.kubernetes.io/managed-by=metrics-gateway.")
 	fs.StringVar(&s.ServiceName, "serving-cert-service", s.ServiceName, "Name of the Service in front of the gateway: the certificate names <service>.<namespace>.svc.")
 	fs.StringSliceVar(&s.APIServiceNames, "apiservice-names", s.APIServiceNames, "APIServices whose caBundle the gateway sets (only those pointing at its Service are changed).")
 	fs.DurationVar(&s.Validity, "serving-cert-validity", s.Validity, "Validity of each serving certificate.")

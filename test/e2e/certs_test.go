@@ -19,10 +19,11 @@ import (
 )
 
 // testManagedServingCert restarts the gateway without the certificate the
-// harness issued, as two replicas started at the same moment with the
-// Secret deleted, as the ha overlay runs them. With the RBAC of
-// manifests/base only (the harness runs them as that ServiceAccount), they
-// race to create the CA and serving certificate in one Secret and put the
+// harness issued, as two replicas started at the same moment on the empty
+// Secret manifests/base ships, as the ha overlay runs them. With the RBAC
+// of manifests/base only (the harness runs them as that ServiceAccount; it
+// grants no create on Secrets), they race to store the CA and serving
+// certificate in that one Secret and put the
 // CA into the APIServices, which become Available with it; both serve the
 // Secret's certificate. With a 3m validity renewed 2m ahead, the
 // certificate rotates about a minute later, once, and both replicas serve
@@ -74,7 +75,8 @@ func testManagedServingCert(t *testing.T) {
 		return nil
 	})
 	// Both replicas serve the one certificate in the Secret: the loser of
-	// the create race took the winner's instead of writing its own.
+	// the update race (a resourceVersion conflict) took the winner's
+	// instead of writing its own.
 	var first *x509.Certificate
 	eventually(t, 30*time.Second, "both replicas serving the Secret's certificate", func() error {
 		var err error

@@ -197,12 +197,13 @@ const ServingCertSecret = "metrics-gateway-serving-cert"
 
 // RestartWithManagedCertReplicas restarts the gateway without the
 // certificate env issued, as two replicas, as the ha overlay runs them:
-// each creates or loads the CA and serving certificate in Secret
+// each fills or loads the CA and serving certificate in Secret
 // kube-system/metrics-gateway-serving-cert, sets the caBundle of the
 // APIServices and renews the certificate renewBefore ahead of its
 // validity; from then on Get trusts the CA in that Secret. It stops the
-// gateway, deletes the Secret, and starts the gateway and the second
-// replica at the same moment, so both race to create the Secret. The replica has
+// gateway, puts the Secret back as manifests/base ships it (empty), and
+// starts the gateway and the second replica at the same moment, so both
+// race to fill it. The replica has
 // its own port, storage and certificate directory, and the gateway's
 // ServiceAccount, flags and Secret; the APIServices keep pointing at the
 // gateway. It returns the replica once both are live and every API
@@ -239,9 +240,14 @@ func (g *Gateway) RestartWithManagedCertReplicas(ctx context.Context, validity, 
 	if err := g.proc.stop(); err != nil {
 		return nil, fmt.Errorf("stop gateway: %w", err)
 	}
+	// Back to the Secret as manifests/base ships it, empty: the gateway
+	// may not create one.
 	err = g.env.Client.CoreV1().Secrets(cluster.GatewayServiceNamespace).Delete(ctx, ServingCertSecret, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("delete the serving-certificate Secret: %w", err)
+	}
+	if _, err := g.env.Kubectl(ctx, "apply", "-f", g.env.baseObjectsFile()); err != nil {
+		return nil, fmt.Errorf("re-apply manifests/base's empty serving-certificate Secret: %w", err)
 	}
 	g.managedCert = managed("gateway-serving-cert")
 	g.proc.args = g.args()

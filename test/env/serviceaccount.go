@@ -18,10 +18,11 @@ import (
 // GatewayServiceAccount is the ServiceAccount of manifests/base.
 const GatewayServiceAccount = "metrics-gateway"
 
-// rbacKinds are the objects of manifests/base the harness applies: the
-// ServiceAccount and every role and binding, so that the gateway runs with
-// exactly the permissions an install gives it.
-var rbacKinds = map[string]bool{"ServiceAccount": true, "ClusterRole": true, "ClusterRoleBinding": true, "Role": true, "RoleBinding": true}
+// baseKinds are the objects of manifests/base the harness applies: the
+// ServiceAccount, every role and binding, and the empty Secret the gateway
+// keeps its serving certificate in (it may not create one), so that the
+// gateway runs with exactly the permissions and objects an install gives it.
+var baseKinds = map[string]bool{"ServiceAccount": true, "ClusterRole": true, "ClusterRoleBinding": true, "Role": true, "RoleBinding": true, "Secret": true}
 
 // gatewayServiceAccount applies the ServiceAccount and RBAC of
 // manifests/base (rendered by kubectl kustomize) and returns a kubeconfig
@@ -38,11 +39,11 @@ func (e *Env) gatewayServiceAccount(ctx context.Context) (kubeconfig, kubeletCer
 		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
 			return "", "", "", fmt.Errorf("rendered manifests/base: %w", err)
 		}
-		if rbacKinds[obj.Kind] {
+		if baseKinds[obj.Kind] {
 			keep = append(keep, doc)
 		}
 	}
-	file := filepath.Join(e.Dir, "gateway-rbac.yaml")
+	file := e.baseObjectsFile()
 	if err := os.WriteFile(file, []byte(strings.Join(keep, "\n---\n")), 0o644); err != nil {
 		return "", "", "", err
 	}
@@ -62,3 +63,6 @@ func (e *Env) gatewayServiceAccount(ctx context.Context) (kubeconfig, kubeletCer
 	kubeletCert, kubeletKey, err = e.Cluster.ClientCertFiles("metrics-gateway-kubelet-client")
 	return kubeconfig, kubeletCert, kubeletKey, err
 }
+
+// baseObjectsFile holds the objects of manifests/base the harness applied.
+func (e *Env) baseObjectsFile() string { return filepath.Join(e.Dir, "gateway-base.yaml") }
