@@ -51,6 +51,14 @@ func testManagedServingCert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// It did so without create on Secrets, which the base's RBAC withholds.
+	for _, verb := range []string{"create", "list"} {
+		out, _ := e.Kubectl(ctx, "auth", "can-i", verb, "secrets", "-n", cluster.GatewayServiceNamespace,
+			"--as", "system:serviceaccount:"+cluster.GatewayServiceNamespace+":"+env.GatewayServiceAccount)
+		if strings.TrimSpace(out) != "no" {
+			t.Errorf("the gateway's ServiceAccount may %s Secrets in %s: %q", verb, cluster.GatewayServiceNamespace, out)
+		}
+	}
 	secrets := e.Client.CoreV1().Secrets(cluster.GatewayServiceNamespace)
 	secret, err := secrets.Get(ctx, env.ServingCertSecret, metav1.GetOptions{})
 	if err != nil {
