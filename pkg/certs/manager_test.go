@@ -219,15 +219,7 @@ func TestConcurrentReplicas(t *testing.T) {
 	}
 	for round, step := range []time.Duration{0, 6 * time.Hour} {
 		clk.Step(step)
-		var wg sync.WaitGroup
-		for _, m := range ms {
-			wg.Go(func() {
-				if err := m.Ensure(context.Background()); err != nil {
-					t.Errorf("Ensure: %v", err)
-				}
-			})
-		}
-		wg.Wait()
+		ensureConcurrently(t, ms)
 		if got := c.secretWrites(); got != round+1 {
 			t.Errorf("round %d: %d secret writes, want %d", round, got, round+1)
 		}
@@ -261,15 +253,7 @@ func TestShippedEmptySecret(t *testing.T) {
 	for i := range ms {
 		ms[i] = newManager(t, testOptions(t, c, c.replica(nil), clk))
 	}
-	var wg sync.WaitGroup
-	for _, m := range ms {
-		wg.Go(func() {
-			if err := m.Ensure(context.Background()); err != nil {
-				t.Errorf("Ensure: %v", err)
-			}
-		})
-	}
-	wg.Wait()
+	ensureConcurrently(t, ms)
 	if got := c.secretWrites(); got != 1 {
 		t.Errorf("%d secret writes, want 1", got)
 	}
@@ -282,6 +266,20 @@ func TestShippedEmptySecret(t *testing.T) {
 			t.Errorf("replica %d serves another certificate", i)
 		}
 	}
+}
+
+// ensureConcurrently runs Ensure on every replica at once.
+func ensureConcurrently(t *testing.T, ms []*Manager) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		wg.Go(func() {
+			if err := m.Ensure(context.Background()); err != nil {
+				t.Errorf("Ensure: %v", err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func TestSecretOwnership(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 )
 
 const checkOwner = "api-group-owner"
@@ -67,7 +69,7 @@ func checkAPIServices(ctx context.Context, dyn dynamic.Interface, o Options) ([]
 	self := o.Namespace + "/" + o.Service
 	for _, name := range o.APIServiceNames {
 		check := "apiservice " + name
-		u, err := dyn.Resource(APIServiceResource).Get(ctx, name, metav1.GetOptions{})
+		u, err := dyn.Resource(certs.APIServiceResource).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			rs = append(rs, fail(check, "it does not exist",
 				"apply it (kubectl apply -k manifests/base, or the overlay you installed), or leave it out of --apiservice-names"))
@@ -150,7 +152,7 @@ func checkOwners(ctx context.Context, dyn dynamic.Interface, o Options, own []ap
 	}
 	candidates := append([]apiService(nil), own...)
 	note := ""
-	list, err := dyn.Resource(APIServiceResource).List(ctx, metav1.ListOptions{})
+	list, err := dyn.Resource(certs.APIServiceResource).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		note = fmt.Sprintf("only --apiservice-names checked, cannot list APIServices: %v", err)
 	} else {

@@ -7,16 +7,7 @@ import (
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-
-	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 )
-
-// APIServiceResource is apiregistration.k8s.io/v1 apiservices, read through
-// the dynamic client because kube-aggregator is not a dependency.
-var APIServiceResource = certs.APIServiceResource
-
-// DefaultAPIServiceNames are the APIServices manifests/base registers.
-var DefaultAPIServiceNames = certs.DefaultAPIServiceNames
 
 // Options say which gateway to check.
 type Options struct {

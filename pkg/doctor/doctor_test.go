@@ -15,6 +15,8 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 )
 
 // cluster is a hand-built cluster state; each test case breaks one part.
@@ -33,7 +35,7 @@ func healthy() *cluster {
 		},
 		denied: map[string]bool{},
 	}
-	for _, n := range DefaultAPIServiceNames {
+	for _, n := range certs.DefaultAPIServiceNames {
 		c.apiServices = append(c.apiServices, apiServiceObj(n, "kube-system", "metrics-gateway", "True", "Passed", "all checks passed"))
 	}
 	return c
@@ -98,9 +100,9 @@ func (c *cluster) run(t *testing.T, o Options) []Result {
 		objs[i] = u
 	}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{APIServiceResource: "APIServiceList"}, objs...)
+		map[schema.GroupVersionResource]string{certs.APIServiceResource: "APIServiceList"}, objs...)
 	if o.Namespace == "" {
-		o = Options{Namespace: "kube-system", Service: "metrics-gateway", APIServiceNames: DefaultAPIServiceNames, AsServiceAccount: o.AsServiceAccount}
+		o = Options{Namespace: "kube-system", Service: "metrics-gateway", APIServiceNames: certs.DefaultAPIServiceNames, AsServiceAccount: o.AsServiceAccount}
 	}
 	return Run(context.Background(), kube, dyn, o)
 }
@@ -229,7 +231,7 @@ func TestRun(t *testing.T) {
 func TestRunUnreadableConfigMap(t *testing.T) {
 	kube := fake.NewSimpleClientset()
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{APIServiceResource: "APIServiceList"})
+		map[schema.GroupVersionResource]string{certs.APIServiceResource: "APIServiceList"})
 	rs := Run(context.Background(), kube, dyn, Options{Namespace: "kube-system", Service: "metrics-gateway"})
 	if rs[0].OK || !strings.Contains(rs[0].Problem, "cannot read ConfigMap") {
 		t.Errorf("first result %v", rs[0])

@@ -141,9 +141,9 @@ func get(ctx context.Context, client *http.Client, url string, timeout time.Dura
 }
 
 func firstLine(b []byte) string {
-	const max = 200
+	const limit = 200
 	for i, c := range b {
-		if c == '\n' || i == max {
+		if c == '\n' || i == limit {
 			return string(b[:i])
 		}
 	}

@@ -298,19 +298,29 @@ func checkLoopback(addr string) error {
 	return nil
 }
 
-func (o *Options) restConfig() (*rest.Config, error) {
+// LoadClientConfig is the client config the gateway and doctor use: the
+// kubeconfig file when given, else the in-cluster config.
+func LoadClientConfig(kubeconfig string) (*rest.Config, error) {
 	var (
 		c   *rest.Config
 		err error
 	)
-	if o.Kubeconfig != "" {
-		rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: o.Kubeconfig}
+	if kubeconfig != "" {
+		rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}
 		c, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 	} else {
 		c, err = rest.InClusterConfig()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client config: %w", err)
+	}
+	return c, nil
+}
+
+func (o *Options) restConfig() (*rest.Config, error) {
+	c, err := LoadClientConfig(o.Kubeconfig)
+	if err != nil {
+		return nil, err
 	}
 	c.ContentType = "application/vnd.kubernetes.protobuf"
 	if err := rest.SetKubernetesDefaults(c); err != nil {

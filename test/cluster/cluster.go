@@ -182,13 +182,33 @@ func (c *Cluster) prepare(opts Options) error {
 // startAll starts each component in dependency order and waits for it to be healthy
 // before starting the next, so a failure names the component that caused it.
 func (c *Cluster) startAll(ctx context.Context, opts Options) error {
+	for _, s := range c.components(opts) {
+		if _, err := c.launch(ctx, s, len(c.procs)); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	if err := c.waitDefaultServiceAccount(ctx, opts.ComponentTimeout); err != nil {
+		return err
+	}
+	c.progress("default service account present (%s)", since(start))
+	return nil
+}
+
+// component is one control-plane process and how to tell it is ready: url
+// answers with want in its body, asked with the client certificate leaf
+// ("" for none).
+type component struct {
+	name, path string
+	args       []string
+	url, want  string
+	leaf       string
+}
+
+// components are the control plane in start order.
+func (c *Cluster) components(opts Options) []component {
 	l := c.layout
-	steps := []struct {
-		name, path string
-		args       []string
-		url, want  string
-		leaf       string
-	}{
+	return []component{
 		{etcdComponent, opts.EtcdPath, etcdArgs(l, c.Ports),
 			fmt.Sprintf("http://127.0.0.1:%d/health", c.Ports.EtcdClient), `"health":"true"`, ""},
 		{apiserverComponent, filepath.Join(opts.BinDir, apiserverComponent), apiserverArgs(l, c.Ports),
@@ -198,32 +218,35 @@ func (c *Cluster) startAll(ctx context.Context, opts Options) error {
 		{schedComponent, filepath.Join(opts.BinDir, schedComponent), schedulerArgs(l, c.Ports),
 			fmt.Sprintf("https://127.0.0.1:%d/healthz", c.Ports.Scheduler), "ok", ""},
 	}
-	for _, s := range steps {
-		start := time.Now()
-		p, err := startProc(s.name, s.path, s.args, l.log(s.name), opts.Detach)
-		if err != nil {
-			return err
-		}
-		c.procs = append(c.procs, p)
-		if err := writePids(l, c.procs); err != nil {
-			return err
-		}
-		client, err := httpClient(l, s.leaf)
-		if err != nil {
-			return err
-		}
-		check := func(ctx context.Context) error { return probe(ctx, client, s.url, s.want) }
-		if err := waitReady(ctx, p, opts.ComponentTimeout, check); err != nil {
-			return err
-		}
-		c.progress("%s ready on %s (pid %d, %s)", s.name, s.url, p.pid, since(start))
-	}
+}
+
+// launch starts s, records it as c.procs[slot] (appending when slot is
+// len(c.procs)) and in the PID file before waiting, so a failed start is
+// still stopped, and waits until it is ready.
+func (c *Cluster) launch(ctx context.Context, s component, slot int) (*proc, error) {
 	start := time.Now()
-	if err := c.waitDefaultServiceAccount(ctx, opts.ComponentTimeout); err != nil {
-		return err
+	p, err := startProc(s.name, s.path, s.args, c.layout.log(s.name), c.opts.Detach)
+	if err != nil {
+		return nil, err
 	}
-	c.progress("default service account present (%s)", since(start))
-	return nil
+	if slot == len(c.procs) {
+		c.procs = append(c.procs, p)
+	} else {
+		c.procs[slot] = p
+	}
+	if err := writePids(c.layout, c.procs); err != nil {
+		return nil, err
+	}
+	client, err := httpClient(c.layout, s.leaf)
+	if err != nil {
+		return nil, err
+	}
+	check := func(ctx context.Context) error { return probe(ctx, client, s.url, s.want) }
+	if err := waitReady(ctx, p, c.opts.ComponentTimeout, check); err != nil {
+		return nil, err
+	}
+	c.progress("%s ready on %s (pid %d, %s)", s.name, s.url, p.pid, since(start))
+	return p, nil
 }
 
 // Stop stops every component, newest first so nothing logs a storm of connection errors

@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -14,37 +15,21 @@ import (
 // to misconfigure the aggregation layer on purpose, then to restore it.
 // Only a Cluster from Start can restart; one found by Attach cannot.
 func (c *Cluster) RestartAPIServer(ctx context.Context, edit func(args []string) []string) error {
-	i := -1
-	for j, p := range c.procs {
-		if p.name == apiserverComponent {
-			i = j
-		}
-	}
-	if i < 0 || c.opts.BinDir == "" {
+	slot := slices.IndexFunc(c.procs, func(p *proc) bool { return p.name == apiserverComponent })
+	if slot < 0 || c.opts.BinDir == "" {
 		return errors.New("cluster: no kube-apiserver started by this process to restart")
 	}
 	begin := time.Now()
-	if err := c.procs[i].stop(30 * time.Second); err != nil {
+	if err := c.procs[slot].stop(30 * time.Second); err != nil {
 		return fmt.Errorf("stop kube-apiserver: %w", err)
 	}
-	args := apiserverArgs(c.layout, c.Ports)
+	all := c.components(c.opts)
+	s := all[slices.IndexFunc(all, func(s component) bool { return s.name == apiserverComponent })]
 	if edit != nil {
-		args = edit(args)
+		s.args = edit(s.args)
 	}
-	p, err := startProc(apiserverComponent, filepath.Join(c.opts.BinDir, apiserverComponent), args, c.layout.log(apiserverComponent), c.opts.Detach)
+	p, err := c.launch(ctx, s, slot)
 	if err != nil {
-		return err
-	}
-	c.procs[i] = p
-	if err := writePids(c.layout, c.procs); err != nil {
-		return err
-	}
-	client, err := httpClient(c.layout, adminName)
-	if err != nil {
-		return err
-	}
-	check := func(ctx context.Context) error { return probe(ctx, client, c.Host+"/readyz", "ok") }
-	if err := waitReady(ctx, p, c.opts.ComponentTimeout, check); err != nil {
 		return err
 	}
 	c.progress("kube-apiserver restarted (pid %d, %s)", p.pid, since(begin))
@@ -58,7 +43,7 @@ func ReplaceArg(args []string, name, value string) []string {
 	prefix := "--" + name + "="
 	found := false
 	for _, a := range args {
-		if len(a) >= len(prefix) && a[:len(prefix)] == prefix {
+		if strings.HasPrefix(a, prefix) {
 			a, found = prefix+value, true
 		}
 		out = append(out, a)

@@ -9,8 +9,6 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 	"github.com/metrics-gateway/metrics-gateway/pkg/doctor"
@@ -21,7 +19,7 @@ import (
 // runDoctor is `metrics-gateway doctor`: it prints one PASS or FAIL line per
 // check and returns an error, so the process exits 1, when any check fails.
 func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := doctor.Options{Namespace: "kube-system", Service: certs.DefaultServiceName, APIServiceNames: append([]string(nil), doctor.DefaultAPIServiceNames...)}
+	o := doctor.Options{Namespace: "kube-system", Service: certs.DefaultServiceName, APIServiceNames: append([]string(nil), certs.DefaultAPIServiceNames...)}
 	var kubeconfig string
 	kubelet := doctor.KubeletCheck{Options: scrape.DefaultKubeletOptions()}
 	fs := pflag.NewFlagSet("metrics-gateway doctor", pflag.ContinueOnError)
@@ -49,18 +47,9 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if errs := kubelet.Options.Validate(); len(errs) > 0 {
 		return fmt.Errorf("doctor: %w", errors.Join(errs...))
 	}
-	var (
-		c   *rest.Config
-		err error
-	)
-	if kubeconfig != "" {
-		rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}
-		c, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	} else {
-		c, err = rest.InClusterConfig()
-	}
+	c, err := server.LoadClientConfig(kubeconfig)
 	if err != nil {
-		return fmt.Errorf("doctor: kubernetes client config: %w", err)
+		return fmt.Errorf("doctor: %w", err)
 	}
 	kubelet.Credentials, err = server.KubeletCredentials(c, kubeconfig, kubelet.Options.ClientCertFile != "")
 	if err != nil {
