@@ -7,6 +7,8 @@ import (
 
 	authzv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
+	authuser "k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -99,8 +101,8 @@ func reviewer(kube kubernetes.Interface, asSA string) (reviewFunc, string, error
 	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
 		return nil, "", fmt.Errorf("--as-serviceaccount %q is not namespace/name", asSA)
 	}
-	user := "system:serviceaccount:" + ns + ":" + name
-	groups := []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}
+	user := serviceaccount.MakeUsername(ns, name)
+	groups := append(serviceaccount.MakeGroupNames(ns), authuser.AllAuthenticated)
 	return func(ctx context.Context, a *authzv1.ResourceAttributes) (authzv1.SubjectAccessReviewStatus, error) {
 		r, err := kube.AuthorizationV1().SubjectAccessReviews().Create(ctx,
 			&authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{User: user, Groups: groups, ResourceAttributes: a}}, metav1.CreateOptions{})
