@@ -192,7 +192,7 @@ func (s *Storage) eval(ctx context.Context, o QueryOptions, newQuery func(storag
 	case s.sem <- struct{}{}:
 		defer func() { <-s.sem }()
 	case <-ctx.Done():
-		return nil, promql.ErrQueryCanceled(ctx.Err().Error())
+		return nil, errorKind(ctx.Err())
 	}
 	var q storage.Queryable = s.db
 	if o.DropStale {
@@ -205,7 +205,7 @@ func (s *Storage) eval(ctx context.Context, o QueryOptions, newQuery func(storag
 	defer qry.Close()
 	res := qry.Exec(ctx)
 	if res.Err != nil {
-		return nil, res.Err
+		return nil, errorKind(res.Err)
 	}
 	return res.Value, nil
 }
@@ -215,12 +215,15 @@ func (s *Storage) Options() Options { return s.opts }
 
 // Engine is the shared PromQL engine, for the Prometheus-compatible query
 // API. Evaluations through it bypass the Querier's concurrency bound: the
-// caller brings its own.
-func (s *Storage) Engine() promql.QueryEngine { return s.engine }
+// caller brings its own. A deadline or cancellation is reported as
+// promql.ErrQueryTimeout or ErrQueryCanceled wherever it strikes.
+func (s *Storage) Engine() promql.QueryEngine { return kindEngine{s.engine} }
 
 // SampleAndChunkQueryable gives the query API raw reads, including the chunk
-// reads of remote read.
-func (s *Storage) SampleAndChunkQueryable() storage.SampleAndChunkQueryable { return s.db }
+// reads of remote read. Deadlines are reported as Engine reports them.
+func (s *Storage) SampleAndChunkQueryable() storage.SampleAndChunkQueryable {
+	return kindQueryable{s.db}
+}
 
 // ExemplarQueryable answers exemplar queries. Exemplar storage is off, so
 // it finds none; it is there so that /query_exemplars answers an empty list.
