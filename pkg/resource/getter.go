@@ -32,10 +32,14 @@ type realClock struct{}
 
 func (realClock) Now() time.Time { return time.Now() }
 
-// Getter answers metrics-server's MetricsGetter from storage. It is safe
-// for concurrent use; returned slices belong to the caller.
+// Getter answers metrics-server's MetricsGetter from storage. It reads the
+// kubelet samples of the Tails when they can answer exactly, and otherwise
+// evaluates one PromQL range selector; both give the same answer (see
+// tail.go). It is safe for concurrent use; returned slices belong to the
+// caller.
 type Getter struct {
 	q          storage.Querier
+	tails      Tails
 	resolution time.Duration
 	window     time.Duration
 	timeout    time.Duration
@@ -44,15 +48,29 @@ type Getter struct {
 
 var _ api.MetricsGetter = (*Getter)(nil)
 
-// NewGetter returns a Getter for samples scraped every resolution. A nil
-// clock is the wall clock.
-func NewGetter(q storage.Querier, resolution, timeout time.Duration, clock Clock) *Getter {
-	if clock == nil {
-		clock = realClock{}
+// GetterOptions configure a Getter.
+type GetterOptions struct {
+	// Querier evaluates what the tails cannot answer. Required.
+	Querier storage.Querier
+	// Tails, when set, answer requests without PromQL (NewTails).
+	Tails Tails
+	// Resolution is the kubelet scrape interval (--metric-resolution).
+	Resolution time.Duration
+	// Timeout bounds each evaluation.
+	Timeout time.Duration
+	// Clock tells the time; nil is the wall clock. The tails must have
+	// been created with the same clock.
+	Clock Clock
+}
+
+// NewGetter returns a Getter for samples scraped every o.Resolution.
+func NewGetter(o GetterOptions) *Getter {
+	if o.Clock == nil {
+		o.Clock = realClock{}
 	}
 	// Three intervals hold the last two samples even when the kubelet's own
 	// timestamps lag the scrape by up to one interval.
-	return &Getter{q: q, resolution: resolution, window: 3 * resolution, timeout: timeout, clock: clock}
+	return &Getter{q: o.Querier, tails: o.Tails, resolution: o.Resolution, window: 3 * o.Resolution, timeout: o.Timeout, clock: o.Clock}
 }
 
 // GetPodMetrics implements api.PodMetricsGetter with one evaluation for all
@@ -60,6 +78,10 @@ func NewGetter(q storage.Querier, resolution, timeout time.Duration, clock Clock
 func (g *Getter) GetPodMetrics(pods ...*metav1.PartialObjectMetadata) ([]metrics.PodMetrics, error) {
 	if len(pods) == 0 {
 		return []metrics.PodMetrics{}, nil
+	}
+	now := g.clock.Now()
+	if out, ok := g.podMetricsFromTail(now, pods); ok {
+		return out, nil
 	}
 	type podKey struct{ ns, name string }
 	namespaces := map[string]bool{}
@@ -70,7 +92,7 @@ func (g *Getter) GetPodMetrics(pods ...*metav1.PartialObjectMetadata) ([]metrics
 	}
 	sel := selector([]string{scrape.ContainerCPUMetric, scrape.ContainerMemoryMetric, scrape.ContainerStartTimeMetric},
 		matcher("namespace", namespaces), matcher("pod", names))
-	m, err := g.matrix(sel)
+	m, err := g.matrix(sel, now)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +106,7 @@ func (g *Getter) GetPodMetrics(pods ...*metav1.PartialObjectMetadata) ([]metrics
 				ns = l.Value
 			case "pod":
 				podName = l.Value
-			case "container":
+			case containerLabel:
 				ctr = l.Value
 			case labels.MetricName:
 				name = l.Value
@@ -102,18 +124,15 @@ func (g *Getter) GetPodMetrics(pods ...*metav1.PartialObjectMetadata) ([]metrics
 		addSamples(ps.container(ctr), name, sm.Floats)
 	}
 	out := make([]metrics.PodMetrics, 0, len(pods))
-	now := metav1.NewTime(g.clock.Now())
+	created := metav1.NewTime(now)
 	for _, p := range pods {
 		ps := byPod[podKey{p.Namespace, p.Name}]
 		if ps == nil {
 			continue
 		}
-		pm, ok := g.podMetrics(ps)
-		if !ok {
-			continue
+		if pm, ok := g.podMetrics(ps, p, created); ok {
+			out = append(out, pm)
 		}
-		pm.ObjectMeta = metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, Labels: p.Labels, CreationTimestamp: now}
-		out = append(out, pm)
 	}
 	return out, nil
 }
@@ -135,7 +154,8 @@ func (p *podSeries) container(name string) *series {
 	return &p.series[len(p.series)-1]
 }
 
-func (g *Getter) podMetrics(ps *podSeries) (metrics.PodMetrics, bool) {
+// podMetrics is the answer for pod p, or false when it has none.
+func (g *Getter) podMetrics(ps *podSeries, p *metav1.PartialObjectMetadata, created metav1.Time) (metrics.PodMetrics, bool) {
 	pm := metrics.PodMetrics{Containers: make([]metrics.ContainerMetrics, 0, len(ps.names))}
 	var earliest timeInfo
 	for i := range ps.series {
@@ -159,6 +179,7 @@ func (g *Getter) podMetrics(ps *podSeries) (metrics.PodMetrics, bool) {
 	sort.Slice(pm.Containers, func(i, j int) bool { return pm.Containers[i].Name < pm.Containers[j].Name })
 	pm.Timestamp = metav1.NewTime(earliest.ts)
 	pm.Window = metav1.Duration{Duration: earliest.window}
+	pm.ObjectMeta = metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, Labels: p.Labels, CreationTimestamp: created}
 	return pm, true
 }
 
@@ -167,11 +188,15 @@ func (g *Getter) GetNodeMetrics(nodes ...*corev1.Node) ([]metrics.NodeMetrics, e
 	if len(nodes) == 0 {
 		return []metrics.NodeMetrics{}, nil
 	}
+	now := g.clock.Now()
+	if out, ok := g.nodeMetricsFromTail(now, nodes); ok {
+		return out, nil
+	}
 	names := make(map[string]bool, len(nodes))
 	for _, n := range nodes {
 		names[n.Name] = true
 	}
-	m, err := g.matrix(selector([]string{scrape.NodeCPUMetric, scrape.NodeMemoryMetric}, matcher(scrape.NodeLabel, names)))
+	m, err := g.matrix(selector([]string{scrape.NodeCPUMetric, scrape.NodeMemoryMetric}, matcher(scrape.NodeLabel, names)), now)
 	if err != nil {
 		return nil, err
 	}
@@ -189,32 +214,38 @@ func (g *Getter) GetNodeMetrics(nodes ...*corev1.Node) ([]metrics.NodeMetrics, e
 		addSamples(acc, s.Metric.Get(labels.MetricName), s.Floats)
 	}
 	out := make([]metrics.NodeMetrics, 0, len(nodes))
-	now := metav1.NewTime(g.clock.Now())
+	created := metav1.NewTime(now)
 	for _, n := range nodes {
-		s := byNode[n.Name]
-		if s == nil {
-			continue
+		if s := byNode[n.Name]; s != nil {
+			if nm, ok := g.nodeMetrics(s, n, created); ok {
+				out = append(out, nm)
+			}
 		}
-		usage, ti, v := s.usage(g.resolution, false)
-		if v != answered {
-			continue
-		}
-		out = append(out, metrics.NodeMetrics{
-			ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: n.Labels, CreationTimestamp: now},
-			Timestamp:  metav1.NewTime(ti.ts),
-			Window:     metav1.Duration{Duration: ti.window},
-			Usage:      usage,
-		})
 	}
 	return out, nil
 }
 
-// matrix evaluates sel over the window, hiding series that went stale.
-func (g *Getter) matrix(sel string) (promql.Matrix, error) {
+// nodeMetrics is the answer for node n, or false when it has none.
+func (g *Getter) nodeMetrics(s *series, n *corev1.Node, created metav1.Time) (metrics.NodeMetrics, bool) {
+	usage, ti, v := s.usage(g.resolution, false)
+	if v != answered {
+		return metrics.NodeMetrics{}, false
+	}
+	return metrics.NodeMetrics{
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: n.Labels, CreationTimestamp: created},
+		Timestamp:  metav1.NewTime(ti.ts),
+		Window:     metav1.Duration{Duration: ti.window},
+		Usage:      usage,
+	}, true
+}
+
+// matrix evaluates sel over the window ending at now, hiding series that
+// went stale.
+func (g *Getter) matrix(sel string, now time.Time) (promql.Matrix, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
 	defer cancel()
 	expr := fmt.Sprintf("%s[%s]", sel, model.Duration(g.window))
-	v, err := g.q.Instant(ctx, expr, g.clock.Now(), storage.QueryOptions{DropStale: true})
+	v, err := g.q.Instant(ctx, expr, now, storage.QueryOptions{DropStale: true})
 	if err != nil {
 		return nil, fmt.Errorf("query resource usage: %w", err)
 	}

@@ -114,7 +114,7 @@ func TestGetterReadsStorage(t *testing.T) {
 	_ = app.Commit()
 
 	q := &countingQuerier{Querier: s}
-	g := NewGetter(q, 15*time.Second, 10*time.Second, fixedClock{t0.Add(20 * time.Second)})
+	g := NewGetter(GetterOptions{Querier: q, Resolution: 15 * time.Second, Timeout: 10*time.Second, Clock: fixedClock{t0.Add(20 * time.Second)}})
 	got, err := g.GetPodMetrics(pod("b", "p1"), pod("a", "p1"), pod("a", "missing"))
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +155,7 @@ func TestGetterReadsStorage(t *testing.T) {
 		t.Errorf("after stale c2: %v %+v", err, got)
 	}
 	// Outside the window nothing is answered.
-	old := NewGetter(s, 15*time.Second, 10*time.Second, fixedClock{t0.Add(10 * time.Minute)})
+	old := NewGetter(GetterOptions{Querier: s, Resolution: 15 * time.Second, Timeout: 10*time.Second, Clock: fixedClock{t0.Add(10 * time.Minute)}})
 	if got, _ := old.GetPodMetrics(pod("a", "p1")); len(got) != 0 {
 		t.Errorf("old data answered: %+v", got)
 	}
@@ -194,33 +194,48 @@ func populate(tb testing.TB, s *storage.Storage, nodes, podsPerNode int, history
 
 // BenchmarkGetPodMetrics lists PodMetrics from a TSDB holding 100 nodes ×
 // 70 pods with one hour of 15s history: all 7,000 pods (kubectl top pods
-// -A), the 700 pods of one namespace, and one pod.
+// -A), the 700 pods of one namespace, and one pod; from the tails and by
+// PromQL.
 func BenchmarkGetPodMetrics(b *testing.B) {
 	s := openStore(b)
 	end := time.Now().Truncate(time.Second)
+	clock := fixedClock{end.Add(time.Second)}
+	tails, err := NewTails(s, clock.Now)
+	if err != nil {
+		b.Fatal(err)
+	}
 	pods := populate(b, s, 100, 70, time.Hour, end)
-	g := NewGetter(s, 15*time.Second, time.Minute, fixedClock{end.Add(time.Second)})
 	var ns3 []*metav1.PartialObjectMetadata
 	for _, p := range pods {
 		if p.Namespace == "ns-3" {
 			ns3 = append(ns3, p)
 		}
 	}
-	for _, bc := range []struct {
-		name string
-		pods []*metav1.PartialObjectMetadata
-	}{{"all-7000", pods}, {"namespace-700", ns3}, {"one", pods[4321:4322]}} {
-		b.Run(bc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			cpu := cpuTime()
-			for b.Loop() {
-				got, err := g.GetPodMetrics(bc.pods...)
-				if err != nil || len(got) != len(bc.pods) {
-					b.Fatalf("got %d of %d: %v", len(got), len(bc.pods), err)
+	for _, path := range []struct {
+		name  string
+		tails Tails
+	}{{"tail", tails}, {"promql", Tails{}}} {
+		q := &countingQuerier{Querier: s}
+		g := NewGetter(GetterOptions{Querier: q, Tails: path.tails, Resolution: 15 * time.Second, Timeout: time.Minute, Clock: clock})
+		for _, bc := range []struct {
+			name string
+			pods []*metav1.PartialObjectMetadata
+		}{{"all-7000", pods}, {"namespace-700", ns3}, {"one", pods[4321:4322]}} {
+			b.Run(path.name+"/"+bc.name, func(b *testing.B) {
+				b.ReportAllocs()
+				cpu := cpuTime()
+				for b.Loop() {
+					got, err := g.GetPodMetrics(bc.pods...)
+					if err != nil || len(got) != len(bc.pods) {
+						b.Fatalf("got %d of %d: %v", len(got), len(bc.pods), err)
+					}
 				}
-			}
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
-		})
+				b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+				if path.tails.Containers != nil && q.n.Load() != 0 {
+					b.Fatalf("the tail path evaluated PromQL %d times", q.n.Load())
+				}
+			})
+		}
 	}
 }
 
@@ -232,20 +247,33 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// BenchmarkGetNodeMetrics lists 100 nodes with one hour of history.
+// BenchmarkGetNodeMetrics lists 100 nodes with one hour of history, from
+// the tails and by PromQL.
 func BenchmarkGetNodeMetrics(b *testing.B) {
 	s := openStore(b)
 	end := time.Now().Truncate(time.Second)
+	clock := fixedClock{end.Add(time.Second)}
+	tails, err := NewTails(s, clock.Now)
+	if err != nil {
+		b.Fatal(err)
+	}
 	populate(b, s, 100, 0, time.Hour, end)
-	g := NewGetter(s, 15*time.Second, time.Minute, fixedClock{end.Add(time.Second)})
 	nodes := make([]*corev1.Node, 100)
 	for i := range nodes {
 		nodes[i] = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("node-%03d", i)}}
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if got, err := g.GetNodeMetrics(nodes...); err != nil || len(got) != 100 {
-			b.Fatalf("got %d: %v", len(got), err)
-		}
+	for _, path := range []struct {
+		name  string
+		tails Tails
+	}{{"tail", tails}, {"promql", Tails{}}} {
+		g := NewGetter(GetterOptions{Querier: s, Tails: path.tails, Resolution: 15 * time.Second, Timeout: time.Minute, Clock: clock})
+		b.Run(path.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if got, err := g.GetNodeMetrics(nodes...); err != nil || len(got) != 100 {
+					b.Fatalf("got %d: %v", len(got), err)
+				}
+			}
+		})
 	}
 }

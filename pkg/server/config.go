@@ -33,6 +33,7 @@ import (
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom"
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom/rules"
 	"github.com/metrics-gateway/metrics-gateway/pkg/query"
+	"github.com/metrics-gateway/metrics-gateway/pkg/resource"
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 )
@@ -91,6 +92,15 @@ func (c *Config) Complete() (_ *Server, err error) {
 		Help: "Series in the TSDB's in-memory head.",
 	}, func() float64 { return float64(store.HeadSeries()) })
 	reg.MustRegister(storageReady, headSeries)
+	// The resource API's tails fill from the first scrape's commit on, so
+	// they exist before scraping starts. An adapter file with
+	// resourceRules answers metrics.k8s.io by its own queries instead.
+	var tails resource.Tails
+	if c.Adapter == nil || c.Adapter.ResourceRules == nil {
+		if tails, err = resource.NewTails(store, nil); err != nil {
+			return nil, err
+		}
+	}
 
 	// The gateway scrapes its own /metrics from a loopback listener into its
 	// TSDB, so its health charts through the same query API.
@@ -181,7 +191,7 @@ func (c *Config) Complete() (_ *Server, err error) {
 	addAggregatedDiscovery(gs)
 	gs.Handler.NonGoRestfulMux.Handle("/metrics", metricsHandler(reg))
 
-	if err := api.Install(c.resourceGetter(store, compiled), pods.Lister(), nodes.Lister(), gs, nodeSelector); err != nil {
+	if err := api.Install(c.resourceGetter(store, tails, compiled), pods.Lister(), nodes.Lister(), gs, nodeSelector); err != nil {
 		return nil, fmt.Errorf("install metrics.k8s.io: %w", err)
 	}
 

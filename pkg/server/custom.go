@@ -215,11 +215,11 @@ func (c *Config) compileRules(mapper meta.RESTMapper) (*rules.Rules, error) {
 // resourceGetter answers metrics.k8s.io: from the adapter file's
 // resourceRules when it has them, as prometheus-adapter would, otherwise
 // with metrics-server's rules over the kubelet series.
-func (c *Config) resourceGetter(store storage.Querier, compiled *rules.Rules) api.MetricsGetter {
+func (c *Config) resourceGetter(store storage.Querier, tails resource.Tails, compiled *rules.Rules) api.MetricsGetter {
 	if compiled.CPU != nil && compiled.Memory != nil {
 		return resource.NewRulesGetter(store, compiled.CPU, compiled.Memory, compiled.Window, c.Storage.QueryTimeout, nil)
 	}
-	return resource.NewGetter(store, c.Kubelet.Resolution, c.Storage.QueryTimeout, nil)
+	return resource.NewGetter(resource.GetterOptions{Querier: store, Tails: tails, Resolution: c.Kubelet.Resolution, Timeout: c.Storage.QueryTimeout})
 }
 
 // runningPods restricts the pod informer to running pods: only they have

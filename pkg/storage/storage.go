@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -85,6 +86,9 @@ type Storage struct {
 	engine *promql.Engine
 	sem    chan struct{}
 	ready  atomic.Bool
+
+	tailsMu sync.Mutex
+	tails   []*Tail
 }
 
 var _ Querier = (*Storage)(nil)
@@ -143,8 +147,9 @@ func Open(o Options, logger *slog.Logger, reg prometheus.Registerer) (*Storage, 
 	return s, nil
 }
 
-// Appendable is where scrapers write. It is the TSDB itself.
-func (s *Storage) Appendable() storage.AppendableV2 { return s.db }
+// Appendable is where scrapers write: the TSDB, whose commits also keep
+// every Tail up to date. Its appenders implement storage.GetRef.
+func (s *Storage) Appendable() storage.AppendableV2 { return tailAppendable{s} }
 
 // Queryable gives raw read access to the TSDB for callers that need series
 // or label listings rather than evaluation (label index, discovery).
