@@ -114,7 +114,7 @@ func TestGetterReadsStorage(t *testing.T) {
 	_ = app.Commit()
 
 	q := &countingQuerier{Querier: s}
-	g := NewGetter(GetterOptions{Querier: q, Resolution: 15 * time.Second, Timeout: 10*time.Second, Clock: fixedClock{t0.Add(20 * time.Second)}})
+	g := NewGetter(GetterOptions{Querier: q, Resolution: 15 * time.Second, Timeout: 10 * time.Second, Clock: fixedClock{t0.Add(20 * time.Second)}})
 	got, err := g.GetPodMetrics(pod("b", "p1"), pod("a", "p1"), pod("a", "missing"))
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +155,7 @@ func TestGetterReadsStorage(t *testing.T) {
 		t.Errorf("after stale c2: %v %+v", err, got)
 	}
 	// Outside the window nothing is answered.
-	old := NewGetter(GetterOptions{Querier: s, Resolution: 15 * time.Second, Timeout: 10*time.Second, Clock: fixedClock{t0.Add(10 * time.Minute)}})
+	old := NewGetter(GetterOptions{Querier: s, Resolution: 15 * time.Second, Timeout: 10 * time.Second, Clock: fixedClock{t0.Add(10 * time.Minute)}})
 	if got, _ := old.GetPodMetrics(pod("a", "p1")); len(got) != 0 {
 		t.Errorf("old data answered: %+v", got)
 	}

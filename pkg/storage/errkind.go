@@ -68,7 +68,9 @@ func (q kindQuery) Exec(ctx context.Context) *promql.Result {
 
 // kindQueryable is the TSDB as the query API's index endpoints (series,
 // labels, label values) read it, with errors through errorKind.
-type kindQueryable struct{ storage.SampleAndChunkQueryable }
+type kindQueryable struct {
+	storage.SampleAndChunkQueryable
+}
 
 func (q kindQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
 	inner, err := q.SampleAndChunkQueryable.Querier(mint, maxt)

@@ -48,7 +48,9 @@ func TestErrorKind(t *testing.T) {
 
 // expiringQueryable fails every read the way the TSDB does when the
 // request's deadline passes while it reads: a plain wrapped context error.
-type expiringQueryable struct{ promstorage.SampleAndChunkQueryable }
+type expiringQueryable struct {
+	promstorage.SampleAndChunkQueryable
+}
 
 func (expiringQueryable) Querier(int64, int64) (promstorage.Querier, error) {
 	return expiringQuerier{}, nil
