@@ -258,7 +258,10 @@ func (f *fakeAPIServer) watch(w http.ResponseWriter, r *http.Request, resource s
 		case <-timeout.C:
 			return
 		case ev := <-ch:
-			_, _ = w.Write(append(ev, '\n'))
+			// ev is shared by every watcher: appending the newline to it
+			// would write into one backing array from several handlers.
+			_, _ = w.Write(ev)
+			_, _ = w.Write([]byte{'\n'})
 			w.(http.Flusher).Flush()
 		}
 	}
