@@ -15,6 +15,7 @@ import (
 	_ "github.com/prometheus/prometheus/discovery/kubernetes" // registers kubernetes_sd_configs; never discovery/install.
 	"github.com/prometheus/prometheus/model/labels"
 	promscrape "github.com/prometheus/prometheus/scrape"
+	"k8s.io/client-go/tools/cache"
 	"github.com/prometheus/prometheus/storage"
 	"sigs.k8s.io/yaml"
 )
@@ -64,9 +65,12 @@ type Manager struct {
 }
 
 // NewManager builds discovery and scrape managers for cfg (from LoadConfig),
-// writing into app. Its metrics, and those of the Prometheus libraries, go
-// to reg, which must not be shared with another Manager.
-func NewManager(cfg *config.Config, app storage.AppendableV2, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
+// writing into app. The built-in pod job discovers its targets from pods,
+// the gateway's shared informer (pods.NewInformer), when it is not nil;
+// every other job uses Prometheus' discovery. Its metrics, and those of the
+// Prometheus libraries, go to reg, which must not be shared with another
+// Manager.
+func NewManager(cfg *config.Config, app storage.AppendableV2, pods cache.SharedIndexInformer, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
 	if reg == nil {
 		return nil, errors.New("scrape: nil registerer")
 	}
@@ -101,6 +105,11 @@ func NewManager(cfg *config.Config, app storage.AppendableV2, logger *slog.Logge
 	sdCfgs := map[string]discovery.Configs{}
 	for _, sc := range scs {
 		sdCfgs[sc.JobName] = sc.ServiceDiscoveryConfigs
+		if sc.JobName == PodJobName {
+			if shared, ok := podDiscoveryFor(sc.ServiceDiscoveryConfigs, pods, podJobKeeps); ok {
+				sdCfgs[sc.JobName] = shared
+			}
+		}
 		m.intervals[sc.JobName] = time.Duration(sc.ScrapeInterval)
 	}
 	if err := dm.ApplyConfig(sdCfgs); err != nil {

@@ -6,7 +6,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/prometheus/util/strutil"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/pods"
 )
 
 // PodJobName is the job label of every series scraped from annotated pods.
@@ -64,6 +68,24 @@ func PodJobYAML(o PodJobOptions, c Credentials) (string, error) {
 		return "", fmt.Errorf("render pod job: %w", err)
 	}
 	return string(b), nil
+}
+
+// podJobKeeps is what the pod job's first two relabeling rules keep, read
+// off the pod before discovery builds its labels: a running pod annotated
+// prometheus.io/scrape: "true". Relabeling still decides; this only spares
+// discovery and the scrape pool the labels of pods it would drop. Every
+// annotation that sanitizes to the rule's label counts, as discovery keeps
+// whichever of them it saw last.
+func podJobKeeps(p *pods.Pod) bool {
+	if p.Phase != corev1.PodRunning {
+		return false
+	}
+	for k, v := range p.Annotations {
+		if v == "true" && metaPod+"annotation_"+strutil.SanitizeLabelName(k) == scrapeAnnot {
+			return true
+		}
+	}
+	return false
 }
 
 // promDuration formats d so that Prometheus parses it back exactly:

@@ -14,14 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/prometheus/config"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	apimetrics "k8s.io/apiserver/pkg/endpoints/metrics"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/rest"
 	"k8s.io/component-base/metrics/legacyregistry"
 	_ "k8s.io/component-base/metrics/prometheus/restclient" // client-go metrics, process-global: registered once, here.
@@ -32,6 +31,7 @@ import (
 	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom"
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom/rules"
+	"github.com/metrics-gateway/metrics-gateway/pkg/pods"
 	"github.com/metrics-gateway/metrics-gateway/pkg/query"
 	"github.com/metrics-gateway/metrics-gateway/pkg/resource"
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
@@ -125,33 +125,34 @@ func (c *Config) Complete() (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	scraper, err := scrape.NewManager(scrapeCfg, app, logger, reg)
-	if err != nil {
-		return nil, err
-	}
-	cleanup = append(cleanup, func() error { scraper.Stop(); return nil })
-
-	client, err := kubernetes.NewForConfig(c.Rest)
+	// Nodes and pods are read as protobuf, as metrics-server reads them.
+	protoRest := rest.CopyConfig(c.Rest)
+	protoRest.ContentType = runtime.ContentTypeProtobuf
+	protoRest.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	client, err := kubernetes.NewForConfig(protoRest)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	nodeInformers := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
 	nodes := nodeInformers.Core().V1().Nodes()
+	// One pod informer serves metrics.k8s.io, the custom metrics API's pod
+	// selectors and the annotated-pod job's discovery.
+	podInformer := pods.NewInformer(client)
+	scraper, err := scrape.NewManager(scrapeCfg, app, podInformer, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, func() error { scraper.Stop(); return nil })
+
 	metaClient, err := metadata.NewForConfig(c.Rest)
 	if err != nil {
 		return nil, fmt.Errorf("metadata client: %w", err)
-	}
-	podInformers := metadatainformer.NewFilteredSharedInformerFactory(metaClient, 0, corev1.NamespaceAll, runningPods)
-	pods := podInformers.ForResource(corev1.SchemeGroupVersion.WithResource("pods"))
-	// The filtered factory takes no transform option; the informer is new.
-	if err := pods.Informer().SetTransform(slim); err != nil {
-		return nil, fmt.Errorf("pod informer: %w", err)
 	}
 	mapper, err := newRESTMapper(c.Rest)
 	if err != nil {
 		return nil, err
 	}
-	objects := newObjectLister(pods.Lister(), pods.Informer().HasSynced, metaClient, mapper)
+	objects := newObjectLister(pods.Lister(podInformer), podInformer.HasSynced, metaClient, mapper)
 	cleanup = append(cleanup, func() error { objects.shutdown(); return nil })
 	compiled, err := c.compileRules(mapper)
 	if err != nil {
@@ -191,7 +192,7 @@ func (c *Config) Complete() (_ *Server, err error) {
 	addAggregatedDiscovery(gs)
 	gs.Handler.NonGoRestfulMux.Handle("/metrics", metricsHandler(reg))
 
-	if err := api.Install(c.resourceGetter(store, tails, compiled), pods.Lister(), nodes.Lister(), gs, nodeSelector); err != nil {
+	if err := api.Install(c.resourceGetter(store, tails, compiled), pods.MetadataLister(podInformer), nodes.Lister(), gs, nodeSelector); err != nil {
 		return nil, fmt.Errorf("install metrics.k8s.io: %w", err)
 	}
 
@@ -235,11 +236,11 @@ func (c *Config) Complete() (_ *Server, err error) {
 		store:         store,
 		scraper:       scraper,
 		nodeInformers: nodeInformers,
-		podInformers:  podInformers,
+		podInformer:   podInformer,
 		objects:       objects,
 		informersSynced: []func() bool{
 			nodes.Informer().HasSynced,
-			pods.Informer().HasSynced,
+			podInformer.HasSynced,
 		},
 	}
 	if err := s.addHealthChecks(); err != nil {

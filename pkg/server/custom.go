@@ -12,7 +12,6 @@ import (
 	apidiscoveryv2 "k8s.io/api/apidiscovery/v2"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -221,10 +220,6 @@ func (c *Config) resourceGetter(store storage.Querier, tails resource.Tails, com
 	}
 	return resource.NewGetter(resource.GetterOptions{Querier: store, Tails: tails, Resolution: c.Kubelet.Resolution, Timeout: c.Storage.QueryTimeout})
 }
-
-// runningPods restricts the pod informer to running pods: only they have
-// usage, as in metrics-server, and only they are scraped for custom metrics.
-func runningPods(o *metav1.ListOptions) { o.FieldSelector = "status.phase=Running" }
 
 // withSelectorValidation answers a malformed labelSelector or
 // metricLabelSelector on the custom and external metrics APIs with a 400

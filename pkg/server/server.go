@@ -9,7 +9,7 @@ import (
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/informers"
-	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
@@ -28,7 +28,7 @@ type Server struct {
 	store           *storage.Storage
 	scraper         *scrape.Manager
 	nodeInformers   informers.SharedInformerFactory
-	podInformers    metadatainformer.SharedInformerFactory
+	podInformer     cache.SharedIndexInformer
 	objects         *objectLister
 	informersSynced []func() bool
 }
@@ -39,7 +39,8 @@ func (s *Server) RunUntil(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.nodeInformers.Start(ctx.Done())
-	s.podInformers.Start(ctx.Done())
+	podsDone := make(chan struct{})
+	go func() { s.podInformer.RunWithContext(ctx); close(podsDone) }()
 	s.objects.start(ctx.Done())
 
 	if s.certs != nil {
@@ -57,7 +58,7 @@ func (s *Server) RunUntil(ctx context.Context) error {
 	cancel()
 	err := errors.Join(apiErr, <-scrapeDone)
 	s.nodeInformers.Shutdown()
-	s.podInformers.Shutdown()
+	<-podsDone
 	s.objects.shutdown()
 	// Queries still running on the plain-HTTP listeners finish before the
 	// TSDB closes under them.
