@@ -15,8 +15,8 @@ import (
 	_ "github.com/prometheus/prometheus/discovery/kubernetes" // registers kubernetes_sd_configs; never discovery/install.
 	"github.com/prometheus/prometheus/model/labels"
 	promscrape "github.com/prometheus/prometheus/scrape"
-	"k8s.io/client-go/tools/cache"
 	"github.com/prometheus/prometheus/storage"
+	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/yaml"
 )
 
