@@ -89,10 +89,15 @@ func TestRecorder(t *testing.T) {
 	stale := math.Float64frombits(value.StaleNaN)
 
 	report(t, app, "node-a", 1, 0.25, true)
+	report(t, app, "node-c", 1, 0.25, true)
 	// A job is counted at 0 from its first successful scrape, so a failure
 	// rate is never an empty graph.
 	if n, got := testutil.CollectAndCount(r.failures), testutil.ToFloat64(r.failures.WithLabelValues("kubelet")); n != 1 || got != 0 {
 		t.Errorf("after one good scrape: %d failure series at %v, want 1 at 0", n, got)
+	}
+	// Healthy targets have no series of their own: up in the TSDB says it.
+	if n := testutil.CollectAndCount(r.up) + testutil.CollectAndCount(r.errors); n != 0 {
+		t.Errorf("%d per-target series for healthy targets, want 0", n)
 	}
 	report(t, app, "node-b", 0, 0.5, true)
 	report(t, app, "node-b", 0, 0.5, true)
@@ -106,17 +111,25 @@ func TestRecorder(t *testing.T) {
 	if got := testutil.ToFloat64(r.errors.WithLabelValues("kubelet", "node-a")); got != 1 {
 		t.Errorf("node-a errors = %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(r.duration.WithLabelValues("kubelet", "node-a")); got != 0.2 {
-		t.Errorf("node-a duration = %v", got)
-	}
 	if got := testutil.ToFloat64(r.up.WithLabelValues("kubelet", "node-b")); got != 0 {
 		t.Errorf("node-b up = %v", got)
+	}
+	// node-a failed once and recovered: it keeps its series, at 1.
+	if got := testutil.ToFloat64(r.up.WithLabelValues("kubelet", "node-a")); got != 1 {
+		t.Errorf("node-a up = %v", got)
+	}
+	if n := testutil.CollectAndCount(r.up); n != 2 {
+		t.Errorf("%d up series, want 2 (node-a, node-b; never node-c)", n)
 	}
 
 	// The target goes away: its series go with it; the job's count stays.
 	report(t, app, "node-b", stale, stale, true)
+	report(t, app, "node-c", stale, stale, true)
 	if n := testutil.CollectAndCount(r.up); n != 1 {
 		t.Errorf("%d up series after node-b left, want 1", n)
+	}
+	if n := testutil.CollectAndCount(r.errors); n != 1 {
+		t.Errorf("%d error series after node-b left, want 1", n)
 	}
 	if got := testutil.ToFloat64(r.failures.WithLabelValues("kubelet")); got != 3 {
 		t.Errorf("kubelet job failures = %v, want 3", got)

@@ -180,11 +180,15 @@ func TestGatewayServesKubeletFixtures(t *testing.T) {
 	t.Run("self metrics", func(t *testing.T) {
 		code, body := g.get(t, "/metrics", "")
 		for _, m := range []string{"apiserver_request_total", "metrics_gateway_head_series", "metrics_gateway_storage_ready 1",
-			`metrics_gateway_scrape_duration_seconds{job="kubelet",target="node-a"}`, `metrics_gateway_scrape_target_up{job="kubelet",target="node-a"} 1`,
+			`metrics_gateway_scrape_failures_total{job="kubelet"}`,
 			"prometheus_tsdb_head_series", "prometheus_engine_queries", "go_goroutines", "process_resident_memory_bytes"} {
 			if code != 200 || !strings.Contains(string(body), m) {
 				t.Errorf("/metrics lacks %s", m)
 			}
+		}
+		// A target that never failed has no series of its own.
+		if strings.Contains(string(body), `target="node-a"`) {
+			t.Errorf("/metrics has per-target series for the healthy node-a")
 		}
 	})
 

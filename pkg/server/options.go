@@ -50,6 +50,7 @@ type Options struct {
 	QueryMaxSamples  int
 	QueryAPI         QueryAPIOptions
 	ServingCert      ServingCertOptions
+	Memory           MemoryOptions
 	ShowVersion      bool
 
 	// DisableAuthForTesting serves without delegated authn/authz; tests only.
@@ -82,6 +83,7 @@ func NewOptions() *Options {
 		QueryMaxSamples:         storage.DefaultOptions().MaxSamples,
 		QueryAPI:                QueryAPIOptions{MaxConcurrent: 8},
 		ServingCert:             defaultServingCertOptions(),
+		Memory:                  defaultMemoryOptions(),
 	}
 
 	// An unprivileged port, as metrics-server's manifests use.
@@ -107,6 +109,8 @@ func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
 	q.StringVar(&o.QueryAPI.InsecureBindAddress, "query-api-insecure-bind-address", o.QueryAPI.InsecureBindAddress, "Also serve the Prometheus-compatible API over plain HTTP without authentication on this loopback address (e.g. 127.0.0.1:9090), at /api/v1 and /prometheus/api/v1, for kubectl port-forward. Off when empty; non-loopback addresses are refused.")
 
 	o.ServingCert.addFlags(fs.FlagSet("serving certificate"))
+
+	o.Memory.addFlags(fs.FlagSet("memory"))
 
 	AddKubeletFlags(fs.FlagSet("kubelet client"), &o.Kubelet)
 
@@ -148,6 +152,7 @@ func (o *Options) Validate() []error {
 		}
 	}
 	errs = append(errs, o.ServingCert.validate()...)
+	errs = append(errs, o.Memory.validate()...)
 	errs = append(errs, o.GenericServerRunOptions.Validate()...)
 	errs = append(errs, o.SecureServing.Validate()...)
 	errs = append(errs, o.Authentication.Validate()...)

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/pflag"
 	cliflag "k8s.io/component-base/cli/flag"
 	"k8s.io/component-base/logs"
@@ -52,6 +54,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer logs.FlushLogs()
+	o.Memory.Apply(fs.Changed("gogc"), slog.New(logr.ToSlogHandler(klog.Background())))
 	cfg, err := o.Config()
 	if err != nil {
 		return err

@@ -1,0 +1,78 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strconv"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
+	"github.com/spf13/pflag"
+)
+
+// DefaultGOGC is the gateway's GC target percentage. Prometheus 3 runs at
+// 75; the gateway's live heap is mostly long-lived (informer caches, the
+// TSDB head), so a lower target trades little CPU for the headroom that
+// GOGC=100 leaves above it (docs/benchmarks.md, "Memory settings").
+const DefaultGOGC = 75
+
+// MemoryOptions set the Go runtime's memory behaviour the way Prometheus 3
+// does: a soft memory limit derived from the container's cgroup limit
+// (--auto-gomemlimit), and a GC target percentage.
+type MemoryOptions struct {
+	// AutoGoMemLimit sets GOMEMLIMIT to Ratio of the cgroup's memory limit
+	// (or of the machine's memory outside a container), unless the
+	// GOMEMLIMIT environment variable is set.
+	AutoGoMemLimit bool
+	Ratio          float64
+	// GOGC is the GC target percentage; the GOGC environment variable
+	// takes its place unless the flag is given.
+	GOGC int
+}
+
+func defaultMemoryOptions() MemoryOptions {
+	return MemoryOptions{AutoGoMemLimit: true, Ratio: 0.9, GOGC: DefaultGOGC}
+}
+
+func (m *MemoryOptions) addFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&m.AutoGoMemLimit, "auto-gomemlimit", m.AutoGoMemLimit, "Set the Go runtime's soft memory limit (GOMEMLIMIT) to --auto-gomemlimit-ratio of the container's memory limit (cgroup), or of the machine's memory outside a container, as Prometheus 3 does. A GOMEMLIMIT environment variable takes precedence.")
+	fs.Float64Var(&m.Ratio, "auto-gomemlimit-ratio", m.Ratio, "Fraction of the detected memory limit used as GOMEMLIMIT, in (0, 1].")
+	fs.IntVar(&m.GOGC, "gogc", m.GOGC, "Go garbage collector target percentage (GOGC). Without this flag a GOGC environment variable takes precedence.")
+}
+
+func (m MemoryOptions) validate() []error {
+	var errs []error
+	if m.Ratio <= 0 || m.Ratio > 1 {
+		errs = append(errs, fmt.Errorf("auto-gomemlimit-ratio must be in (0, 1], got %v", m.Ratio))
+	}
+	if m.GOGC <= 0 {
+		errs = append(errs, errors.New("gogc must be positive"))
+	}
+	return errs
+}
+
+// Apply sets GOGC and, when enabled, GOMEMLIMIT for the process. It is
+// process-global: the command calls it once. gogcFlagSet says whether
+// --gogc was given, which beats a GOGC environment variable.
+func (m MemoryOptions) Apply(gogcFlagSet bool, logger *slog.Logger) {
+	gogc := m.GOGC
+	if env := os.Getenv("GOGC"); env != "" && !gogcFlagSet {
+		logger.Info("GOGC is set in the environment; --gogc default not applied", "GOGC", env)
+	} else {
+		debug.SetGCPercent(gogc)
+		// As Prometheus does, so /status/runtimeinfo reports it.
+		os.Setenv("GOGC", strconv.Itoa(gogc))
+	}
+	if !m.AutoGoMemLimit {
+		return
+	}
+	if _, err := memlimit.Set(
+		memlimit.WithRatio(m.Ratio),
+		memlimit.WithProvider(memlimit.ApplyFallback(memlimit.FromCgroup, memlimit.FromSystem)),
+		memlimit.WithLogger(logger.With("component", "automemlimit")),
+	); err != nil {
+		logger.Warn("Could not set GOMEMLIMIT from the memory limit", "err", err)
+	}
+}
