@@ -134,6 +134,10 @@ func KubeletJobYAML(o KubeletOptions, c Credentials) (string, error) {
 	job["honor_timestamps"] = true
 	job["track_timestamps_staleness"] = true
 	job["scrape_protocols"] = []string{"PrometheusText0.0.4"}
+	// A kubelet's resource metrics are tens of kilobytes per scrape: gzip
+	// would cost CPU in the kubelet and the gateway to save bandwidth that
+	// does not matter inside a cluster.
+	job["enable_compression"] = false
 	job["fallback_scrape_protocol"] = "PrometheusText0.0.4"
 	job["metric_relabel_configs"] = []map[string]any{{
 		"source_labels": []string{"__name__"},

@@ -113,7 +113,7 @@ func TestKubeletMetricFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := cfg.ScrapeConfigs[0]
-	if !sc.HonorTimestamps || !sc.TrackTimestampsStaleness || sc.MetricsPath != "/metrics/resource" || sc.Scheme != "https" {
+	if !sc.HonorTimestamps || !sc.TrackTimestampsStaleness || sc.MetricsPath != "/metrics/resource" || sc.Scheme != "https" || sc.EnableCompression {
 		t.Errorf("job settings: %+v", sc)
 	}
 	if time.Duration(sc.ScrapeInterval) != 15*time.Second || time.Duration(sc.ScrapeTimeout) != 10*time.Second {

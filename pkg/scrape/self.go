@@ -2,6 +2,7 @@ package scrape
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -42,10 +43,12 @@ func SelfJobYAML(addr, token, instance string, interval time.Duration) (string, 
 		return "", fmt.Errorf("self job: address %q, a token, instance %q and interval %v must all be set", addr, instance, interval)
 	}
 	job := map[string]any{
-		"job_name":        SelfJobName,
-		"scrape_interval": model.Duration(interval).String(),
-		"scrape_timeout":  model.Duration(min(interval, 10*time.Second)).String(),
-		"authorization":   map[string]any{"type": "Bearer", "credentials": token},
+		"job_name": SelfJobName,
+		// Loopback: compressing costs CPU on both ends and saves nothing.
+		"enable_compression": false,
+		"scrape_interval":    model.Duration(interval).String(),
+		"scrape_timeout":     model.Duration(min(interval, 10*time.Second)).String(),
+		"authorization":      map[string]any{"type": "Bearer", "credentials": token},
 		"static_configs": []map[string]any{{
 			"targets": []string{addr},
 			"labels":  map[string]string{"instance": instance},
@@ -61,6 +64,22 @@ func SelfJobYAML(addr, token, instance string, interval time.Duration) (string, 
 		return "", fmt.Errorf("render self job: %w", err)
 	}
 	return string(b), nil
+}
+
+// SelfFamilyFilter returns whether the self job keeps a metric family (a
+// histogram's samples carry suffixes its family name does not). The
+// self-metrics handler serves only these families, so the gateway neither
+// encodes nor parses the thousands of lines the job would drop.
+func SelfFamilyFilter() func(family string) bool {
+	re := regexp.MustCompile("^(?:" + strings.Join(SelfMetrics, "|") + ")$")
+	return func(family string) bool {
+		for _, suffix := range []string{"", "_bucket", "_sum", "_count"} {
+			if re.MatchString(family + suffix) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // Interval is how often kubelets are scraped: ScrapeInterval when set,

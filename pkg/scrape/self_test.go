@@ -49,6 +49,23 @@ func TestSelfJob(t *testing.T) {
 			t.Errorf("%s kept = %v, want %v", tc.name, kept, tc.keep)
 		}
 	}
+	if sc.EnableCompression {
+		t.Error("the self job asks for gzip over loopback")
+	}
+	keep := SelfFamilyFilter()
+	for family, want := range map[string]bool{
+		"apiserver_request_duration_seconds":                 true,
+		"metrics_gateway_query_api_request_duration_seconds": true,
+		"process_cpu_seconds_total":                          true,
+		"metrics_gateway_scrape_failures_total":              true,
+		"metrics_gateway_scrape_target_up":                   false,
+		"go_gc_duration_seconds":                             false,
+		"apiserver_request_duration":                         false,
+	} {
+		if got := keep(family); got != want {
+			t.Errorf("family %s served to the self job: %v, want %v", family, got, want)
+		}
+	}
 	for _, bad := range [][4]any{{"", "t", "gw", time.Second}, {"127.0.0.1:1", "", "gw", time.Second}, {"127.0.0.1:1", "t", "", time.Second}, {"127.0.0.1:1", "t", "gw", time.Duration(0)}} {
 		if _, err := SelfJobYAML(bad[0].(string), bad[1].(string), bad[2].(string), bad[3].(time.Duration)); err == nil {
 			t.Errorf("SelfJobYAML%v: no error", bad)

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/config"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -108,7 +109,7 @@ func (c *Config) Complete() (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	self, err := newLoopbackServer("127.0.0.1:0", selfMetricsHandler(selfToken, metricsHandler(reg)))
+	self, err := newLoopbackServer("127.0.0.1:0", selfMetricsHandler(selfToken, selfGathererHandler(reg)))
 	if err != nil {
 		return nil, fmt.Errorf("self-metrics listener: %w", err)
 	}
@@ -297,6 +298,24 @@ func registerAPIMetrics() error {
 		}
 	})
 	return apiMetricsErr
+}
+
+// selfGathererHandler serves the gateway's own scrape job: only the
+// families it keeps, uncompressed (it is read over loopback).
+func selfGathererHandler(reg *prometheus.Registry) http.Handler {
+	keep := scrape.SelfFamilyFilter()
+	all := prometheus.Gatherers{legacyregistry.DefaultGatherer, reg}
+	kept := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		fams, err := all.Gather()
+		out := fams[:0]
+		for _, f := range fams {
+			if keep(f.GetName()) {
+				out = append(out, f)
+			}
+		}
+		return out, err
+	})
+	return promhttp.HandlerFor(kept, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, DisableCompression: true})
 }
 
 // metricsHandler serves the gateway's registry and the apiserver's own
