@@ -64,13 +64,25 @@ type Manager struct {
 	stopOnce  sync.Once
 }
 
+// Informers are the gateway's shared informers that built-in jobs discover
+// their targets from. A nil one leaves its jobs to Prometheus' discovery.
+type Informers struct {
+	// Pods holds *pods.Pod (pods.NewInformer): the pod job's targets.
+	Pods cache.SharedIndexInformer
+	// Nodes holds *corev1.Node: the kubelet job's targets, and the
+	// cAdvisor job's when Cadvisor says that job is the built-in one (a
+	// user may name a job of their own kubernetes-cadvisor while the
+	// built-in one is off).
+	Nodes    cache.SharedIndexInformer
+	Cadvisor bool
+}
+
 // NewManager builds discovery and scrape managers for cfg (from LoadConfig),
-// writing into app. The built-in pod job discovers its targets from pods,
-// the gateway's shared informer (pods.NewInformer), when it is not nil;
-// every other job uses Prometheus' discovery. Its metrics, and those of the
+// writing into app. The built-in jobs discover their targets from inf;
+// users' jobs use Prometheus' discovery. Its metrics, and those of the
 // Prometheus libraries, go to reg, which must not be shared with another
 // Manager.
-func NewManager(cfg *config.Config, app storage.AppendableV2, pods cache.SharedIndexInformer, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
+func NewManager(cfg *config.Config, app storage.AppendableV2, inf Informers, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
 	if reg == nil {
 		return nil, errors.New("scrape: nil registerer")
 	}
@@ -105,10 +117,20 @@ func NewManager(cfg *config.Config, app storage.AppendableV2, pods cache.SharedI
 	sdCfgs := map[string]discovery.Configs{}
 	for _, sc := range scs {
 		sdCfgs[sc.JobName] = sc.ServiceDiscoveryConfigs
-		if sc.JobName == PodJobName {
-			if shared, ok := podDiscoveryFor(sc.ServiceDiscoveryConfigs, pods, podJobKeeps); ok {
-				sdCfgs[sc.JobName] = shared
+		var shared discovery.Configs
+		ok := false
+		switch sc.JobName {
+		case PodJobName:
+			shared, ok = podDiscoveryFor(sc.ServiceDiscoveryConfigs, inf.Pods, podJobKeeps)
+		case KubeletJobName:
+			shared, ok = nodeDiscoveryFor(sc.ServiceDiscoveryConfigs, inf.Nodes)
+		case CadvisorJobName:
+			if inf.Cadvisor {
+				shared, ok = nodeDiscoveryFor(sc.ServiceDiscoveryConfigs, inf.Nodes)
 			}
+		}
+		if ok {
+			sdCfgs[sc.JobName] = shared
 		}
 		m.intervals[sc.JobName] = time.Duration(sc.ScrapeInterval)
 	}

@@ -1,8 +1,8 @@
 package scrape
 
 import (
-	"context"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/prometheus/util/strutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/pods"
 )
@@ -66,7 +65,7 @@ func (*PodDiscoveryConfig) Name() string { return "gateway_pods" }
 
 // NewDiscoverer implements discovery.Config.
 func (c *PodDiscoveryConfig) NewDiscoverer(discovery.DiscovererOptions) (discovery.Discoverer, error) {
-	return &podDiscoverer{cfg: c}, nil
+	return &informerDiscoverer{informer: c.Informer, source: podSource, build: c.group}, nil
 }
 
 // NewDiscovererMetrics implements discovery.Config: the informer's own
@@ -75,87 +74,15 @@ func (*PodDiscoveryConfig) NewDiscovererMetrics(prometheus.Registerer, discovery
 	return noMetrics{}
 }
 
-type noMetrics struct{}
+func podSource(key string) string { return "pod/" + key }
 
-func (noMetrics) Register() error { return nil }
-func (noMetrics) Unregister()     {}
-
-type podDiscoverer struct{ cfg *PodDiscoveryConfig }
-
-// Run sends a target group per pod, and an empty one when a pod it sent
-// goes away or stops being kept, as Prometheus' pod discovery does.
-func (d *podDiscoverer) Run(ctx context.Context, ch chan<- []*targetgroup.Group) {
-	queue := workqueue.NewTyped[string]()
-	defer queue.ShutDown()
-	enqueue := func(o any) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(o); err == nil {
-			queue.Add(key)
-		}
+// group builds the pod's group, or reports it not discovered.
+func (c *PodDiscoveryConfig) group(o any) (*targetgroup.Group, bool) {
+	p, ok := o.(*pods.Pod)
+	if !ok || (len(c.Namespaces) > 0 && !slices.Contains(c.Namespaces, p.Namespace)) || (c.Keep != nil && !c.Keep(p)) {
+		return nil, false
 	}
-	reg, err := d.cfg.Informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    enqueue,
-		UpdateFunc: func(_, o any) { enqueue(o) },
-		DeleteFunc: enqueue,
-	})
-	if err != nil {
-		return
-	}
-	defer func() { _ = d.cfg.Informer.RemoveEventHandler(reg) }()
-	if !cache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
-		return
-	}
-	go func() {
-		<-ctx.Done()
-		queue.ShutDown()
-	}()
-	sent := map[string]bool{}
-	for {
-		key, quit := queue.Get()
-		if quit {
-			return
-		}
-		tg := d.group(key, sent)
-		queue.Done(key)
-		if tg == nil {
-			continue
-		}
-		select {
-		case ch <- []*targetgroup.Group{tg}:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// group is what to send for key, or nil when there is nothing to say.
-func (d *podDiscoverer) group(key string, sent map[string]bool) *targetgroup.Group {
-	o, exists, err := d.cfg.Informer.GetStore().GetByKey(key)
-	p, isPod := o.(*pods.Pod)
-	if err == nil && exists && isPod && d.discovers(p) {
-		sent[key] = true
-		return PodTargetGroup(p)
-	}
-	if !sent[key] {
-		return nil
-	}
-	delete(sent, key)
-	return &targetgroup.Group{Source: "pod/" + key}
-}
-
-func (d *podDiscoverer) discovers(p *pods.Pod) bool {
-	if len(d.cfg.Namespaces) > 0 && !contains(d.cfg.Namespaces, p.Namespace) {
-		return false
-	}
-	return d.cfg.Keep == nil || d.cfg.Keep(p)
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
+	return PodTargetGroup(p), true
 }
 
 // PodTargetGroup is the target group Prometheus' pod discovery builds for

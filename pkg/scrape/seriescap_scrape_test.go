@@ -121,7 +121,7 @@ func scrapeCapped(t *testing.T, max uint64, url, extra string) (*storage.Storage
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := NewManager(cfg, app, nil, logger, reg)
+	m, err := NewManager(cfg, app, Informers{}, logger, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

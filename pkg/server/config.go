@@ -139,7 +139,7 @@ func (c *Config) Complete() (_ *Server, err error) {
 	// One pod informer serves metrics.k8s.io, the custom metrics API's pod
 	// selectors and the annotated-pod job's discovery.
 	podInformer := pods.NewInformer(client)
-	scraper, err := scrape.NewManager(scrapeCfg, app, podInformer, logger, reg)
+	scraper, err := scrape.NewManager(scrapeCfg, app, scrape.Informers{Pods: podInformer, Nodes: nodes.Informer(), Cadvisor: c.Gateway.Cadvisor.Enabled}, logger, reg)
 	if err != nil {
 		return nil, err
 	}
