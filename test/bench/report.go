@@ -22,12 +22,16 @@ func Report(out io.Writer, results []Result) {
 	sort.Slice(scales, func(i, j int) bool { return scales[i].Pods() < scales[j].Pods() })
 	for _, sc := range scales {
 		rs := byScale[sc]
-		ms, gw := pick(rs, MetricsServer, false), pick(rs, Gateway, false)
+		ms, gw, custom := pick(rs, MetricsServer, false, false), pick(rs, Gateway, false, false), pick(rs, Gateway, false, true)
 		if len(ms) > 0 && len(gw) > 0 {
 			fmt.Fprintf(out, "\n### %s: metrics-gateway vs metrics-server (%d nodes, %d pods)\n\n", sc, sc.Nodes, sc.Pods())
 			resourceTable(out, ms, gw)
 		}
-		pg, pp := pick(rs, Gateway, true), pick(rs, Prometheus, true)
+		if len(custom) > 0 {
+			fmt.Fprintf(out, "\n### %s: metrics-gateway serving a custom metric (the %d pods of one group annotated)\n\n", sc, GroupSize)
+			customTable(out, gw, custom)
+		}
+		pg, pp := pick(rs, Gateway, true, false), pick(rs, Prometheus, true, false)
 		if len(pg) > 0 && len(pp) > 0 {
 			fmt.Fprintf(out, "\n### %s, every pod annotated: metrics-gateway vs Prometheus (%d scrape targets)\n\n", sc, sc.Nodes+sc.Pods())
 			ingestTable(out, pp, pg)
@@ -35,10 +39,10 @@ func Report(out io.Writer, results []Result) {
 	}
 }
 
-func pick(rs []Result, k Kind, ingest bool) []Result {
+func pick(rs []Result, k Kind, ingest, custom bool) []Result {
 	var out []Result
 	for _, r := range rs {
-		if r.Kind == k && r.Ingest == ingest {
+		if r.Kind == k && r.Ingest == ingest && r.Custom == custom {
 			out = append(out, r)
 		}
 	}
@@ -69,7 +73,7 @@ func resourceTable(out io.Writer, msr, gw []Result) {
 		median(gw, func(r Result) float64 { return float64(r.Usage.PeakRSS) / 1e6 }), "%.0f", true)
 	row(out, "CPU per 15 s round (s)", median(msr, func(r Result) float64 { return r.Usage.CPUPerRound.Seconds() }),
 		median(gw, func(r Result) float64 { return r.Usage.CPUPerRound.Seconds() }), "%.3f", true)
-	for _, q := range append(ResourceQueries(), CustomQuery()) {
+	for _, q := range ResourceQueries() {
 		for _, via := range []string{"direct", "aggregator"} {
 			for _, p := range []string{"p50", "p99"} {
 				get := func(r Result) float64 {
@@ -98,6 +102,24 @@ func resourceTable(out io.Writer, msr, gw []Result) {
 	}
 	fmt.Fprintf(out, "| history held | %s | %s | |\n", msr[0].History, gw[0].History)
 	fmt.Fprintf(out, "| runs (alternating), requests per latency figure | %d | %d | n=%d |\n", len(msr), len(gw), gw[0].Latency[ResourceQueries()[0].Name]["direct"].N)
+}
+
+// customTable is the gateway with the selector group annotated, beside the
+// gateway without: what scraping 100 more targets costs, and the custom
+// metric's latency.
+func customTable(out io.Writer, gw, custom []Result) {
+	fmt.Fprintf(out, "| measure | metrics-gateway, kubelets only | metrics-gateway + %d pod targets | ratio |\n|---|---:|---:|---:|\n", GroupSize)
+	row(out, "steady RSS (MB)", median(gw, func(r Result) float64 { return float64(r.Usage.SteadyRSS) / 1e6 }),
+		median(custom, func(r Result) float64 { return float64(r.Usage.SteadyRSS) / 1e6 }), "%.0f", true)
+	row(out, "CPU per 15 s round (s)", median(gw, func(r Result) float64 { return r.Usage.CPUPerRound.Seconds() }),
+		median(custom, func(r Result) float64 { return r.Usage.CPUPerRound.Seconds() }), "%.3f", true)
+	q := CustomQuery()
+	for _, via := range []string{"direct", "aggregator"} {
+		l := custom[0].Latency[q.Name][via]
+		p50 := median(custom, func(r Result) float64 { return ms(r.Latency[q.Name][via].P50) })
+		p99 := median(custom, func(r Result) float64 { return ms(r.Latency[q.Name][via].P99) })
+		fmt.Fprintf(out, "| %s (%d items), %s, p50 / p99 (ms) | – | %.1f / %.1f | |\n", q.Name, l.Items, via, p50, p99)
+	}
 }
 
 func ingestTable(out io.Writer, prom, gw []Result) {

@@ -175,12 +175,8 @@ func (w *World) createPods(ctx context.Context) error {
 
 func (w *World) createPod(ctx context.Context, i int) error {
 	ns, name, app, node, ip := w.podAt(i)
-	ann := map[string]string{}
-	if ns == SelectorNamespace && app == SelectorApp {
-		ann = scrapeAnnotations()
-	}
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": app}, Annotations: ann},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": app}},
 		Spec: corev1.PodSpec{
 			NodeName:                     node.Name,
 			AutomountServiceAccountToken: new(false),
@@ -200,10 +196,6 @@ func (w *World) createPod(ctx context.Context, i int) error {
 		return fmt.Errorf("pod %s/%s status: %w", ns, name, err)
 	}
 	return nil
-}
-
-func scrapeAnnotations() map[string]string {
-	return map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": fmt.Sprint(podPort)}
 }
 
 // runningStatus is what the simulator's kubelet agent would report, so that it
@@ -232,9 +224,22 @@ func runningStatus(p *corev1.Pod, hostIP, podIP netip.Addr) *corev1.Pod {
 
 // AnnotateAll makes every pod a scrape target of the annotated-pods jobs.
 func (w *World) AnnotateAll(ctx context.Context) error {
-	patch := []byte(`{"metadata":{"annotations":{"prometheus.io/scrape":"true","prometheus.io/port":"8080"}}}`)
+	return w.annotate(ctx, func(string, string) bool { return true })
+}
+
+// AnnotateGroup makes the selector group's pods (namespace
+// SelectorNamespace, app SelectorApp) scrape targets, for the custom metric.
+func (w *World) AnnotateGroup(ctx context.Context) error {
+	return w.annotate(ctx, func(ns, app string) bool { return ns == SelectorNamespace && app == SelectorApp })
+}
+
+func (w *World) annotate(ctx context.Context, which func(ns, app string) bool) error {
+	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{"prometheus.io/scrape":"true","prometheus.io/port":"%d"}}}`, podPort))
 	return parallel(ctx, w.Scale.Pods(), 16, func(ctx context.Context, i int) error {
-		ns, name, _, _, _ := w.podAt(i)
+		ns, name, app, _, _ := w.podAt(i)
+		if !which(ns, app) {
+			return nil
+		}
 		_, err := w.Client.CoreV1().Pods(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
 		return err
 	})

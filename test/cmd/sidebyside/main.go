@@ -145,15 +145,15 @@ func runScale(ctx context.Context, o options, tools bench.Tools, binDir string, 
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, w.Down()) }()
-	ro := bench.RunOptions{Tools: tools, Resolution: o.resolution, Rounds: o.rounds, Requests: o.reqs, Custom: true, ProfileDir: o.profileDir}
+	ro := bench.RunOptions{Tools: tools, Resolution: o.resolution, Rounds: o.rounds, Requests: o.reqs, ProfileDir: o.profileDir}
 	metricsAPI := [2]string{"metrics.k8s.io", "v1beta1"}
 	customAPI := [2]string{"custom.metrics.k8s.io", "v1beta2"}
+	// metrics-server's work: kubelets only, no pod annotated.
 	for i := range o.runs {
 		for _, kind := range []bench.Kind{bench.MetricsServer, bench.Gateway} {
 			ro := ro
 			ro.APIs = [][2]string{metricsAPI}
 			if kind == bench.Gateway {
-				ro.APIs = append(ro.APIs, customAPI)
 				ro.Prefill = o.prefill
 			}
 			r, err := w.Run(ctx, kind, i+1, ro)
@@ -162,6 +162,19 @@ func runScale(ctx context.Context, o options, tools bench.Tools, binDir string, 
 			}
 			rs = append(rs, r)
 		}
+	}
+	// The custom metric: the gateway also scrapes the selector group's pods.
+	if err := w.AnnotateGroup(ctx); err != nil {
+		return rs, err
+	}
+	for i := range o.runs {
+		ro := ro
+		ro.APIs, ro.Prefill, ro.Custom = [][2]string{metricsAPI, customAPI}, o.prefill, true
+		r, err := w.Run(ctx, bench.Gateway, i+1, ro)
+		if err != nil {
+			return rs, err
+		}
+		rs = append(rs, r)
 	}
 	if !ingest {
 		return rs, nil
