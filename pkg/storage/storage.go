@@ -90,8 +90,9 @@ type Storage struct {
 	sem    chan struct{}
 	ready  atomic.Bool
 
-	tailsMu sync.Mutex
-	tails   []*Tail
+	tailsMu       sync.Mutex
+	tails         []*Tail
+	tailAppenders sync.Pool // of *tailAppender
 }
 
 var _ Querier = (*Storage)(nil)
@@ -132,6 +133,17 @@ func Open(o Options, logger *slog.Logger, reg prometheus.Registerer) (*Storage, 
 	// for many cores appending at once. A gateway has a few cores and at
 	// most its head-series cap; 1024 stripes keep contention as low there.
 	topts.StripeSize = headStripes
+	// Full head chunks are written out through this buffer: 4 MiB by
+	// default, held for good. The gateway writes a few kilobytes a second
+	// (a chunk per series every 120 samples).
+	topts.HeadChunksWriteBufferSize = 256 << 10
+	// Isolation keeps a query from seeing part of a scrape still being
+	// committed, at the cost of a ring of append IDs per series (3 MB at
+	// 22,500 series) and bookkeeping on every append. The gateway's
+	// answers are latest values and rates per series, which a half-seen
+	// commit cannot make inconsistent; Prometheus' agent mode runs without
+	// it too.
+	topts.IsolationDisabled = true
 	db, err := tsdb.Open(o.Path, logger.With("component", "tsdb"), reg, topts, nil)
 	if err != nil {
 		return nil, fmt.Errorf("open tsdb %s: %w", o.Path, err)

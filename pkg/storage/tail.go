@@ -217,9 +217,10 @@ func regexpOf(names []string) string {
 	return strings.Join(quoted, "|")
 }
 
-// selects reports whether the tail keeps the series ls.
-func (t *Tail) selects(ls labels.Labels) bool {
-	if !slices.Contains(t.opts.Names, ls.Get(labels.MetricName)) {
+// selects reports whether the tail keeps the series ls, whose metric name
+// is name.
+func (t *Tail) selects(name string, ls labels.Labels) bool {
+	if !slices.Contains(t.opts.Names, name) {
 		return false
 	}
 	for _, m := range t.opts.Matchers {
@@ -380,13 +381,35 @@ func (a tailAppendable) AppenderV2(ctx context.Context) storage.AppenderV2 {
 	if len(tails) == 0 {
 		return inner
 	}
-	return &tailAppender{AppenderV2: inner, tails: tails, pending: make([][]tailSample, len(tails))}
+	// Every scrape takes an appender: reusing them keeps a kubelet's few
+	// hundred pending samples from being allocated anew each time.
+	app, _ := a.s.tailAppenders.Get().(*tailAppender)
+	if app == nil {
+		app = &tailAppender{pool: &a.s.tailAppenders}
+	}
+	app.AppenderV2, app.tails = inner, tails
+	for len(app.pending) < len(tails) {
+		app.pending = append(app.pending, nil)
+	}
+	return app
 }
 
 type tailAppender struct {
 	storage.AppenderV2
 	tails   []*Tail
 	pending [][]tailSample
+	pool    *sync.Pool
+}
+
+// release clears the appender and returns it to the pool: after Commit or
+// Rollback an appender is not used again.
+func (a *tailAppender) release() {
+	for i := range a.pending {
+		clear(a.pending[i])
+		a.pending[i] = a.pending[i][:0]
+	}
+	a.AppenderV2, a.tails = nil, nil
+	a.pool.Put(a)
 }
 
 var _ storage.GetRef = (*tailAppender)(nil)
@@ -397,8 +420,9 @@ func (a *tailAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int
 	if err != nil && !errors.As(err, &partial) {
 		return ref, err
 	}
+	name := ls.Get(labels.MetricName)
 	for i, tl := range a.tails {
-		if tl.selects(ls) {
+		if tl.selects(name, ls) {
 			a.pending[i] = append(a.pending[i], tailSample{ref: ref, ls: ls, t: t, v: v, histogram: h != nil || fh != nil})
 		}
 	}
@@ -416,18 +440,17 @@ func (a *tailAppender) GetRef(ls labels.Labels, hash uint64) (storage.SeriesRef,
 // Commit hands the samples to the tails only once the TSDB has them.
 func (a *tailAppender) Commit() error {
 	err := a.AppenderV2.Commit()
-	for i, tl := range a.tails {
-		if err == nil {
+	if err == nil {
+		for i, tl := range a.tails {
 			tl.add(a.pending[i])
 		}
-		a.pending[i] = a.pending[i][:0]
 	}
+	a.release()
 	return err
 }
 
 func (a *tailAppender) Rollback() error {
-	for i := range a.pending {
-		a.pending[i] = a.pending[i][:0]
-	}
-	return a.AppenderV2.Rollback()
+	err := a.AppenderV2.Rollback()
+	a.release()
+	return err
 }
