@@ -53,20 +53,32 @@ func (m MemoryOptions) validate() []error {
 	return errs
 }
 
+// startupGOGC is the GC target while the gateway starts: replaying the WAL
+// (an hour of a 100-node cluster's samples) and listing pods and nodes
+// build a transient heap half again as large as the steady one, and the
+// resident high-water mark would keep what the GC let it grow to. It is
+// short: Config.Complete, then back to GOGC.
+const startupGOGC = 20
+
 // Apply sets GOGC and, when enabled, GOMEMLIMIT for the process. It is
 // process-global: the command calls it once. gogcFlagSet says whether
-// --gogc was given, which beats a GOGC environment variable.
-func (m MemoryOptions) Apply(gogcFlagSet bool, logger *slog.Logger) {
+// --gogc was given, which beats a GOGC environment variable. Until the
+// returned function is called (once the gateway has started), the GC runs
+// at startupGOGC if that is lower.
+func (m MemoryOptions) Apply(gogcFlagSet bool, logger *slog.Logger) (started func()) {
 	gogc := m.GOGC
 	if env := os.Getenv("GOGC"); env != "" && !gogcFlagSet {
 		logger.Info("GOGC is set in the environment; --gogc default not applied", "GOGC", env)
-	} else {
+		gogc = debug.SetGCPercent(-1)
 		debug.SetGCPercent(gogc)
+	} else {
 		// As Prometheus does, so /status/runtimeinfo reports it.
 		os.Setenv("GOGC", strconv.Itoa(gogc))
 	}
+	debug.SetGCPercent(min(gogc, startupGOGC))
+	started = func() { debug.SetGCPercent(gogc) }
 	if !m.AutoGoMemLimit {
-		return
+		return started
 	}
 	if _, err := memlimit.Set(
 		memlimit.WithRatio(m.Ratio),
@@ -75,4 +87,5 @@ func (m MemoryOptions) Apply(gogcFlagSet bool, logger *slog.Logger) {
 	); err != nil {
 		logger.Warn("Could not set GOMEMLIMIT from the memory limit", "err", err)
 	}
+	return started
 }

@@ -54,12 +54,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer logs.FlushLogs()
-	o.Memory.Apply(fs.Changed("gogc"), slog.New(logr.ToSlogHandler(klog.Background())))
+	started := o.Memory.Apply(fs.Changed("gogc"), slog.New(logr.ToSlogHandler(klog.Background())))
 	cfg, err := o.Config()
 	if err != nil {
 		return err
 	}
 	s, err := cfg.Complete()
+	started()
 	if err != nil {
 		return err
 	}
