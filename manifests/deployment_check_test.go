@@ -43,6 +43,9 @@ func checkDeployment(r *rendering, d *appsv1.Deployment, configDir string) []err
 		cerrs = append(cerrs, argErrs...)
 		if o != nil {
 			cerrs = append(cerrs, checkProbes(c, o)...)
+			if cfg, err := gatewayConfig(r, d, configDir); err == nil {
+				cerrs = append(cerrs, checkMemoryBudget(c, o, cfg)...)
+			}
 		}
 		if c.Image != wantImage {
 			cerrs = append(cerrs, fmt.Errorf("image %s, want %s", c.Image, wantImage))
@@ -178,6 +181,30 @@ func checkResources(c *corev1.Container) []error {
 		}
 	}
 	return errs
+}
+
+// checkMemoryBudget: the most the gateway's options and config file let it
+// hold stays under the soft memory limit it runs with (GOMEMLIMIT, or
+// --auto-gomemlimit's share of the memory limit), so no default can run the
+// pod out of memory.
+func checkMemoryBudget(c *corev1.Container, o *server.Options, cfg *scrape.GatewayConfig) []error {
+	limit := float64(c.Resources.Limits.Memory().Value())
+	soft, source := limit*o.Memory.Ratio, fmt.Sprintf("--auto-gomemlimit-ratio %v of the memory limit", o.Memory.Ratio)
+	if !o.Memory.AutoGoMemLimit {
+		soft, source = limit, "the memory limit (--auto-gomemlimit=false)"
+	}
+	for _, e := range c.Env {
+		if e.Name == "GOMEMLIMIT" {
+			if n, err := parseGoMemLimit(e.Value); err == nil {
+				soft, source = float64(n), "GOMEMLIMIT"
+			}
+		}
+	}
+	if b := o.MemoryBudget(cfg.Storage.MaxHeadSeries); float64(b) > soft {
+		return []error{fmt.Errorf("memory budget %d MiB (storage.maxHeadSeries %d, --query-max-samples %d, query API concurrency %d) is above %s, %.0f MiB",
+			b>>20, cfg.Storage.MaxHeadSeries, o.QueryMaxSamples, o.QueryAPI.MaxConcurrent, source, soft/(1<<20))}
+	}
+	return nil
 }
 
 // parseGoMemLimit reads GOMEMLIMIT as the Go runtime does: bytes, with an

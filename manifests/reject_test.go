@@ -39,6 +39,11 @@ func TestChecksReject(t *testing.T) {
 		{"liveness on readyz", setContainer("livenessProbe", "httpGet", map[string]any{"path": "/readyz", "port": "https", "scheme": "HTTPS"}), "livenessProbe: want HTTPS GET /livez"},
 		{"no startup probe nor delay", setContainer("startupProbe", "", nil), "no startup probe and an initial delay"},
 		{"cpu limit", setContainer("resources", "limits", map[string]any{"cpu": "1", "memory": "1Gi"}), "cpu limit set"},
+		{"head-series cap beyond the pod's memory", edit("ConfigMap", "metrics-gateway-config", func(o object) {
+			get(o, "data").(map[string]any)["config.yaml"] = "apiVersion: metrics-gateway.io/v1alpha1\nkind: GatewayConfig\nstorage:\n  maxHeadSeries: 1000000\n"
+		}), "memory budget 2453 MiB (storage.maxHeadSeries 1000000"},
+		{"query samples beyond the pod's memory", addArg("--query-max-samples=50000000"), "--query-max-samples 50000000"},
+		{"memory limit below the budget", setContainer("resources", "limits", map[string]any{"memory": "512Mi"}), "is above --auto-gomemlimit-ratio 0.9 of the memory limit"},
 		{"GOMEMLIMIT above the limit", setContainer("env", "", []any{map[string]any{"name": "GOMEMLIMIT", "value": "2GiB"}}), "GOMEMLIMIT 2GiB is not below"},
 		{"other image", setContainer("image", "", "registry.k8s.io/metrics-server/metrics-server:v0.9.0"), "want ghcr.io/metrics-gateway/metrics-gateway:v0.1.0"},
 		{"images transformer not applied", edit("Deployment", gatewayName, func(o object) {

@@ -83,10 +83,11 @@ const (
 	DefaultPodScrapeInterval = 15 * time.Second
 	// Prometheus' own default scrape timeout.
 	DefaultPodScrapeTimeout = 10 * time.Second
-	// A head series costs a few KiB with its chunks and index entries, so
-	// a million keeps the head to a few GiB; a 100-node cluster's kubelet
-	// series are a few tens of thousands.
-	DefaultMaxHeadSeries = 1_000_000
+	// A head series costs about 2 KiB with its chunks, index entries and
+	// scrape cache entry, so 200,000 keep the head near 400 MB, inside the
+	// shipped pod's memory (server.MemoryBudget); a 1,000-node cluster's
+	// kubelet series are about 100,000.
+	DefaultMaxHeadSeries = 200_000
 )
 
 // ParseConfig reads a configuration document strictly: unknown fields are

@@ -10,6 +10,8 @@ import (
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/spf13/pflag"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 )
 
 // DefaultGOGC is the gateway's GC target percentage. Prometheus 3 runs at
@@ -88,4 +90,25 @@ func (m MemoryOptions) Apply(gogcFlagSet bool, logger *slog.Logger) (started fun
 		logger.Warn("Could not set GOMEMLIMIT from the memory limit", "err", err)
 	}
 	return started
+}
+
+// What the memory budget reckons with, from docs/benchmarks.md: the process
+// before any series (binary pages, runtime, stacks, informer caches of a
+// cluster of some thousand pods), one head series with up to three hours of
+// samples (its head chunk and chunk references, index postings, labels and
+// the scrape cache's entry), and one sample a query holds in memory.
+const (
+	BudgetBase       = 256 << 20
+	BudgetHeadSeries = 2 << 10
+	BudgetSample     = 16
+)
+
+// MemoryBudget is the most memory the options let the gateway use with
+// maxHeadSeries series in its head: the base, every series the cap admits,
+// and every query both bounds admit at once at --query-max-samples (the
+// metrics APIs' and the query API's). The shipped manifests keep it under
+// GOMEMLIMIT, so that no default can run the pod out of its memory limit.
+func (o *Options) MemoryBudget(maxHeadSeries uint64) int64 {
+	queries := int64(storage.DefaultOptions().MaxConcurrentQueries + o.QueryAPI.MaxConcurrent)
+	return BudgetBase + int64(maxHeadSeries)*BudgetHeadSeries + queries*int64(o.QueryMaxSamples)*BudgetSample
 }

@@ -81,7 +81,7 @@ func NewOptions() *Options {
 		StorageRetention:        6 * time.Hour,
 		QueryTimeout:            storage.DefaultOptions().QueryTimeout,
 		QueryMaxSamples:         storage.DefaultOptions().MaxSamples,
-		QueryAPI:                QueryAPIOptions{MaxConcurrent: 8},
+		QueryAPI:                QueryAPIOptions{MaxConcurrent: 4},
 		ServingCert:             defaultServingCertOptions(),
 		Memory:                  defaultMemoryOptions(),
 	}

@@ -48,8 +48,10 @@ func DefaultOptions() Options {
 	return Options{
 		Retention:            6 * time.Hour,
 		QueryTimeout:         30 * time.Second,
-		MaxSamples:           50_000_000,
-		MaxConcurrentQueries: 20,
+		// 32 MB of samples per evaluation: the shipped pod's budget
+		// (server.MemoryBudget) has room for eight at once.
+		MaxSamples:           2_000_000,
+		MaxConcurrentQueries: 4,
 	}
 }
 
