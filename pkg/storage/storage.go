@@ -46,8 +46,8 @@ type Options struct {
 // DefaultOptions returns the options used when a field is left zero.
 func DefaultOptions() Options {
 	return Options{
-		Retention:            6 * time.Hour,
-		QueryTimeout:         30 * time.Second,
+		Retention:    6 * time.Hour,
+		QueryTimeout: 30 * time.Second,
 		// 32 MB of samples per evaluation: the shipped pod's budget
 		// (server.MemoryBudget) has room for eight at once.
 		MaxSamples:           2_000_000,
