@@ -74,12 +74,15 @@ bench: e2e-build ## metrics-gateway vs metrics-server v0.9.0 and Prometheus 3 on
 bench-go: ## Go benchmarks of the query paths, six runs each, into bench.out.
 	go test $(BENCH_FLAGS) $(BENCH_PKGS) | tee bench.out
 
+# The commit bench-compare measures against, e.g. BENCH_BASE=v0.1.0.
+BENCH_BASE ?= HEAD~1
+
 .PHONY: bench-compare
-bench-compare: ## Benchmarks on HEAD~1 and the working tree, compared with benchstat.
+bench-compare: ## Benchmarks on BENCH_BASE (HEAD~1) and the working tree, compared with benchstat.
 	@old_tree="$$(mktemp -d /tmp/metrics-gateway-bench.XXXXXX)"; \
 	trap 'git worktree remove --force "$$old_tree" >/dev/null 2>&1 || true; rm -rf "$$old_tree"' EXIT; \
-	echo "HEAD~1 ($$(git rev-parse --short HEAD~1)) in $$old_tree"; \
-	git worktree add --quiet --detach "$$old_tree" HEAD~1; \
+	echo "$(BENCH_BASE) ($$(git rev-parse --short $(BENCH_BASE))) in $$old_tree"; \
+	git worktree add --quiet --detach "$$old_tree" $(BENCH_BASE); \
 	(cd "$$old_tree" && go test $(BENCH_FLAGS) $(BENCH_PKGS)) | tee bench-old.out; \
 	echo "working tree"; \
 	go test $(BENCH_FLAGS) $(BENCH_PKGS) | tee bench-new.out; \
