@@ -53,6 +53,7 @@ func NewTails(s TailMaker, now func() time.Time) (Tails, error) {
 		Matchers: []*labels.Matcher{job},
 		GroupBy:  []string{scrape.NamespaceLabel, scrape.PodLabel},
 		Now:      now,
+		Info:     seriesInfoOf,
 	})
 	if err != nil {
 		return Tails{}, err
@@ -62,6 +63,7 @@ func NewTails(s TailMaker, now func() time.Time) (Tails, error) {
 		Matchers: []*labels.Matcher{job},
 		GroupBy:  []string{scrape.NodeLabel},
 		Now:      now,
+		Info:     seriesInfoOf,
 	})
 	if err != nil {
 		return Tails{}, err
@@ -79,12 +81,22 @@ func (g *Getter) windowAt(now time.Time) (mint, maxt int64) {
 // containerLabel names a kubelet series' container.
 const containerLabel = "container"
 
-// lastOf is how many newest samples of a metric usage() needs.
-func lastOf(metric string) int {
-	if metric == scrape.ContainerCPUMetric || metric == scrape.NodeCPUMetric {
-		return 2
+// seriesInfo is what a read needs of a tail series' labels, taken once
+// when the tail takes the series in.
+type seriesInfo struct {
+	metric    string
+	container string
+	// last is how many newest samples usage() needs: two for a counter's
+	// rate, one for a gauge.
+	last int
+}
+
+func seriesInfoOf(ls labels.Labels) any {
+	i := &seriesInfo{metric: ls.Get(labels.MetricName), container: ls.Get(containerLabel), last: 1}
+	if i.metric == scrape.ContainerCPUMetric || i.metric == scrape.NodeCPUMetric {
+		i.last = 2
 	}
-	return 1
+	return i
 }
 
 // podMetricsFromTail answers from the containers' tail, or returns false
@@ -109,18 +121,16 @@ func (g *Getter) podMetricsFromTail(now time.Time, pods []*metav1.PartialObjectM
 			}
 			ps.names, ps.series = ps.names[:0], ps.series[:0]
 			for _, s := range group {
-				ls := s.Labels()
-				ctr := ls.Get(containerLabel)
-				if ctr == "" {
+				info := s.Info().(*seriesInfo)
+				if info.container == "" {
 					continue
 				}
-				name := ls.Get(labels.MetricName)
 				var exact bool
-				if buf, exact = s.Last(mint, maxt, lastOf(name), buf[:0]); !exact {
+				if buf, exact = s.Last(mint, maxt, info.last, buf[:0]); !exact {
 					return
 				}
 				if len(buf) > 0 {
-					addSamples(ps.container(ctr), name, buf)
+					addSamples(ps.container(info.container), info.metric, buf)
 				}
 			}
 			if pm, answered := g.podMetrics(&ps, p, created); answered {
@@ -150,13 +160,13 @@ func (g *Getter) nodeMetricsFromTail(now time.Time, nodes []*corev1.Node) (out [
 			var acc series
 			found := false
 			for _, s := range r.Group(n.Name) {
-				name := s.Labels().Get(labels.MetricName)
+				info := s.Info().(*seriesInfo)
 				var exact bool
-				if buf, exact = s.Last(mint, maxt, lastOf(name), buf[:0]); !exact {
+				if buf, exact = s.Last(mint, maxt, info.last, buf[:0]); !exact {
 					return
 				}
 				if len(buf) > 0 {
-					addSamples(&acc, name, buf)
+					addSamples(&acc, info.metric, buf)
 					found = true
 				}
 			}

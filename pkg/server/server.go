@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
@@ -70,6 +71,29 @@ func (s *Server) RunUntil(ctx context.Context) error {
 		err = errors.Join(err, fmt.Errorf("close storage: %w", cerr))
 	}
 	return err
+}
+
+// WaitStarted returns once the informers have synced and a kubelet scrape
+// has finished (what /readyz and /livez wait for), or when ctx is done: the
+// end of the gateway's start, when caches are filled and the first
+// scrapes have created their series.
+func (s *Server) WaitStarted(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		synced := true
+		for _, f := range s.informersSynced {
+			synced = synced && f()
+		}
+		if synced && s.scraper.CheckFresh(scrape.KubeletJobName) == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // addHealthChecks: livez fails only on what a restart fixes (storage gone,

@@ -41,6 +41,10 @@ type TailOptions struct {
 	Horizon time.Duration
 	// Now is the clock the horizon is measured with; nil is the wall clock.
 	Now func() time.Time
+	// Info, when set, is called once per series as the tail takes it in;
+	// TailSeries.Info returns what it gave, so that readers need not look
+	// labels up on every read.
+	Info func(labels.Labels) any
 }
 
 // Tail keeps, for every series its options select, the two newest samples
@@ -79,6 +83,7 @@ type tailGroup struct {
 // TailSeries is one series of a Tail. It is read only inside Tail.Read.
 type TailSeries struct {
 	ls    labels.Labels
+	info  any
 	group *tailGroup
 	ref   storage.SeriesRef
 	// s[:n] are the newest samples, oldest first.
@@ -94,6 +99,9 @@ type TailSeries struct {
 
 // Labels are the series' labels.
 func (s *TailSeries) Labels() labels.Labels { return s.ls }
+
+// Info is what TailOptions.Info said of the series, or nil.
+func (s *TailSeries) Info() any { return s.info }
 
 // Last appends to dst, oldest first, up to n of the newest float samples
 // in (mint, maxt] that follow the series' newest staleness marker at or
@@ -252,6 +260,9 @@ func (t *Tail) series(ls labels.Labels, ref storage.SeriesRef) *TailSeries {
 		return s
 	}
 	s := &TailSeries{ls: ls, group: g, ref: ref, unknownUntil: t.completeFrom}
+	if t.opts.Info != nil {
+		s.info = t.opts.Info(ls)
+	}
 	g.series = slices.Insert(g.series, i, s)
 	if ref != 0 {
 		t.byRef[ref] = s

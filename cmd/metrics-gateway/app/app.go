@@ -60,10 +60,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	s, err := cfg.Complete()
-	started()
 	if err != nil {
 		return err
 	}
+	go func() {
+		s.WaitStarted(ctx)
+		started()
+	}()
 	klog.InfoS("Starting metrics-gateway", "version", server.Version, "storagePath", o.StoragePath, "resolution", o.Kubelet.Resolution)
 	return s.RunUntil(ctx)
 }
