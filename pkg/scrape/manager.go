@@ -55,6 +55,13 @@ func LoadConfig(logger *slog.Logger, docs ...string) (*config.Config, error) {
 
 // Manager runs discovery and scraping for a set of jobs.
 type Manager struct {
+	// inlined is the loaded config with the kubelet jobs' files inlined
+	// (inlineFiles), and what watchFiles needs to renew them.
+	inlined  *config.Config
+	files    []fileRef
+	contents []string
+	logger   *slog.Logger
+
 	discovery *discovery.Manager
 	scrape    *promscrape.Manager
 	recorder  *recorder
@@ -86,6 +93,10 @@ func NewManager(cfg *config.Config, app storage.AppendableV2, inf Informers, log
 	if reg == nil {
 		return nil, errors.New("scrape: nil registerer")
 	}
+	cfg, files, contents, err := inlineFiles(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubelet job files: %w", err)
+	}
 	scs, err := cfg.GetScrapeConfigs()
 	if err != nil {
 		return nil, fmt.Errorf("scrape configs: %w", err)
@@ -112,7 +123,8 @@ func NewManager(cfg *config.Config, app storage.AppendableV2, inf Informers, log
 		cancel()
 		return nil, fmt.Errorf("create scrape manager: %w", err)
 	}
-	m := &Manager{discovery: dm, scrape: sm, recorder: rec, ctx: ctx, cancel: cancel, intervals: map[string]time.Duration{}}
+	m := &Manager{discovery: dm, scrape: sm, recorder: rec, ctx: ctx, cancel: cancel, intervals: map[string]time.Duration{},
+		inlined: cfg, files: files, contents: contents, logger: logger}
 	rec.reason = m.lastError
 	sdCfgs := map[string]discovery.Configs{}
 	for _, sc := range scs {
@@ -151,6 +163,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	go func() { errc <- m.discovery.Run() }()
 	go func() { errc <- m.scrape.Run(m.discovery.SyncCh()) }()
 	go m.recorder.run(m.ctx)
+	go watchFiles(m.ctx, fileReloadInterval, m.inlined, m.files, m.contents, m.scrape.ApplyConfig, m.logger)
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
