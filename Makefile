@@ -34,7 +34,7 @@ test: ## Every test: unit and whole-path (-race), the test/ module, and end-to-e
 	@# The test module: kubelet fixtures still what a v1.37 kubelet serves
 	@# (-count=1: the cache does not see fixture edits outside the module), the
 	@# simulated kubelets, and the control-plane harness.
-	cd test && go test -count=1 ./cmd/... ./sim/... ./cluster/... ./env/... ./image/...
+	cd test && go test -count=1 ./cmd/... ./sim/... ./cluster/... ./env/... ./image/... ./bench/...
 	$(MAKE) e2e
 
 TEST_BIN := $(CURDIR)/test/bin

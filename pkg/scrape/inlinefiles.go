@@ -101,15 +101,19 @@ func apply(cfg *config.Config, refs []fileRef, contents []string) {
 	}
 }
 
-// watchFiles reads the inlined files every interval and, when one changed,
-// hands a config with the new contents to applyConfig. A file that cannot
-// be read keeps the last contents, and is logged.
+// watchFiles reads the inlined files every interval and, when one changed
+// and read the same on the next tick too, hands a config with the new
+// contents to applyConfig. Waiting for a second, equal read keeps a file
+// caught halfway through being rewritten (truncated, not yet written) out
+// of the scrapes. A file that cannot be read keeps the last contents, and
+// is logged.
 func watchFiles(ctx context.Context, interval time.Duration, cfg *config.Config, refs []fileRef, last []string, applyConfig func(*config.Config) error, logger *slog.Logger) {
 	if len(refs) == 0 {
 		return
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var pending []string
 	for {
 		select {
 		case <-ctx.Done():
@@ -122,6 +126,11 @@ func watchFiles(ctx context.Context, interval time.Duration, cfg *config.Config,
 			continue
 		}
 		if slices.Equal(contents, last) {
+			pending = nil
+			continue
+		}
+		if !slices.Equal(contents, pending) {
+			pending = contents
 			continue
 		}
 		next := *cfg
@@ -140,6 +149,6 @@ func watchFiles(ctx context.Context, interval time.Duration, cfg *config.Config,
 			continue
 		}
 		logger.Info("A kubelet job's TLS or credential file changed; its scrapes use the new contents")
-		cfg, last = &next, contents
+		cfg, last, pending = &next, contents, nil
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -118,11 +120,6 @@ func (w *World) Run(ctx context.Context, kind Kind, run int, o RunOptions) (r Re
 	}
 	w.progress("%s #%d idle: RSS %s, CPU/round %.2fs, history %s, head series %.0f", kind, run,
 		mb(r.Usage.SteadyRSS), r.Usage.CPUPerRound.Seconds(), r.History, r.HeadSeries)
-	if o.ProfileDir != "" && kind == Gateway {
-		if err := w.profile(ctx, s, o.ProfileDir, fmt.Sprintf("%s-%s-%d", w.Scale, kind, run), o.Resolution); err != nil {
-			return r, err
-		}
-	}
 	var qs []Query
 	switch {
 	case (o.Ingest || o.Custom) && kind == Gateway:
@@ -149,6 +146,13 @@ func (w *World) Run(ctx context.Context, kind Kind, run int, o RunOptions) (r Re
 		return r, err
 	}
 	r.Usage.PeakRSS = last.HWM
+	// Profiles last: symbolizing them maps more of the binary, which the
+	// peak above must not count.
+	if o.ProfileDir != "" && kind != Prometheus {
+		if err := w.profile(ctx, s, o.ProfileDir, fmt.Sprintf("%s-%s-%d", w.Scale, kind, run), o.Resolution); err != nil {
+			return r, err
+		}
+	}
 	return r, nil
 }
 
@@ -259,6 +263,39 @@ func (w *World) measure(ctx context.Context, s *Server, q Query, via string, n i
 	return summarise(ds, items), nil
 }
 
+// residentByMapping sums smaps' Rss by mapped file ("[anon]" for none),
+// largest first.
+func residentByMapping(smaps []byte) []byte {
+	rss := map[string]int64{}
+	name := ""
+	for _, line := range strings.Split(string(smaps), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			name = "[anon]"
+			if len(f) >= 6 {
+				name = f[5]
+			}
+		case len(f) >= 2 && f[0] == "Rss:":
+			var kb int64
+			fmt.Sscan(f[1], &kb)
+			rss[name] += kb
+		}
+	}
+	names := make([]string, 0, len(rss))
+	for n := range rss {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return rss[names[i]] > rss[names[j]] })
+	var b bytes.Buffer
+	for _, n := range names {
+		if rss[n] >= 1024 {
+			fmt.Fprintf(&b, "%8d %s\n", rss[n], n)
+		}
+	}
+	return b.Bytes()
+}
+
 func mb(b int64) string { return fmt.Sprintf("%.0f MB", float64(b)/1e6) }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
@@ -297,8 +334,14 @@ func (w *World) profile(ctx context.Context, s *Server, dir, prefix string, roun
 	if err != nil {
 		return err
 	}
+	smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", s.PID()))
+	if err != nil {
+		return err
+	}
 	file := filepath.Join(dir, prefix+"-memory.txt")
-	if err := os.WriteFile(file, append(append(body, "\n# /proc/PID/smaps_rollup\n"...), rollup...), 0o644); err != nil {
+	out := append(append(body, "\n# /proc/PID/smaps_rollup\n"...), rollup...)
+	out = append(append(out, "\n# resident KB by mapping (/proc/PID/smaps)\n"...), residentByMapping(smaps)...)
+	if err := os.WriteFile(file, out, 0o644); err != nil {
 		return err
 	}
 	w.progress("memory accounting written to %s", file)
