@@ -37,6 +37,95 @@ func Report(out io.Writer, results []Result) {
 			ingestTable(out, pp, pg)
 		}
 	}
+	targetsTable(out, scales, byScale)
+}
+
+// goal is one acceptance ratio: the gateway's figure over the other
+// side's, at most max.
+type goal struct {
+	name  string
+	other Kind
+	max   float64
+	// ingest picks the every-pod-annotated runs.
+	ingest bool
+	f      func(Result) float64
+}
+
+func goals() []goal {
+	rss := func(r Result) float64 { return float64(r.Usage.SteadyRSS) }
+	peak := func(r Result) float64 { return float64(r.Usage.PeakRSS) }
+	cpu := func(r Result) float64 { return r.Usage.CPUPerRound.Seconds() }
+	lat := func(q, via string, p99 bool) func(Result) float64 {
+		return func(r Result) float64 {
+			l := r.Latency[q][via]
+			if p99 {
+				return ms(l.P99)
+			}
+			return ms(l.P50)
+		}
+	}
+	qs := ResourceQueries()
+	node, all, sel := qs[0].Name, qs[1].Name, qs[2].Name
+	return []goal{
+		{"steady RSS", MetricsServer, 1, false, rss},
+		{"peak RSS", MetricsServer, 1, false, peak},
+		{"CPU per round", MetricsServer, 1, false, cpu},
+		{"list all PodMetrics p50, direct", MetricsServer, 1, false, lat(all, "direct", false)},
+		{"list all PodMetrics p99, direct", MetricsServer, 1, false, lat(all, "direct", true)},
+		{"list all PodMetrics p50, aggregator", MetricsServer, 1, false, lat(all, "aggregator", false)},
+		{"list all PodMetrics p99, aggregator", MetricsServer, 1, false, lat(all, "aggregator", true)},
+		{"list NodeMetrics p50, direct", MetricsServer, 1, false, lat(node, "direct", false)},
+		{"list NodeMetrics p50, aggregator", MetricsServer, 1, false, lat(node, "aggregator", false)},
+		{"PodMetrics ns + selector p50, direct", MetricsServer, 1, false, lat(sel, "direct", false)},
+		{"PodMetrics ns + selector p50, aggregator", MetricsServer, 1, false, lat(sel, "aggregator", false)},
+		{"steady RSS, every pod annotated", Prometheus, 0.5, true, rss},
+		{"CPU per round, every pod annotated", Prometheus, 0.5, true, cpu},
+	}
+}
+
+// targetsTable lists each acceptance ratio per scale (medians over runs),
+// marked met or missed.
+func targetsTable(out io.Writer, scales []Scale, byScale map[Scale][]Result) {
+	gs := goals()
+	cells := make([][]string, len(gs))
+	found := false
+	for i, g := range gs {
+		for _, sc := range scales {
+			other, gw := pick(byScale[sc], g.other, g.ingest, false), pick(byScale[sc], Gateway, g.ingest, false)
+			a, b := 0.0, 0.0
+			if len(other) > 0 && len(gw) > 0 {
+				a, b = median(other, g.f), median(gw, g.f)
+			}
+			if a <= 0 || b <= 0 {
+				cells[i] = append(cells[i], "")
+				continue
+			}
+			found = true
+			verdict := "met"
+			if b/a > g.max {
+				verdict = "**missed**"
+			}
+			cells[i] = append(cells[i], fmt.Sprintf("%.2f %s", b/a, verdict))
+		}
+	}
+	if !found {
+		return
+	}
+	fmt.Fprintf(out, "\n### Against the targets (gateway / other, medians)\n\n| ratio | goal |")
+	for _, sc := range scales {
+		fmt.Fprintf(out, " %s |", sc)
+	}
+	fmt.Fprintf(out, "\n|---|---:|%s\n", strings.Repeat("---:|", len(scales)))
+	for i, g := range gs {
+		if strings.Join(cells[i], "") == "" {
+			continue
+		}
+		vs := "metrics-server"
+		if g.other == Prometheus {
+			vs = "Prometheus 3"
+		}
+		fmt.Fprintf(out, "| %s | ≤ %.1f× %s | %s |\n", g.name, g.max, vs, strings.Join(cells[i], " | "))
+	}
 }
 
 func pick(rs []Result, k Kind, ingest, custom bool) []Result {
