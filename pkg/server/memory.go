@@ -36,16 +36,20 @@ type MemoryOptions struct {
 	// GOGC is the GC target percentage; the GOGC environment variable
 	// takes its place unless the flag is given.
 	GOGC int
+	// ReleaseBinaryPages pages out the executable's resident pages once
+	// the gateway has started (releaseBinaryPages).
+	ReleaseBinaryPages bool
 }
 
 func defaultMemoryOptions() MemoryOptions {
-	return MemoryOptions{AutoGoMemLimit: true, Ratio: 0.9, GOGC: DefaultGOGC}
+	return MemoryOptions{AutoGoMemLimit: true, Ratio: 0.9, GOGC: DefaultGOGC, ReleaseBinaryPages: true}
 }
 
 func (m *MemoryOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&m.AutoGoMemLimit, "auto-gomemlimit", m.AutoGoMemLimit, "Set the Go runtime's soft memory limit (GOMEMLIMIT) to --auto-gomemlimit-ratio of the container's memory limit (cgroup), or of the machine's memory outside a container, as Prometheus 3 does. A GOMEMLIMIT environment variable takes precedence.")
 	fs.Float64Var(&m.Ratio, "auto-gomemlimit-ratio", m.Ratio, "Fraction of the detected memory limit used as GOMEMLIMIT, in (0, 1].")
 	fs.IntVar(&m.GOGC, "gogc", m.GOGC, "Go garbage collector target percentage (GOGC). Without this flag a GOGC environment variable takes precedence.")
+	fs.BoolVar(&m.ReleaseBinaryPages, "release-binary-pages", m.ReleaseBinaryPages, "Once started, page out the resident pages of the gateway's own executable (most ran only at startup) and have the rest read back page by page as used (madvise MADV_PAGEOUT, MADV_RANDOM). Linux only.")
 }
 
 func (m MemoryOptions) validate() []error {
@@ -82,7 +86,25 @@ func (m MemoryOptions) Apply(gogcFlagSet bool, logger *slog.Logger) (started fun
 		os.Setenv("GOGC", strconv.Itoa(gogc))
 	}
 	debug.SetGCPercent(min(gogc, startupGOGC))
-	started = func() { debug.SetGCPercent(gogc) }
+	if m.ReleaseBinaryPages {
+		// Package initialisation and flag parsing ran: page them out now,
+		// so they do not count in the startup peak, and again once started.
+		if _, _, err := releaseBinaryPages(); err != nil {
+			logger.Warn("Could not page out the executable's startup pages", "err", err)
+		}
+	}
+	started = func() {
+		debug.SetGCPercent(gogc)
+		if !m.ReleaseBinaryPages {
+			return
+		}
+		before, after, err := releaseBinaryPages()
+		if err != nil {
+			logger.Warn("Could not page out the executable's startup pages", "err", err)
+			return
+		}
+		logger.Info("Paged out the executable's startup pages", "residentBeforeMiB", before>>20, "residentAfterMiB", after>>20)
+	}
 	if !m.AutoGoMemLimit {
 		return started
 	}
