@@ -38,15 +38,12 @@ type fileRef struct {
 // contents of their TLS and credential files instead of the paths, the
 // files it read and their contents. cfg is not modified.
 func inlineFiles(cfg *config.Config) (*config.Config, []fileRef, []string, error) {
-	out := *cfg
-	out.ScrapeConfigs = slices.Clone(cfg.ScrapeConfigs)
 	var refs []fileRef
-	for i, sc := range out.ScrapeConfigs {
+	for _, sc := range cfg.ScrapeConfigs {
 		if !slices.Contains(inlinedJobs, sc.JobName) {
 			continue
 		}
-		c := *sc
-		h := &c.HTTPClientConfig
+		h := &sc.HTTPClientConfig
 		tls := &h.TLSConfig
 		if tls.CAFile != "" {
 			refs = append(refs, fileRef{sc.JobName, tls.CAFile, func(sc *config.ScrapeConfig, s string) {
@@ -61,21 +58,17 @@ func inlineFiles(cfg *config.Config) (*config.Config, []fileRef, []string, error
 			}})
 		}
 		if a := h.Authorization; a != nil && a.CredentialsFile != "" {
-			auth := *a
-			h.Authorization = &auth
 			refs = append(refs, fileRef{sc.JobName, a.CredentialsFile, func(sc *config.ScrapeConfig, s string) {
 				sc.HTTPClientConfig.Authorization.Credentials = config_util.Secret(strings.TrimSpace(s))
 				sc.HTTPClientConfig.Authorization.CredentialsFile = ""
 			}})
 		}
-		out.ScrapeConfigs[i] = &c
 	}
 	contents, err := readFiles(refs)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	apply(&out, refs, contents)
-	return &out, refs, contents, nil
+	return withContents(cfg, refs, contents), refs, contents, nil
 }
 
 func readFiles(refs []fileRef) ([]string, error) {
@@ -90,15 +83,31 @@ func readFiles(refs []fileRef) ([]string, error) {
 	return contents, nil
 }
 
-// apply puts contents in the jobs of cfg, whose scrape configs it owns.
-func apply(cfg *config.Config, refs []fileRef, contents []string) {
+// withContents returns a copy of cfg with contents put in the places refs
+// name. The scrape configs of the jobs refs name are copied (with their
+// Authorization), the rest shared; cfg is not modified.
+func withContents(cfg *config.Config, refs []fileRef, contents []string) *config.Config {
+	out := *cfg
+	out.ScrapeConfigs = slices.Clone(cfg.ScrapeConfigs)
+	for i, sc := range out.ScrapeConfigs {
+		if !slices.ContainsFunc(refs, func(r fileRef) bool { return r.job == sc.JobName }) {
+			continue
+		}
+		c := *sc
+		if a := c.HTTPClientConfig.Authorization; a != nil {
+			auth := *a
+			c.HTTPClientConfig.Authorization = &auth
+		}
+		out.ScrapeConfigs[i] = &c
+	}
 	for i, r := range refs {
-		for _, sc := range cfg.ScrapeConfigs {
+		for _, sc := range out.ScrapeConfigs {
 			if sc.JobName == r.job {
 				r.set(sc, contents[i])
 			}
 		}
 	}
+	return &out
 }
 
 // watchFiles reads the inlined files every interval and, when one changed
@@ -133,22 +142,12 @@ func watchFiles(ctx context.Context, interval time.Duration, cfg *config.Config,
 			pending = contents
 			continue
 		}
-		next := *cfg
-		next.ScrapeConfigs = make([]*config.ScrapeConfig, len(cfg.ScrapeConfigs))
-		for i, sc := range cfg.ScrapeConfigs {
-			c := *sc
-			if a := c.HTTPClientConfig.Authorization; a != nil {
-				auth := *a
-				c.HTTPClientConfig.Authorization = &auth
-			}
-			next.ScrapeConfigs[i] = &c
-		}
-		apply(&next, refs, contents)
-		if err := applyConfig(&next); err != nil {
+		next := withContents(cfg, refs, contents)
+		if err := applyConfig(next); err != nil {
 			logger.Error("Applying a kubelet job's renewed TLS or credential file", "err", err)
 			continue
 		}
 		logger.Info("A kubelet job's TLS or credential file changed; its scrapes use the new contents")
-		cfg, last, pending = &next, contents, nil
+		last, pending = contents, nil
 	}
 }

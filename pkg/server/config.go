@@ -65,20 +65,60 @@ func (c *Config) Complete() (_ *Server, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	var cleanup []func() error
+	var undo cleanups
 	defer func() {
 		if err != nil {
-			for _, f := range cleanup {
-				err = errors.Join(err, f())
-			}
+			err = errors.Join(err, undo.run())
 		}
 	}()
 
-	store, err := storage.Open(c.Storage, logger, reg)
+	store, err := openStorage(c.Storage, logger, reg)
 	if err != nil {
 		return nil, err
 	}
-	cleanup = append(cleanup, store.Close)
+	undo.add(store.Close)
+	// The resource API's tails fill from the first scrape's commit on, so
+	// they exist before scraping starts. An adapter file with
+	// resourceRules answers metrics.k8s.io by its own queries instead.
+	var tails resource.Tails
+	if c.Adapter == nil || c.Adapter.ResourceRules == nil {
+		if tails, err = resource.NewTails(store, nil); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{certs: c.CertManager, store: store}
+	scrapeCfg, err := c.buildScraping(s, reg, logger, &undo)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.buildAPIServer(s, tails, scrapeCfg, reg, logger, &undo); err != nil {
+		return nil, err
+	}
+	if err := s.addHealthChecks(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// cleanups undo what Complete built when a later step fails.
+type cleanups []func() error
+
+func (u *cleanups) add(f func() error) { *u = append(*u, f) }
+
+func (u cleanups) run() error {
+	var err error
+	for _, f := range u {
+		err = errors.Join(err, f())
+	}
+	return err
+}
+
+// openStorage opens the TSDB and registers the gauges that report on it.
+func openStorage(o storage.Options, logger *slog.Logger, reg *prometheus.Registry) (*storage.Storage, error) {
+	store, err := storage.Open(o, logger, reg)
+	if err != nil {
+		return nil, err
+	}
 	storageReady := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "metrics_gateway_storage_ready",
 		Help: "1 when the embedded TSDB is open and answering queries.",
@@ -93,28 +133,24 @@ func (c *Config) Complete() (_ *Server, err error) {
 		Help: "Series in the TSDB's in-memory head.",
 	}, func() float64 { return float64(store.HeadSeries()) })
 	reg.MustRegister(storageReady, headSeries)
-	// The resource API's tails fill from the first scrape's commit on, so
-	// they exist before scraping starts. An adapter file with
-	// resourceRules answers metrics.k8s.io by its own queries instead.
-	var tails resource.Tails
-	if c.Adapter == nil || c.Adapter.ResourceRules == nil {
-		if tails, err = resource.NewTails(store, nil); err != nil {
-			return nil, err
-		}
-	}
+	return store, nil
+}
 
+// buildScraping builds the gateway's self-metrics listener, the Node and
+// Pod informers and the scrape manager into s, and returns the loaded
+// scrape configuration. Nothing is started.
+func (c *Config) buildScraping(s *Server, reg *prometheus.Registry, logger *slog.Logger, undo *cleanups) (*config.Config, error) {
 	// The gateway scrapes its own /metrics from a loopback listener into its
 	// TSDB, so its health charts through the same query API.
 	selfToken, err := newSelfToken()
 	if err != nil {
 		return nil, err
 	}
-	self, err := newLoopbackServer("127.0.0.1:0", selfMetricsHandler(selfToken, selfGathererHandler(reg)))
-	if err != nil {
+	if s.self, err = newLoopbackServer("127.0.0.1:0", selfMetricsHandler(selfToken, selfGathererHandler(reg))); err != nil {
 		return nil, fmt.Errorf("self-metrics listener: %w", err)
 	}
-	cleanup = append(cleanup, self.close)
-	jobs, err := c.scrapeJobs(self.addr(), selfToken)
+	undo.add(s.self.close)
+	jobs, err := c.scrapeJobs(s.self.addr(), selfToken)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +158,7 @@ func (c *Config) Complete() (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	app, err := scrape.LimitHeadSeries(store.Appendable(), c.Gateway.Storage.MaxHeadSeries, store.HeadSeries, logger, reg)
+	app, err := scrape.LimitHeadSeries(s.store.Appendable(), c.Gateway.Storage.MaxHeadSeries, s.store.HeadSeries, logger, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -134,51 +170,57 @@ func (c *Config) Complete() (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	nodeInformers := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
-	nodes := nodeInformers.Core().V1().Nodes()
+	s.nodeInformers = informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
+	nodes := s.nodeInformers.Core().V1().Nodes().Informer()
 	// One pod informer serves metrics.k8s.io, the custom metrics API's pod
 	// selectors and the annotated-pod job's discovery.
-	podInformer := pods.NewInformer(client)
-	scraper, err := scrape.NewManager(scrapeCfg, app, scrape.Informers{Pods: podInformer, Nodes: nodes.Informer(), Cadvisor: c.Gateway.Cadvisor.Enabled}, logger, reg)
-	if err != nil {
+	s.podInformer = pods.NewInformer(client)
+	s.informersSynced = []func() bool{nodes.HasSynced, s.podInformer.HasSynced}
+	if s.scraper, err = scrape.NewManager(scrapeCfg, app, scrape.Informers{Pods: s.podInformer, Nodes: nodes, Cadvisor: c.Gateway.Cadvisor.Enabled}, logger, reg); err != nil {
 		return nil, err
 	}
-	cleanup = append(cleanup, func() error { scraper.Stop(); return nil })
+	undo.add(func() error { s.scraper.Stop(); return nil })
+	return scrapeCfg, nil
+}
 
+// buildAPIServer builds the one API server into s: custom and external
+// metrics, metrics.k8s.io, /metrics and the query API, and the optional
+// plain-HTTP query listener.
+func (c *Config) buildAPIServer(s *Server, tails resource.Tails, scrapeCfg *config.Config, reg *prometheus.Registry, logger *slog.Logger, undo *cleanups) error {
 	metaClient, err := metadata.NewForConfig(c.Rest)
 	if err != nil {
-		return nil, fmt.Errorf("metadata client: %w", err)
+		return fmt.Errorf("metadata client: %w", err)
 	}
 	mapper, err := newRESTMapper(c.Rest)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	objects := newObjectLister(pods.Lister(podInformer), podInformer.HasSynced, metaClient, mapper)
-	cleanup = append(cleanup, func() error { objects.shutdown(); return nil })
+	s.objects = newObjectLister(pods.Lister(s.podInformer), s.podInformer.HasSynced, metaClient, mapper)
+	undo.add(func() error { s.objects.shutdown(); return nil })
 	compiled, err := c.compileRules(mapper)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	customProvider, err := custom.NewProvider(custom.Options{
-		Storage: store,
+		Storage: s.store,
 		Rules:   compiled,
-		Lister:  objects,
+		Lister:  s.objects,
 		Mapper:  mapper,
 		Timeout: c.Storage.QueryTimeout,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 
 	var nodeSelector []labels.Requirement
-	if s := strings.TrimSpace(c.Kubelet.NodeSelector); s != "" {
-		if nodeSelector, err = labels.ParseToRequirements(s); err != nil {
-			return nil, fmt.Errorf("node-selector: %w", err)
+	if sel := strings.TrimSpace(c.Kubelet.NodeSelector); sel != "" {
+		if nodeSelector, err = labels.ParseToRequirements(sel); err != nil {
+			return fmt.Errorf("node-selector: %w", err)
 		}
 	}
 
 	if err := registerAPIMetrics(); err != nil {
-		return nil, err
+		return err
 	}
 	c.Apiserver.BuildHandlerChainFunc = withPrometheusTimeout(withSelectorValidation(c.Apiserver.BuildHandlerChainFunc))
 	// custom-metrics-apiserver builds the GenericAPIServer with the custom
@@ -187,28 +229,34 @@ func (c *Config) Complete() (_ *Server, err error) {
 	cmsConfig := &cmapiserver.Config{GenericConfig: c.Apiserver}
 	cms, err := cmsConfig.Complete(nil).New("metrics-gateway", customProvider, customProvider)
 	if err != nil {
-		return nil, fmt.Errorf("create API server: %w", err)
+		return fmt.Errorf("create API server: %w", err)
 	}
-	gs := cms.GenericAPIServer
-	addAggregatedDiscovery(gs)
-	gs.Handler.NonGoRestfulMux.Handle("/metrics", metricsHandler(reg))
+	s.api = cms.GenericAPIServer
+	addAggregatedDiscovery(s.api)
+	s.api.Handler.NonGoRestfulMux.Handle("/metrics", metricsHandler(reg))
 
-	if err := api.Install(c.resourceGetter(store, tails, compiled), pods.MetadataLister(podInformer), nodes.Lister(), gs, nodeSelector); err != nil {
-		return nil, fmt.Errorf("install metrics.k8s.io: %w", err)
+	if err := api.Install(c.resourceGetter(s.store, tails, compiled), pods.MetadataLister(s.podInformer), s.nodeInformers.Core().V1().Nodes().Lister(), s.api, nodeSelector); err != nil {
+		return fmt.Errorf("install metrics.k8s.io: %w", err)
 	}
 
+	return c.buildQueryAPI(s, scrapeCfg, reg, logger, undo)
+}
+
+// buildQueryAPI mounts the Prometheus-compatible query API on s's API
+// server and, when configured, on its plain-HTTP loopback listener.
+func (c *Config) buildQueryAPI(s *Server, scrapeCfg *config.Config, reg *prometheus.Registry, logger *slog.Logger, undo *cleanups) error {
 	queryHandler, err := query.NewHandler(query.Options{
-		Engine:        store.Engine(),
-		Queryable:     store.SampleAndChunkQueryable(),
-		Exemplars:     store.ExemplarQueryable(),
-		Stats:         store.Stats(),
-		Targets:       scraper.Targets(),
+		Engine:        s.store.Engine(),
+		Queryable:     s.store.SampleAndChunkQueryable(),
+		Exemplars:     s.store.ExemplarQueryable(),
+		Stats:         s.store.Stats(),
+		Targets:       s.scraper.Targets(),
 		Config:        func() config.Config { return *scrapeCfg },
-		Ready:         store.Ready,
-		StoragePath:   store.Options().Path,
-		Retention:     store.Options().Retention,
+		Ready:         s.store.Ready,
+		StoragePath:   s.store.Options().Path,
+		Retention:     s.store.Options().Retention,
 		LookbackDelta: storage.LookbackDelta,
-		QueryTimeout:  store.Options().QueryTimeout,
+		QueryTimeout:  s.store.Options().QueryTimeout,
 		MaxConcurrent: c.QueryAPI.MaxConcurrent,
 		Version:       Version,
 		Logger:        logger,
@@ -218,36 +266,16 @@ func (c *Config) Complete() (_ *Server, err error) {
 		Gatherer: reg,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	mountQueryAPI(gs.Handler.NonGoRestfulMux, queryHandler)
-	var insecure *loopbackServer
+	mountQueryAPI(s.api.Handler.NonGoRestfulMux, queryHandler)
 	if a := c.QueryAPI.InsecureBindAddress; a != "" {
-		if insecure, err = newLoopbackServer(a, insecureQueryMux(queryHandler)); err != nil {
-			return nil, fmt.Errorf("query API insecure listener: %w", err)
+		if s.insecureQuery, err = newLoopbackServer(a, insecureQueryMux(queryHandler)); err != nil {
+			return fmt.Errorf("query API insecure listener: %w", err)
 		}
-		cleanup = append(cleanup, insecure.close)
+		undo.add(s.insecureQuery.close)
 	}
-
-	s := &Server{
-		certs:         c.CertManager,
-		self:          self,
-		insecureQuery: insecure,
-		api:           gs,
-		store:         store,
-		scraper:       scraper,
-		nodeInformers: nodeInformers,
-		podInformer:   podInformer,
-		objects:       objects,
-		informersSynced: []func() bool{
-			nodes.Informer().HasSynced,
-			podInformer.HasSynced,
-		},
-	}
-	if err := s.addHealthChecks(); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return nil
 }
 
 // scrapeJobs renders every scrape job: kubelets, the gateway itself (at

@@ -86,15 +86,7 @@ func (m MemoryOptions) Apply(gogcFlagSet bool, logger *slog.Logger) (started fun
 		os.Setenv("GOGC", strconv.Itoa(gogc))
 	}
 	debug.SetGCPercent(min(gogc, startupGOGC))
-	if m.ReleaseBinaryPages {
-		// Package initialisation and flag parsing ran: page them out now,
-		// so they do not count in the startup peak, and again once started.
-		if _, _, err := releaseBinaryPages(); err != nil {
-			logger.Warn("Could not page out the executable's startup pages", "err", err)
-		}
-	}
-	started = func() {
-		debug.SetGCPercent(gogc)
+	release := func() {
 		if !m.ReleaseBinaryPages {
 			return
 		}
@@ -104,6 +96,13 @@ func (m MemoryOptions) Apply(gogcFlagSet bool, logger *slog.Logger) (started fun
 			return
 		}
 		logger.Info("Paged out the executable's startup pages", "residentBeforeMiB", before>>20, "residentAfterMiB", after>>20)
+	}
+	// Package initialisation and flag parsing ran: page them out now, so
+	// they do not count in the startup peak, and again once started.
+	release()
+	started = func() {
+		debug.SetGCPercent(gogc)
+		release()
 	}
 	if !m.AutoGoMemLimit {
 		return started

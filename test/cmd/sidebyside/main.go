@@ -43,7 +43,7 @@ type options struct {
 	profileDir           string
 }
 
-func run(ctx context.Context, args []string, stdout io.Writer) error {
+func parseOptions(args []string) (options, error) {
 	fs := flag.NewFlagSet("sidebyside", flag.ContinueOnError)
 	var o options
 	fs.StringVar(&o.scales, "scales", "10x30,100x70,1000x30", "NODESxPODS_PER_NODE, comma-separated, smallest first")
@@ -59,10 +59,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&o.prefill, "prefill", time.Hour, "history written into the gateway's storage before it starts")
 	fs.DurationVar(&o.resolution, "resolution", 15*time.Second, "--metric-resolution of every server")
 	fs.StringVar(&o.command, "command", "make bench", "the command to print in the report")
-	fs.StringVar(&o.profileDir, "profile-dir", "", "write the gateway's heap profile and a one-round CPU profile here, per scale (go tool pprof reads them)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
+	fs.StringVar(&o.profileDir, "profile-dir", "", "write each server's heap profile, a one-round CPU profile and its memory accounting here, per run (go tool pprof reads the profiles)")
+	return o, fs.Parse(args)
+}
+
+// resolveTools returns the absolute paths of the servers and tools o
+// names, and of its bin directory, checking that each exists.
+func resolveTools(o options) (bench.Tools, string, error) {
 	tools := bench.Tools{}
 	for _, t := range []struct {
 		dst  *string
@@ -71,14 +74,23 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		{&tools.Gateway, o.gateway}, {&tools.BenchTool, o.benchtool}} {
 		abs, err := filepath.Abs(t.path)
 		if err != nil {
-			return err
+			return tools, "", err
 		}
 		if _, err := os.Stat(abs); err != nil {
-			return fmt.Errorf("%s missing (make bench builds it): %w", abs, err)
+			return tools, "", fmt.Errorf("%s missing (make bench builds it): %w", abs, err)
 		}
 		*t.dst = abs
 	}
 	binDir, err := filepath.Abs(o.binDir)
+	return tools, binDir, err
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	o, err := parseOptions(args)
+	if err != nil {
+		return err
+	}
+	tools, binDir, err := resolveTools(o)
 	if err != nil {
 		return err
 	}
