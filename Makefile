@@ -50,6 +50,19 @@ e2e-build: build ## etcd (apt), control plane v1.37.2 (cached in test/bin), simk
 e2e: e2e-build ## End-to-end tests: kubectl top, the raw API, an HPA, a bad kubelet, SIGKILL.
 	cd test && go test -count=1 -v -timeout 30m ./e2e/
 
+# Fuzz targets that take outside input, each run for FUZZTIME. The corpora
+# that found bugs are committed under each package's testdata/fuzz.
+FUZZTIME ?= 60s
+FUZZ_TARGETS := FuzzMetricsAPIs:./pkg/server FuzzSelectorQuery:./pkg/custom/rules \
+	FuzzLoad:./pkg/custom/rules FuzzConfig:./pkg/scrape
+
+.PHONY: fuzz
+fuzz: ## Each fuzz target for FUZZTIME (60s): HTTP on the metrics APIs, selectors into PromQL, adapter and scrape configs.
+	@for t in $(FUZZ_TARGETS); do \
+		echo "go test -run '^$$' -fuzz '^$${t%%:*}$$' -fuzztime $(FUZZTIME) $${t#*:}"; \
+		go test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 20x "$${t#*:}" 2>&1 | grep -v '^[IWE][0-9]\{4\} ' || exit 1; \
+	done
+
 .PHONY: lint
 lint: ## gofmt (prints nothing) and go vet.
 	@echo "gofmt -l ."

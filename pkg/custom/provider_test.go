@@ -264,7 +264,23 @@ func TestErrors(t *testing.T) {
 			cancel()
 			_, err := f.p.GetMetricByName(cctx, types.NamespacedName{Namespace: "default", Name: "a"}, reqs, labels.Everything())
 			return err
-		}, apierrors.IsInternalError},
+		}, apierrors.IsServiceUnavailable},
+		{"expired deadline is a timeout", func() error {
+			dctx, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+			defer cancel()
+			_, err := f.p.GetMetricByName(dctx, types.NamespacedName{Namespace: "default", Name: "a"}, reqs, labels.Everything())
+			return err
+		}, apierrors.IsTimeout},
+		{"external metric past its deadline is a timeout", func() error {
+			dctx, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+			defer cancel()
+			_, err := f.p.GetExternalMetric(dctx, "default", labels.Everything(), provider.ExternalMetricInfo{Metric: "queue_depth"})
+			return err
+		}, apierrors.IsTimeout},
+		{"kubernetes label key selects no series", func() error {
+			_, err := f.p.GetMetricByName(ctx, types.NamespacedName{Namespace: "default", Name: "a"}, reqs, mustParse(t, "app.kubernetes.io/name=web"))
+			return err
+		}, apierrors.IsNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.call(); !tc.check(err) {

@@ -25,11 +25,7 @@ import (
 func (p *Provider) eval(ctx context.Context, q string, ts time.Time) (promql.Vector, error) {
 	v, err := p.store.Instant(ctx, q, ts, storage.QueryOptions{})
 	if err != nil {
-		var bad *storage.BadQueryError
-		if errors.As(err, &bad) {
-			return nil, apierrors.NewInternalError(fmt.Errorf("rule rendered an invalid query %q: %w", q, err))
-		}
-		return nil, apierrors.NewInternalError(fmt.Errorf("evaluate %q: %w", q, err))
+		return nil, evalError(q, err)
 	}
 	switch v := v.(type) {
 	case promql.Vector:
@@ -40,6 +36,30 @@ func (p *Provider) eval(ctx context.Context, q string, ts time.Time) (promql.Vec
 	default:
 		return nil, apierrors.NewInternalError(fmt.Errorf("query %q returned %s, not a vector", q, v.Type()))
 	}
+}
+
+// evalError gives a failed evaluation the Status a client can act on: a
+// deadline is a 504 Timeout (retry later, ask for less), a cancellation or
+// storage that is not open a 503, a query the rule rendered but the parser
+// refused a 500 (the rule is wrong, not the request: selectors are checked
+// before rendering). Never a 500 for a timeout.
+func evalError(q string, err error) error {
+	var (
+		bad      *storage.BadQueryError
+		timeout  promql.ErrQueryTimeout
+		canceled promql.ErrQueryCanceled
+	)
+	switch {
+	case errors.As(err, &timeout):
+		return apierrors.NewTimeoutError(fmt.Sprintf("evaluating %q: %v", q, err), 1)
+	case errors.As(err, &canceled):
+		return apierrors.NewServiceUnavailable(fmt.Sprintf("evaluating %q: %v", q, err))
+	case errors.Is(err, storage.ErrNotReady):
+		return apierrors.NewServiceUnavailable(err.Error())
+	case errors.As(err, &bad):
+		return apierrors.NewInternalError(fmt.Errorf("rule rendered an invalid query %q: %w", q, err))
+	}
+	return apierrors.NewInternalError(fmt.Errorf("evaluate %q: %w", q, err))
 }
 
 // quantity keeps milli precision, the finest resource.Quantity carries in

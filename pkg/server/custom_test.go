@@ -44,7 +44,7 @@ type fakePod struct {
 	extraServed int    // scrapes answered with extra
 }
 
-func newFakePod(t *testing.T, ns, name, ip string, rate float64) *fakePod {
+func newFakePod(t testing.TB, ns, name, ip string, rate float64) *fakePod {
 	p := &fakePod{ns: ns, name: name, ip: ip, rate: rate, start: time.Now(), queue: 7}
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
@@ -101,7 +101,7 @@ func (p *fakePod) register(api *fakeAPIServer, lbls map[string]string) {
 // customGateway runs the whole server with annotated fake pods scraped
 // every second through the real pod job, configured by a --config file.
 // adapterConfig, when not empty, is written to a file for --adapter-config.
-func customGateway(t *testing.T, adapterConfig string) (*gateway, map[string]*fakePod) {
+func customGateway(t testing.TB, adapterConfig string) (*gateway, map[string]*fakePod) {
 	dir := t.TempDir()
 	configFile := filepath.Join(dir, "gateway.yaml")
 	writeFile(t, configFile, "apiVersion: metrics-gateway.io/v1alpha1\nkind: GatewayConfig\npods:\n  scrapeInterval: 1s\n")
@@ -127,7 +127,7 @@ func customGateway(t *testing.T, adapterConfig string) (*gateway, map[string]*fa
 	return g, pods
 }
 
-func writeFile(t *testing.T, path, body string) {
+func writeFile(t testing.TB, path, body string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)

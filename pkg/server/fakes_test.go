@@ -30,7 +30,7 @@ import (
 // Prometheus' pod discovery) or as metadata (for the informers). Watches
 // get real events.
 type fakeAPIServer struct {
-	t   *testing.T
+	t   testing.TB
 	srv *httptest.Server
 
 	mu       sync.Mutex
@@ -45,7 +45,7 @@ type fakeAPIServer struct {
 	apiServices  map[string]map[string]any
 }
 
-func newFakeAPIServer(t *testing.T) *fakeAPIServer {
+func newFakeAPIServer(t testing.TB) *fakeAPIServer {
 	f := &fakeAPIServer{t: t, nodes: map[string]corev1.Node{}, pods: map[string]corev1.Pod{}, watchers: map[string][]chan []byte{}}
 	for _, name := range []string{"v1beta1.metrics.k8s.io", "v1beta1.custom.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io", "v1beta1.external.metrics.k8s.io"} {
 		f.addAPIService(name, "kube-system", "metrics-gateway")
@@ -297,7 +297,7 @@ var fixtureTimestamp = regexp.MustCompile(` (17900000[0-9]{5})$`)
 // fixtureT0 is the first round's time in the fixtures, in milliseconds.
 const fixtureT0 = 1790000000000
 
-func newFakeKubelet(t *testing.T, name, ip string) *fakeKubelet {
+func newFakeKubelet(t testing.TB, name, ip string) *fakeKubelet {
 	k := &fakeKubelet{name: name, ip: ip}
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
@@ -312,7 +312,7 @@ func newFakeKubelet(t *testing.T, name, ip string) *fakeKubelet {
 
 // setRound serves fixture file round (e.g. "round1.txt") as if fixture time
 // fixtureAt (ms) were wall time at; see rebase for podPrefix and drop.
-func (k *fakeKubelet) setRound(t *testing.T, round string, fixtureAt int64, at time.Time, podPrefix string, drop ...string) {
+func (k *fakeKubelet) setRound(t testing.TB, round string, fixtureAt int64, at time.Time, podPrefix string, drop ...string) {
 	b, err := os.ReadFile(filepath.Join("..", "scrape", "testdata", "kubelet", round))
 	if err != nil {
 		t.Fatal(err)
@@ -403,7 +403,7 @@ func insecureClient() *http.Client {
 }
 
 // eventually polls cond every 100ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var err error

@@ -30,7 +30,7 @@ type gateway struct {
 // 127.0.0.2 and node-b on 127.0.0.3. Kubelets are scraped every second;
 // answers use a 15s resolution, like the fixtures. Each of opts may change
 // the options before they are validated.
-func startGateway(t *testing.T, storagePath string, opts ...func(*Options)) *gateway {
+func startGateway(t testing.TB, storagePath string, opts ...func(*Options)) *gateway {
 	t.Helper()
 	g := &gateway{api: newFakeAPIServer(t), kubelet: map[string]*fakeKubelet{}, done: make(chan error, 1)}
 	for name, ip := range map[string]string{"node-a": "127.0.0.2", "node-b": "127.0.0.3"} {
@@ -94,7 +94,7 @@ func (g *gateway) stop() {
 }
 
 // get fetches path from the gateway and returns status and body.
-func (g *gateway) get(t *testing.T, path string, accept string) (int, []byte) {
+func (g *gateway) get(t testing.TB, path string, accept string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, g.url+path, nil)
 	if accept != "" {
@@ -143,7 +143,7 @@ func keys[V any](m map[string]V) []string {
 // replayRounds serves fixture round 1 then round 2 on node-a (and, pods
 // prefixed "b-", on node-b), waiting for each to be scraped. Round 2 is
 // stamped at base; round 1 15s before.
-func (g *gateway) replayRounds(t *testing.T, base time.Time) {
+func (g *gateway) replayRounds(t testing.TB, base time.Time) {
 	t.Helper()
 	for _, r := range []struct {
 		file string
@@ -163,7 +163,7 @@ func (g *gateway) replayRounds(t *testing.T, base time.Time) {
 
 // waitScraped waits until k has served two more scrapes: the second one
 // began after the first finished, so what was set before is stored.
-func waitScraped(t *testing.T, k *fakeKubelet) {
+func waitScraped(t testing.TB, k *fakeKubelet) {
 	t.Helper()
 	n := k.servedCount()
 	eventually(t, 20*time.Second, k.name+" scraped", func() error {

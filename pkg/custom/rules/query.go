@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/template"
 
+	"github.com/prometheus/common/model"
 	k8slabels "k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
@@ -221,7 +223,21 @@ func partExpr(p queryPart) (string, error) {
 
 // The adapter quotes values with Go's %q; PromQL accepts Go string escapes,
 // and matching its bytes keeps rendered queries identical.
-func labelEq(l, v string) string         { return fmt.Sprintf("%s=%q", l, v) }
-func labelNeq(l, v string) string        { return fmt.Sprintf("%s!=%q", l, v) }
-func labelMatches(l, v string) string    { return fmt.Sprintf("%s=~%q", l, v) }
-func labelNotMatches(l, v string) string { return fmt.Sprintf("%s!~%q", l, v) }
+func labelEq(l, v string) string         { return fmt.Sprintf("%s=%q", labelName(l), v) }
+func labelNeq(l, v string) string        { return fmt.Sprintf("%s!=%q", labelName(l), v) }
+func labelMatches(l, v string) string    { return fmt.Sprintf("%s=~%q", labelName(l), v) }
+func labelNotMatches(l, v string) string { return fmt.Sprintf("%s!~%q", labelName(l), v) }
+
+// labelName writes a label name as PromQL reads it inside braces. A
+// Kubernetes label key such as app.kubernetes.io/name is a valid selector
+// key but not a classic Prometheus label name: the adapter renders it bare
+// and the query fails to parse, a server error for a valid request.
+// Prometheus 3 reads any UTF-8 name in quotes, so such a key is quoted and
+// matches exactly the series that carry that label (usually none, which is
+// the honest answer).
+func labelName(l string) string {
+	if model.LabelName(l).IsValidLegacy() {
+		return l
+	}
+	return strconv.Quote(l)
+}
