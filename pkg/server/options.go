@@ -119,9 +119,23 @@ func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
 	o.Authentication.AddFlags(fs.FlagSet("apiserver authentication"))
 	o.Authorization.AddFlags(fs.FlagSet("apiserver authorization"))
 	o.Audit.AddFlags(fs.FlagSet("apiserver audit log"))
-	o.Features.AddFlags(fs.FlagSet("features"))
+	addFeatureFlags(fs.FlagSet("features"), o.Features)
 	logsapi.AddFlags(o.Logging, fs.FlagSet("logging"))
 	return fs
+}
+
+// addFeatureFlags registers the apiserver's profiling flags, which the
+// config applies. --enable-priority-and-fairness is left out: API Priority
+// and Fairness would need FlowSchema informers and RBAC the gateway does not
+// have, and a flag that is accepted and ignored tells an operator a bound
+// exists that does not. The metrics APIs are bounded by
+// --max-requests-inflight instead.
+func addFeatureFlags(fs *pflag.FlagSet, o *genericoptions.FeatureOptions) {
+	all := pflag.NewFlagSet("features", pflag.ContinueOnError)
+	o.AddFlags(all)
+	for _, name := range []string{"profiling", "contention-profiling", "debug-socket-path"} {
+		fs.AddFlag(all.Lookup(name))
+	}
 }
 
 // Validate reports every problem with the options at once.
@@ -250,6 +264,9 @@ func (o *Options) apiserverConfig() (*genericapiserver.Config, error) {
 	if err := o.Audit.ApplyTo(c); err != nil {
 		return nil, err
 	}
+	c.EnableProfiling = o.Features.EnableProfiling
+	c.EnableContentionProfiling = o.Features.EnableContentionProfiling
+	c.DebugSocketPath = o.Features.DebugSocketPath
 	defs, namer := openAPIDefinitions()
 	c.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(defs, namer)
 	c.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(defs, namer)

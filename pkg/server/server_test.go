@@ -7,9 +7,11 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 	"k8s.io/metrics/pkg/apis/metrics/v1beta1"
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
@@ -181,4 +183,44 @@ func addFixturePods(api *fakeAPIServer, prefix string) {
 	api.addPod("default", prefix+"nodata-1", map[string]string{"app": "nodata"})
 	// Known to the API, never seen by a kubelet: never answered.
 	api.addPod("default", prefix+"pending-1", map[string]string{"app": "web"})
+}
+
+// TestProfilingFlag: /debug/pprof is served by default and gone with
+// --profiling=false (the flag was accepted and ignored once), and
+// --enable-priority-and-fairness, which nothing applied, is not accepted.
+func TestProfilingFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{nil, http.StatusOK},
+		{[]string{"--profiling=false"}, http.StatusNotFound},
+	} {
+		t.Run(strings.Join(append([]string{"args"}, tc.args...), " "), func(t *testing.T) {
+			g := startGateway(t, "", func(o *Options) {
+				if err := parseFlags(o, tc.args); err != nil {
+					t.Fatal(err)
+				}
+			})
+			eventually(t, 20*time.Second, "pprof answer", func() error {
+				if code, body := g.get(t, "/debug/pprof/", ""); code != tc.want {
+					return fmt.Errorf("GET /debug/pprof/: %d, want %d: %.200s", code, tc.want, body)
+				}
+				return nil
+			})
+		})
+	}
+	if err := parseFlags(NewOptions(), []string{"--enable-priority-and-fairness=true"}); err == nil {
+		t.Error("--enable-priority-and-fairness was accepted")
+	}
+}
+
+func parseFlags(o *Options, args []string) error {
+	named := o.Flags()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	for _, n := range named.Order {
+		fs.AddFlagSet(named.FlagSet(n))
+	}
+	return fs.Parse(args)
 }
