@@ -216,6 +216,9 @@ func kubeletJob(name, path string, interval, timeout time.Duration, o KubeletOpt
 		"scrape_timeout":        promDuration(timeout),
 		"kubernetes_sd_configs": []any{sd},
 		"relabel_configs":       addressRelabeling(o),
+		// A kubelet answers /metrics/resource itself; a node that redirects
+		// is sending the scrape, and its credentials, somewhere else.
+		"follow_redirects": false,
 	}
 	tls := map[string]any{}
 	switch {

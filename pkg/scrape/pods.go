@@ -61,6 +61,10 @@ func PodJobYAML(o PodJobOptions, c Credentials) (string, error) {
 		"scrape_timeout":        promDuration(o.Timeout),
 		"kubernetes_sd_configs": []any{sd},
 		"relabel_configs":       podRelabeling(o.Exclude),
+		// A pod answering a redirect would make the gateway fetch any
+		// address it names, inside the cluster network, and store the answer
+		// as the pod's own series.
+		"follow_redirects": false,
 	}
 	o.Limits.applyTo(job)
 	b, err := yaml.Marshal(map[string]any{"scrape_configs": []any{job}})

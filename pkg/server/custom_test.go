@@ -42,6 +42,8 @@ type fakePod struct {
 	queue       float64
 	extra       string // name of an extra gauge; empty for none
 	extraServed int    // scrapes answered with extra
+	redirectTo  string // when set, every scrape is answered 302 to it
+	served      int
 }
 
 func newFakePod(t testing.TB, ns, name, ip string, rate float64) *fakePod {
@@ -63,7 +65,13 @@ func (p *fakePod) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.mu.Lock()
-	queue, extra := p.queue, p.extra
+	p.served++
+	queue, extra, redirectTo := p.queue, p.extra, p.redirectTo
+	if redirectTo != "" {
+		p.mu.Unlock()
+		http.Redirect(w, r, redirectTo, http.StatusFound)
+		return
+	}
 	if extra != "" {
 		p.extraServed++
 	}

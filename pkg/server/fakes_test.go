@@ -275,6 +275,7 @@ const (
 	kubeletGarbage
 	kubelet500
 	kubeletHang
+	kubeletRedirect // 302 to redirectTo
 )
 
 // fakeKubelet serves kubelet fixture bodies over TLS on its own loopback
@@ -286,10 +287,11 @@ type fakeKubelet struct {
 	port int
 	srv  *httptest.Server
 
-	mu     sync.Mutex
-	body   string
-	mode   kubeletMode
-	served int
+	mu         sync.Mutex
+	body       string
+	mode       kubeletMode
+	served     int
+	redirectTo string
 }
 
 var fixtureTimestamp = regexp.MustCompile(` (17900000[0-9]{5})$`)
@@ -386,6 +388,11 @@ func (k *fakeKubelet) serve(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("container_cpu_usage_seconds_total{container=\"app\" 12 oops\n\x00\x01garbage"))
 	case kubelet500:
 		http.Error(w, "internal error", http.StatusInternalServerError)
+	case kubeletRedirect:
+		k.mu.Lock()
+		to := k.redirectTo
+		k.mu.Unlock()
+		http.Redirect(w, r, to, http.StatusFound)
 	case kubeletHang:
 		select {
 		case <-r.Context().Done():

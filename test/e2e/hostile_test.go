@@ -3,9 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,9 +34,10 @@ const maxGatewayRSS = 300 << 20
 // 180 cAdvisor series and their scrape reports.
 const maxHeadGrowth = 4000
 
-// testHostileTargets: four annotated pods whose /metrics is garbage, a
-// streamed 100 MB body, 100,000 series with one label value each, and
-// 100,000 fresh series every scrape. The
+// testHostileTargets: five annotated pods whose /metrics is garbage, a
+// streamed 100 MB body, 100,000 series with one label value each,
+// 100,000 fresh series every scrape, and a 302 to a canary server that must
+// receive nothing. The
 // gateway's default limits (bodySizeLimit 10MB, sampleLimit 10000) must
 // fail each scrape of them: every one counted in
 // metrics_gateway_scrape_errors_total with target_up 0, over several
@@ -63,9 +67,22 @@ func testHostileTargets(t *testing.T) {
 			annotations: map[string]string{sim.AnnotationMetricsMode: string(m)}}
 		d.create(ctx, t)
 	}
+	// A fifth pod answers every scrape with a 302 to a canary inside the
+	// "cluster network": following it would fetch whatever the pod names
+	// and store it as the pod's own series.
+	var canaryHits atomic.Int64
+	canary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		canaryHits.Add(1)
+		_, _ = io.WriteString(w, "# TYPE internal_secret gauge\ninternal_secret 1\n")
+	}))
+	t.Cleanup(canary.Close)
+	const redirect = "redirect"
+	d := deployment{ns: ns, name: redirect, replicas: 1, containers: []string{"app"}, memory: 32 << 20, scrape: true,
+		annotations: map[string]string{sim.AnnotationRedirectTo: canary.URL + "/metrics"}}
+	d.create(ctx, t)
 	t.Cleanup(func() { removeDeployments(t, ns) })
 	targets := map[string]string{} // pod IP:port → mode
-	for _, m := range modes {
+	for _, m := range append(modes, redirect) {
 		pods, err := running(ctx, ns, "app="+string(m))
 		if err != nil || len(pods) != 1 {
 			t.Fatalf("%s: %d running pods, %v", m, len(pods), err)
@@ -94,7 +111,10 @@ func testHostileTargets(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("all three hostile targets failed %d scrapes each within %v", rounds, time.Since(start).Round(time.Second))
+	t.Logf("all %d hostile targets failed %d scrapes each within %v", len(targets), rounds, time.Since(start).Round(time.Second))
+	if n := canaryHits.Load(); n > 0 {
+		t.Errorf("the redirecting pod made the gateway fetch the canary %d times", n)
+	}
 
 	fams, err := gatewayMetrics(ctx)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -24,6 +25,10 @@ const (
 	// AnnotationExtraMetric adds one gauge, "NAME" (value 1) or "NAME=VALUE",
 	// that no other pod exposes unless it carries the same annotation.
 	AnnotationExtraMetric = "sim.metrics-gateway.io/extra-metric"
+	// AnnotationRedirectTo makes /metrics answer every scrape with a 302
+	// to this absolute http(s) URL: a pod trying to make its scraper fetch
+	// something else.
+	AnnotationRedirectTo = "sim.metrics-gateway.io/redirect-to"
 )
 
 // MetricsMode is how a pod's /metrics answers.
@@ -59,6 +64,7 @@ type Exposition struct {
 	Mode        MetricsMode
 	ExtraMetric string // empty for none
 	ExtraValue  float64
+	RedirectTo  string // empty for none
 }
 
 // ExpositionFromAnnotations reads the exposition annotations and reports
@@ -72,6 +78,13 @@ func ExpositionFromAnnotations(a map[string]string) (Exposition, []error) {
 			x.Mode = m
 		default:
 			errs = append(errs, fmt.Errorf("annotation %s=%q: want ok, garbage, huge, cardinality or churn", AnnotationMetricsMode, v))
+		}
+	}
+	if v, ok := a[AnnotationRedirectTo]; ok {
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("annotation %s=%q: want an absolute http or https URL", AnnotationRedirectTo, v))
+		} else {
+			x.RedirectTo = v
 		}
 	}
 	if v, ok := a[AnnotationExtraMetric]; ok {
@@ -115,7 +128,11 @@ func podHandler(m *PodModel, x Exposition, clk clock.PassiveClock) (http.Handler
 	}
 	var scrapes atomic.Int64 // numbers the id values in MetricsChurn
 	mux := http.NewServeMux()
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		if x.RedirectTo != "" {
+			http.Redirect(w, r, x.RedirectTo, http.StatusFound)
+			return
+		}
 		// Text 0.0.4 whatever the Accept header says, so every scraper sees the same
 		// bytes a plain exporter would send.
 		format := expfmt.NewFormat(expfmt.TypeTextPlain)

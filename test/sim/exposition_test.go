@@ -25,6 +25,8 @@ func TestExpositionFromAnnotations(t *testing.T) {
 		{name: "extra metric with value", ann: map[string]string{AnnotationExtraMetric: "jobs_waiting=7.5"}, want: Exposition{Mode: MetricsOK, ExtraMetric: "jobs_waiting", ExtraValue: 7.5}},
 		{name: "bad metric name", ann: map[string]string{AnnotationExtraMetric: "jobs-waiting"}, want: Exposition{Mode: MetricsOK}, wantErr: "not a metric name"},
 		{name: "bad value", ann: map[string]string{AnnotationExtraMetric: "jobs=many"}, want: Exposition{Mode: MetricsOK}, wantErr: "value"},
+		{name: "redirect", ann: map[string]string{AnnotationRedirectTo: "http://127.0.0.1:9/metrics"}, want: Exposition{Mode: MetricsOK, RedirectTo: "http://127.0.0.1:9/metrics"}},
+		{name: "relative redirect", ann: map[string]string{AnnotationRedirectTo: "/elsewhere"}, want: Exposition{Mode: MetricsOK}, wantErr: "absolute http or https URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
