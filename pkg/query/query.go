@@ -64,6 +64,8 @@ type Options struct {
 	// further requests wait up to QueryTimeout or 10s, whichever is less. The metrics APIs have their
 	// own bound in storage, so dashboards cannot starve autoscalers.
 	MaxConcurrent int
+	// Limits bound each request's expressions and answers.
+	Limits Limits
 	// Version is the gateway's version, reported as buildinfo's revision.
 	Version    string
 	Logger     *slog.Logger
@@ -78,10 +80,13 @@ type Options struct {
 // document (it describes the write and admin routes too).
 var denied = []string{"/write", "/otlp/", "/admin/", "/read", "/notifications/live", "/features", "/search/", "/openapi.yaml"}
 
-// limited are the endpoints that evaluate or walk the index.
+// limited are the endpoints that parse, evaluate or walk the index or the
+// scrape caches: they run inside MaxConcurrent and Limits.
 var limited = map[string]bool{
 	"/query": true, "/query_range": true, "/query_exemplars": true,
+	"/format_query": true, "/parse_query": true, "/query_cost": true, "/query_range_cost": true,
 	"/series": true, "/labels": true, "/label/:name/values": true,
+	"/metadata": true, "/targets/metadata": true,
 	"/status/tsdb": true,
 }
 
@@ -153,7 +158,7 @@ func NewHandler(o Options) (http.Handler, error) {
 			}
 		}
 		if limited[name] {
-			next = bounded(sem, min(o.QueryTimeout, maxSlotWait), next)
+			next = limitRequest(o.Limits, name, bounded(sem, min(o.QueryTimeout, maxSlotWait), next))
 		}
 		return promhttp.InstrumentHandlerDuration(duration.MustCurryWith(prometheus.Labels{"handler": name}),
 			promhttp.InstrumentHandlerCounter(requests.MustCurryWith(prometheus.Labels{"handler": name}), next))
@@ -170,6 +175,9 @@ func (o Options) validate() error {
 	}
 	if o.Logger == nil || o.Registerer == nil || o.Gatherer == nil {
 		errs = append(errs, errors.New("logger, registerer and gatherer are required"))
+	}
+	if err := o.Limits.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if o.MaxConcurrent <= 0 || o.QueryTimeout <= 0 || o.LookbackDelta <= 0 {
 		errs = append(errs, fmt.Errorf("max concurrency (%d), query timeout (%v) and lookback delta (%v) must be positive", o.MaxConcurrent, o.QueryTimeout, o.LookbackDelta))

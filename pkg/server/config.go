@@ -258,6 +258,7 @@ func (c *Config) buildQueryAPI(s *Server, scrapeCfg *config.Config, reg *prometh
 		LookbackDelta: storage.LookbackDelta,
 		QueryTimeout:  s.store.Options().QueryTimeout,
 		MaxConcurrent: c.QueryAPI.MaxConcurrent,
+		Limits:        c.QueryAPI.Limits,
 		Version:       Version,
 		Logger:        logger,
 		Registerer:    reg,

@@ -1,10 +1,13 @@
 package server
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -78,4 +81,37 @@ func TestScrapesDoNotFollowRedirects(t *testing.T) {
 	if requests, tokens := c.counts(); requests > 0 {
 		t.Errorf("the canary received %d requests (%d with a bearer token)", requests, tokens)
 	}
+}
+
+// TestQueryAPIAbuseIsRefused runs the query API with a small answer cap and
+// checks, through the whole handler chain, that "series over everything" is
+// truncated with Prometheus' warning, and that a 10 MB expression and a
+// deeply nested one are refused before they are parsed.
+func TestQueryAPIAbuseIsRefused(t *testing.T) {
+	g := startGateway(t, "", func(o *Options) { o.QueryAPI.Limits.MaxResults = 3 })
+	g.api.addNode("node-a", "127.0.0.2", g.kubelet["node-a"].port, nil)
+	g.api.addNode("node-b", "127.0.0.3", g.kubelet["node-b"].port, nil)
+	g.replayRounds(t, time.Now().Add(-5*time.Second).Truncate(time.Second))
+	base := g.url + PrometheusPrefix
+	var answer struct {
+		Status   string
+		Data     []map[string]string
+		Warnings []string
+	}
+	eventually(t, 30*time.Second, "series over everything, truncated", func() error {
+		code, body := apiRequest(t, base, http.MethodPost, "/api/v1/series", url.Values{"match[]": {`{__name__=~".+"}`}}, "")
+		if code != http.StatusOK {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		if err := json.Unmarshal(body, &answer); err != nil {
+			return err
+		}
+		if len(answer.Data) != 3 || len(answer.Warnings) == 0 || !strings.Contains(answer.Warnings[0], "truncated") {
+			return fmt.Errorf("%d series, warnings %q; want 3 and a truncation warning", len(answer.Data), answer.Warnings)
+		}
+		return nil
+	})
+	checkAPIError(t, base, http.MethodPost, "/api/v1/query", url.Values{"query": {strings.Repeat("(", 10<<20)}}, "", http.StatusRequestEntityTooLarge, "bad_data")
+	checkAPIError(t, base, http.MethodPost, "/api/v1/query", url.Values{"query": {strings.Repeat("(", 1000) + "1" + strings.Repeat(")", 1000)}}, "", http.StatusBadRequest, "bad_data")
+	checkAPIError(t, base, http.MethodGet, "/api/v1/query_range?query="+strings.Repeat("-", 100<<10)+"1&start=0&end=1&step=1", nil, "", http.StatusBadRequest, "bad_data")
 }

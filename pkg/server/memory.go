@@ -10,8 +10,6 @@ import (
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/spf13/pflag"
-
-	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 )
 
 // DefaultGOGC is the gateway's GC target percentage. Its live heap is
@@ -134,6 +132,6 @@ const (
 // metrics APIs' and the query API's). The shipped manifests keep it under
 // GOMEMLIMIT, so that no default can run the pod out of its memory limit.
 func (o *Options) MemoryBudget(maxHeadSeries uint64) int64 {
-	queries := int64(storage.DefaultOptions().MaxConcurrentQueries + o.QueryAPI.MaxConcurrent)
+	queries := int64(o.QueryMaxConcurrency + o.QueryAPI.MaxConcurrent)
 	return BudgetBase + int64(maxHeadSeries)*BudgetHeadSeries + queries*int64(o.QueryMaxSamples)*BudgetSample
 }

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/metrics-server/pkg/api"
 	generatedopenapi "sigs.k8s.io/metrics-server/pkg/api/generated/openapi"
 
+	"github.com/metrics-gateway/metrics-gateway/pkg/query"
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 )
@@ -48,10 +49,12 @@ type Options struct {
 	StorageRetention time.Duration
 	QueryTimeout     time.Duration
 	QueryMaxSamples  int
-	QueryAPI         QueryAPIOptions
-	ServingCert      ServingCertOptions
-	Memory           MemoryOptions
-	ShowVersion      bool
+	// QueryMaxConcurrency bounds the evaluations of the metrics APIs at once.
+	QueryMaxConcurrency int
+	QueryAPI            QueryAPIOptions
+	ServingCert         ServingCertOptions
+	Memory              MemoryOptions
+	ShowVersion         bool
 
 	// DisableAuthForTesting serves without delegated authn/authz; tests only.
 	DisableAuthForTesting bool
@@ -61,6 +64,8 @@ type Options struct {
 type QueryAPIOptions struct {
 	// MaxConcurrent bounds evaluating requests at once.
 	MaxConcurrent int
+	// Limits bound each request's expressions and answers.
+	Limits query.Limits
 	// InsecureBindAddress, when set, also serves the API over plain HTTP
 	// without authentication; it must be a loopback address.
 	InsecureBindAddress string
@@ -81,7 +86,8 @@ func NewOptions() *Options {
 		StorageRetention:        6 * time.Hour,
 		QueryTimeout:            storage.DefaultOptions().QueryTimeout,
 		QueryMaxSamples:         storage.DefaultOptions().MaxSamples,
-		QueryAPI:                QueryAPIOptions{MaxConcurrent: 4},
+		QueryAPI:                QueryAPIOptions{MaxConcurrent: 4, Limits: query.DefaultLimits()},
+		QueryMaxConcurrency:     storage.DefaultOptions().MaxConcurrentQueries,
 		ServingCert:             defaultServingCertOptions(),
 		Memory:                  defaultMemoryOptions(),
 	}
@@ -102,10 +108,14 @@ func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
 	g.DurationVar(&o.StorageRetention, "storage-retention", o.StorageRetention, "How long samples are kept.")
 	g.DurationVar(&o.QueryTimeout, "query-timeout", o.QueryTimeout, "Maximum time one PromQL evaluation may take.")
 	g.IntVar(&o.QueryMaxSamples, "query-max-samples", o.QueryMaxSamples, "Maximum samples one PromQL evaluation may load into memory.")
+	g.IntVar(&o.QueryMaxConcurrency, "query-max-concurrency", o.QueryMaxConcurrency, "Maximum PromQL evaluations of the metrics APIs (metrics.k8s.io, custom and external metrics) at once; further requests wait for a slot until their deadline. The query API has its own bound, so dashboards cannot starve autoscalers.")
 	g.BoolVar(&o.ShowVersion, "version", false, "Show version and exit.")
 
 	q := fs.FlagSet("query API")
 	q.IntVar(&o.QueryAPI.MaxConcurrent, "query-api-max-concurrency", o.QueryAPI.MaxConcurrent, "Maximum evaluating requests (query, query_range, series, labels) of the Prometheus-compatible API (/prometheus/api/v1) at once; further requests wait up to --query-timeout. The metrics APIs have their own bound.")
+	q.IntVar(&o.QueryAPI.Limits.MaxExpressionBytes, "query-max-expression-bytes", o.QueryAPI.Limits.MaxExpressionBytes, "Longest PromQL expression (query, match[]) the query API accepts, in bytes; longer ones are answered 400 before they are parsed, and larger forms 413.")
+	q.IntVar(&o.QueryAPI.Limits.MaxNesting, "query-max-nesting", o.QueryAPI.Limits.MaxNesting, "Deepest nesting of parentheses, brackets and braces in an expression the query API accepts; deeper ones are answered 400 before they are parsed.")
+	q.IntVar(&o.QueryAPI.Limits.MaxResults, "query-api-max-results", o.QueryAPI.Limits.MaxResults, "Most series, label names, label values or metadata entries one query API answer holds; a request's own limit applies when lower, and a capped answer carries Prometheus' \"results truncated\" warning.")
 	q.StringVar(&o.QueryAPI.InsecureBindAddress, "query-api-insecure-bind-address", o.QueryAPI.InsecureBindAddress, "Also serve the Prometheus-compatible API over plain HTTP without authentication on this loopback address (e.g. 127.0.0.1:9090), at /api/v1 and /prometheus/api/v1, for kubectl port-forward. Off when empty; non-loopback addresses are refused.")
 
 	o.ServingCert.addFlags(fs.FlagSet("serving certificate"))
@@ -159,6 +169,12 @@ func (o *Options) Validate() []error {
 	}
 	if o.QueryAPI.MaxConcurrent <= 0 {
 		errs = append(errs, errors.New("query-api-max-concurrency must be positive"))
+	}
+	if o.QueryMaxConcurrency <= 0 {
+		errs = append(errs, errors.New("query-max-concurrency must be positive"))
+	}
+	if l := o.QueryAPI.Limits; l.MaxExpressionBytes <= 0 || l.MaxNesting <= 0 || l.MaxResults <= 0 {
+		errs = append(errs, errors.New("query-max-expression-bytes, query-max-nesting and query-api-max-results must be positive"))
 	}
 	if a := o.QueryAPI.InsecureBindAddress; a != "" {
 		if err := checkLoopback(a); err != nil {
@@ -218,10 +234,11 @@ func (o *Options) Config() (*Config, error) {
 		Credentials: creds,
 		Gateway:     gateway,
 		Storage: storage.Options{
-			Path:         o.StoragePath,
-			Retention:    o.StorageRetention,
-			QueryTimeout: o.QueryTimeout,
-			MaxSamples:   o.QueryMaxSamples,
+			Path:                 o.StoragePath,
+			Retention:            o.StorageRetention,
+			QueryTimeout:         o.QueryTimeout,
+			MaxSamples:           o.QueryMaxSamples,
+			MaxConcurrentQueries: o.QueryMaxConcurrency,
 		},
 		QueryAPI:    o.QueryAPI,
 		CertManager: certManager,
