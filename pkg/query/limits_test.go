@@ -33,7 +33,7 @@ func TestLimitRequest(t *testing.T) {
 		{name: "long match[]", endpoint: "/series", form: url.Values{"match[]": {"up", "x{a=\"" + strings.Repeat("a", 2<<10) + "\"}"}}, wantCode: 400},
 		{name: "deep parse_query", endpoint: "/parse_query", form: url.Values{"query": {nested(20)}}, wantCode: 400},
 		{name: "10 MB POST", endpoint: "/query", method: http.MethodPost, body: "query=" + strings.Repeat("(", 10<<20), wantCode: 413},
-		{name: "huge query string", endpoint: "/query", form: url.Values{"query": {strings.Repeat("x", 200 << 10)}}, wantCode: 413},
+		{name: "huge query string", endpoint: "/query", form: url.Values{"query": {strings.Repeat("x", 200<<10)}}, wantCode: 413},
 		{name: "series without limit is capped", endpoint: "/series", form: url.Values{"match[]": {"up"}}, wantCode: 200, wantLimit: "100"},
 		{name: "series with limit 0 is capped", endpoint: "/series", form: url.Values{"match[]": {"up"}, "limit": {"0"}}, wantCode: 200, wantLimit: "100"},
 		{name: "lower limit kept", endpoint: "/labels", form: url.Values{"limit": {"5"}}, wantCode: 200, wantLimit: "5"},
