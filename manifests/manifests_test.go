@@ -29,6 +29,7 @@ func checkAll(r *rendering, dir string) []error {
 	errs = append(errs, checkServiceAndPDB(r, d)...)
 	if o, err := gatewayOptions(d.Spec.Template.Spec.Containers[0].Args); err == nil {
 		errs = append(errs, checkServingCert(r, d, o)...)
+		errs = append(errs, checkKubeletAccount(r, o)...)
 	}
 	return errs
 }
@@ -83,7 +84,7 @@ func renderAndCheck(t *testing.T, dir string) *rendering {
 var (
 	allAPIServices    = []string{"v1beta1.custom.metrics.k8s.io", "v1beta1.external.metrics.k8s.io", "v1beta1.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io"}
 	customAPIServices = []string{"v1beta1.custom.metrics.k8s.io", "v1beta1.external.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io"}
-	baseKinds         = map[string]int{"APIService": 4, "ClusterRole": 5, "ClusterRoleBinding": 4, "ConfigMap": 1, "Deployment": 1, "Role": 1, "RoleBinding": 2, "Secret": 1, "Service": 1, "ServiceAccount": 1}
+	baseKinds         = map[string]int{"APIService": 4, "ClusterRole": 6, "ClusterRoleBinding": 5, "ConfigMap": 1, "Deployment": 1, "Role": 2, "RoleBinding": 3, "Secret": 1, "Service": 1, "ServiceAccount": 2}
 )
 
 // with returns baseKinds changed by delta.
@@ -154,9 +155,10 @@ func TestOverlays(t *testing.T) {
 				}
 			}
 			slices.Sort(granted)
-			// metrics-server v0.9.0's system:metrics-server.
-			if want := []string{"nodes/metrics:get", "nodes:get,list,watch", "pods:get,list,watch"}; !slices.Equal(granted, want) {
-				t.Errorf("system:metrics-gateway grants %v, want metrics-server's %v", granted, want)
+			// metrics-server v0.9.0's system:metrics-server, less
+			// nodes/metrics, which the kubelet ServiceAccount holds.
+			if want := []string{"nodes:get,list,watch", "pods:get,list,watch"}; !slices.Equal(granted, want) {
+				t.Errorf("system:metrics-gateway grants %v, want metrics-server's %v without nodes/metrics", granted, want)
 			}
 			if r.clusterRoles["metrics-gateway:custom-metrics-reader"] != nil || r.clusterBindings["metrics-gateway:hpa-controller-custom-metrics"] != nil {
 				t.Error("the custom metrics reader is left")

@@ -102,6 +102,10 @@ func checkRules(owner string, namespaced bool, rules []rbacv1.PolicyRule) []erro
 				if len(r.ResourceNames) == 0 {
 					bad(i, "secrets without resourceNames")
 				}
+			case res == "serviceaccounts/token":
+				if !namespaced || len(r.ResourceNames) == 0 || !verbs.Equal(sets.New("create")) {
+					bad(i, "serviceaccounts/token: only create, in a Role, with resourceNames")
+				}
 			case res == "apiservices":
 				if len(r.ResourceNames) == 0 {
 					bad(i, "apiservices without resourceNames")
@@ -174,6 +178,59 @@ func checkBindings(r *rendering) []error {
 		if !bound.Has(want) {
 			errs = append(errs, fmt.Errorf("the gateway's ServiceAccount is not bound to %s", want))
 		}
+	}
+	return errs
+}
+
+// checkKubeletAccount: the gateway sends kubelets tokens of a second
+// ServiceAccount (--kubelet-service-account), which exists, is bound to
+// get on nodes/metrics and nothing else, and whose tokens the gateway may
+// request; the gateway's own account no longer reads nodes/metrics.
+func checkKubeletAccount(r *rendering, o *server.Options) []error {
+	if o.Kubelet.ServiceAccount == "" {
+		return []error{errors.New("no --kubelet-service-account: kubelets would receive the gateway's own token")}
+	}
+	ns, name, err := o.Kubelet.ServiceAccountRef()
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	if r.serviceAccounts[ns+"/"+name] == nil {
+		errs = append(errs, fmt.Errorf("--kubelet-service-account %s/%s is not rendered", ns, name))
+	}
+	rules := map[string][]rbacv1.PolicyRule{} // by subject namespace/name
+	add := func(bindingNS string, ref rbacv1.RoleRef, subjects []rbacv1.Subject) {
+		var rs []rbacv1.PolicyRule
+		if ref.Kind == "ClusterRole" && r.clusterRoles[ref.Name] != nil {
+			rs = r.clusterRoles[ref.Name].Rules
+		} else if ref.Kind == "Role" && r.roles[bindingNS+"/"+ref.Name] != nil {
+			rs = r.roles[bindingNS+"/"+ref.Name].Rules
+		}
+		for _, s := range subjects {
+			rules[s.Namespace+"/"+s.Name] = append(rules[s.Namespace+"/"+s.Name], rs...)
+		}
+	}
+	for _, b := range r.clusterBindings {
+		add("", b.RoleRef, b.Subjects)
+	}
+	for _, b := range r.roleBindings {
+		add(b.Namespace, b.RoleRef, b.Subjects)
+	}
+	want := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes/metrics"}, Verbs: []string{"get"}}}
+	if got := rules[ns+"/"+name]; fmt.Sprint(got) != fmt.Sprint(want) {
+		errs = append(errs, fmt.Errorf("kubelet ServiceAccount %s/%s may %v, want %v only", ns, name, got, want))
+	}
+	mayRequest := false
+	for _, rule := range rules[namespace+"/"+gatewayName] {
+		if slices.Contains(rule.Resources, "nodes/metrics") {
+			errs = append(errs, errors.New("the gateway's own ServiceAccount reads nodes/metrics: only the kubelet ServiceAccount should"))
+		}
+		if slices.Contains(rule.Resources, "serviceaccounts/token") && slices.Contains(rule.ResourceNames, name) && slices.Contains(rule.Verbs, "create") {
+			mayRequest = true
+		}
+	}
+	if !mayRequest {
+		errs = append(errs, fmt.Errorf("the gateway's ServiceAccount may not create serviceaccounts/token of %s/%s", ns, name))
 	}
 	return errs
 }

@@ -63,8 +63,14 @@ func checkRBAC(ctx context.Context, kube kubernetes.Interface, o Options) []Resu
 	if err != nil {
 		return []Result{fail("rbac", err.Error(), "pass --as-serviceaccount as namespace/name")}
 	}
+	perms := gatewayPermissions
 	var rs []Result
-	for _, p := range gatewayPermissions {
+	if o.Kubelet != nil && o.Kubelet.Options.ServiceAccount != "" {
+		// Kubelets get the read-only ServiceAccount's tokens: the gateway
+		// requests them, and that account reads node metrics.
+		perms, rs = kubeletAccountPermissions(ctx, kube, o.Kubelet.Options.ServiceAccount)
+	}
+	for _, p := range perms {
 		attrs := p.attrs
 		st, err := review(ctx, &attrs)
 		switch {
@@ -82,6 +88,52 @@ func checkRBAC(ctx context.Context, kube kubernetes.Interface, o Options) []Resu
 		}
 	}
 	return rs
+}
+
+// kubeletAccountPermissions are gatewayPermissions with nodes/metrics
+// replaced by creating tokens of account, and the results of checking that
+// account itself: it may get nodes/metrics, and may not update the serving
+// Secret or patch an APIService (a node that records its token gains
+// nothing else).
+func kubeletAccountPermissions(ctx context.Context, kube kubernetes.Interface, account string) ([]permission, []Result) {
+	ns, name, _ := strings.Cut(account, "/")
+	const fixToken = "let the gateway's ServiceAccount create serviceaccounts/token of the kubelet ServiceAccount (Role system:metrics-gateway:kubelet-token in manifests/base/rbac-kubelet.yaml)"
+	const fixReader = "bind the kubelet ServiceAccount to the ClusterRole system:metrics-gateway:kubelet-reader (manifests/base/rbac-kubelet.yaml)"
+	var perms []permission
+	for _, p := range gatewayPermissions {
+		if p.attrs.Subresource == "metrics" {
+			p = permission{authzv1.ResourceAttributes{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: ns, Name: name}, fixToken}
+		}
+		perms = append(perms, p)
+	}
+	review, who, err := reviewer(kube, account)
+	if err != nil {
+		return perms, []Result{fail("rbac kubelet-service-account", err.Error(), "pass --kubelet-service-account as namespace/name")}
+	}
+	var rs []Result
+	for _, c := range []struct {
+		attrs authzv1.ResourceAttributes
+		want  bool
+	}{
+		{authzv1.ResourceAttributes{Verb: "get", Resource: "nodes", Subresource: "metrics"}, true},
+		{authzv1.ResourceAttributes{Verb: "update", Resource: "secrets", Namespace: ns}, false},
+		{authzv1.ResourceAttributes{Verb: "patch", Group: "apiregistration.k8s.io", Resource: "apiservices"}, false},
+	} {
+		attrs := c.attrs
+		check := "rbac kubelet-service-account " + strings.TrimPrefix(permission{attrs: attrs}.check(), "rbac ")
+		st, err := review(ctx, &attrs)
+		switch {
+		case err != nil:
+			rs = append(rs, fail(check, fmt.Sprintf("cannot ask the API server: %v", err), "run doctor as an identity that may create subjectaccessreviews"))
+		case st.Allowed && !c.want:
+			rs = append(rs, fail(check, who+" may "+attrs.Verb+" "+attrs.Resource+": kubelets receive its tokens, so a node could", "give the kubelet ServiceAccount get on nodes/metrics and nothing else"))
+		case !st.Allowed && c.want:
+			rs = append(rs, fail(check, who+" may not get nodes/metrics: kubelets will answer 403", fixReader))
+		default:
+			rs = append(rs, pass(check, ""))
+		}
+	}
+	return perms, rs
 }
 
 type reviewFunc func(context.Context, *authzv1.ResourceAttributes) (authzv1.SubjectAccessReviewStatus, error)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
 
@@ -53,6 +54,20 @@ type KubeletOptions struct {
 	CAFile         string
 	ClientCertFile string
 	ClientKeyFile  string
+	// ServiceAccount, "namespace/name", is the read-only ServiceAccount
+	// whose tokens (from the TokenRequest API) are sent to kubelets instead
+	// of the gateway's own credentials. Empty sends the gateway's own, as
+	// metrics-server does.
+	ServiceAccount string
+}
+
+// ServiceAccountRef splits ServiceAccount into namespace and name.
+func (o KubeletOptions) ServiceAccountRef() (namespace, name string, err error) {
+	ns, n, ok := strings.Cut(o.ServiceAccount, "/")
+	if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(n)) > 0 {
+		return "", "", fmt.Errorf("kubelet-service-account %q: want namespace/name", o.ServiceAccount)
+	}
+	return ns, n, nil
 }
 
 // DefaultKubeletOptions are metrics-server's defaults, with the 15s resolution.
@@ -102,6 +117,14 @@ func (o KubeletOptions) Validate() []error {
 	}
 	if (o.ClientCertFile == "") != (o.ClientKeyFile == "") {
 		errs = append(errs, errors.New("need both --kubelet-client-key and --kubelet-client-certificate"))
+	}
+	if o.ServiceAccount != "" {
+		if _, _, err := o.ServiceAccountRef(); err != nil {
+			errs = append(errs, err)
+		}
+		if o.ClientCertFile != "" {
+			errs = append(errs, errors.New("cannot use both --kubelet-service-account and --kubelet-client-certificate"))
+		}
 	}
 	return errs
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -150,7 +151,23 @@ func (c *Config) buildScraping(s *Server, reg *prometheus.Registry, logger *slog
 		return nil, fmt.Errorf("self-metrics listener: %w", err)
 	}
 	undo.add(s.self.close)
-	jobs, err := c.scrapeJobs(s.self.addr(), selfToken)
+	// Nodes and pods are read as protobuf, as metrics-server reads them.
+	protoRest := rest.CopyConfig(c.Rest)
+	protoRest.ContentType = runtime.ContentTypeProtobuf
+	protoRest.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	client, err := kubernetes.NewForConfig(protoRest)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	kubeletCreds := c.Credentials
+	if c.Kubelet.ServiceAccount != "" {
+		if s.kubeletToken, err = newKubeletToken(context.Background(), client, c.Kubelet.ServiceAccount, logger, reg); err != nil {
+			return nil, err
+		}
+		undo.add(s.kubeletToken.close)
+		kubeletCreds = s.kubeletToken.credentials(c.Credentials)
+	}
+	jobs, err := c.scrapeJobs(s.self.addr(), selfToken, kubeletCreds)
 	if err != nil {
 		return nil, err
 	}
@@ -161,14 +178,6 @@ func (c *Config) buildScraping(s *Server, reg *prometheus.Registry, logger *slog
 	app, err := scrape.LimitHeadSeries(s.store.Appendable(), c.Gateway.Storage.MaxHeadSeries, s.store.HeadSeries, logger, reg)
 	if err != nil {
 		return nil, err
-	}
-	// Nodes and pods are read as protobuf, as metrics-server reads them.
-	protoRest := rest.CopyConfig(c.Rest)
-	protoRest.ContentType = runtime.ContentTypeProtobuf
-	protoRest.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
-	client, err := kubernetes.NewForConfig(protoRest)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	s.nodeInformers = informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
 	nodes := s.nodeInformers.Core().V1().Nodes().Informer()
@@ -279,11 +288,11 @@ func (c *Config) buildQueryAPI(s *Server, scrapeCfg *config.Config, reg *prometh
 	return nil
 }
 
-// scrapeJobs renders every scrape job: kubelets, the gateway itself (at
-// selfAddr, with selfToken), the kubelets' cAdvisor when enabled, and the jobs of the
-// --config file.
-func (c *Config) scrapeJobs(selfAddr, selfToken string) ([]string, error) {
-	kubelet, err := scrape.KubeletJobYAML(c.Kubelet, c.Credentials)
+// scrapeJobs renders every scrape job: kubelets (with kubeletCreds), the
+// gateway itself (at selfAddr, with selfToken), the kubelets' cAdvisor when
+// enabled (kubeletCreds), and the jobs of the --config file.
+func (c *Config) scrapeJobs(selfAddr, selfToken string, kubeletCreds scrape.Credentials) ([]string, error) {
+	kubelet, err := scrape.KubeletJobYAML(c.Kubelet, kubeletCreds)
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +305,7 @@ func (c *Config) scrapeJobs(selfAddr, selfToken string) ([]string, error) {
 		return nil, err
 	}
 	jobs := []string{kubelet, self}
-	cadvisor, err := scrape.CadvisorJobYAML(c.Kubelet, c.Credentials, c.Gateway.Cadvisor)
+	cadvisor, err := scrape.CadvisorJobYAML(c.Kubelet, kubeletCreds, c.Gateway.Cadvisor)
 	if err != nil {
 		return nil, err
 	}

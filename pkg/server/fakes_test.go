@@ -43,6 +43,10 @@ type fakeAPIServer struct {
 	secrets      map[string]corev1.Secret // by namespace/name
 	secretWrites int
 	apiServices  map[string]map[string]any
+	// TokenRequests: tokens issued so far, by "namespace/name", each
+	// "<namespace>/<name>-<n>", living tokenLife (3s when zero).
+	tokensIssued map[string]int
+	tokenLife    time.Duration
 }
 
 func newFakeAPIServer(t testing.TB) *fakeAPIServer {
@@ -145,7 +149,7 @@ func (f *fakeAPIServer) notify(resource, typ string, obj any) {
 }
 
 func (f *fakeAPIServer) serve(w http.ResponseWriter, r *http.Request) {
-	if f.review(w, r) || f.certObjects(w, r) {
+	if f.review(w, r) || f.certObjects(w, r) || f.tokenRequest(w, r) {
 		return
 	}
 	if body, ok := discoveryDocs[r.URL.Path]; ok {
@@ -176,6 +180,37 @@ func (f *fakeAPIServer) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := json.Marshal(map[string]any{"kind": kind + "List", "apiVersion": apiVersion, "metadata": metav1.ListMeta{ResourceVersion: strconv.Itoa(f.rv)}, "items": items})
 	f.mu.Unlock()
 	_, _ = w.Write(body)
+}
+
+var tokenRequestPath = regexp.MustCompile(`^/api/v1/namespaces/([^/]+)/serviceaccounts/([^/]+)/token$`)
+
+// tokenRequest answers a TokenRequest with the next token of that
+// ServiceAccount.
+func (f *fakeAPIServer) tokenRequest(w http.ResponseWriter, r *http.Request) bool {
+	m := tokenRequestPath.FindStringSubmatch(r.URL.Path)
+	if m == nil || r.Method != http.MethodPost {
+		return false
+	}
+	f.mu.Lock()
+	if f.tokensIssued == nil {
+		f.tokensIssued = map[string]int{}
+	}
+	key := m[1] + "/" + m[2]
+	f.tokensIssued[key]++
+	token := fmt.Sprintf("%s-%d", key, f.tokensIssued[key])
+	life := f.tokenLife
+	f.mu.Unlock()
+	if life == 0 {
+		// Short, so that tests see the gateway renew.
+		life = 3 * time.Second
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+		"metadata": map[string]any{"name": m[2], "namespace": m[1]},
+		"status":   map[string]any{"token": token, "expirationTimestamp": time.Now().Add(life).UTC().Format(time.RFC3339)},
+	})
+	return true
 }
 
 // list returns the objects of a view; mu must be held.
@@ -292,6 +327,8 @@ type fakeKubelet struct {
 	mode       kubeletMode
 	served     int
 	redirectTo string
+	token      string // prefix of the bearer token required; "test-token" when empty
+	tokensSeen map[string]int
 }
 
 var fixtureTimestamp = regexp.MustCompile(` (17900000[0-9]{5})$`)
@@ -370,7 +407,17 @@ func (k *fakeKubelet) servedCount() int {
 }
 
 func (k *fakeKubelet) serve(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("Authorization") != "Bearer test-token" {
+	k.mu.Lock()
+	want := k.token
+	if want == "" {
+		want = "test-token"
+	}
+	if k.tokensSeen == nil {
+		k.tokensSeen = map[string]int{}
+	}
+	k.tokensSeen[r.Header.Get("Authorization")]++
+	k.mu.Unlock()
+	if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer "+want) {
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
 		return
 	}

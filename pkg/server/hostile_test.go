@@ -115,3 +115,49 @@ func TestQueryAPIAbuseIsRefused(t *testing.T) {
 	checkAPIError(t, base, http.MethodPost, "/api/v1/query", url.Values{"query": {strings.Repeat("(", 1000) + "1" + strings.Repeat(")", 1000)}}, "", http.StatusBadRequest, "bad_data")
 	checkAPIError(t, base, http.MethodGet, "/api/v1/query_range?query="+strings.Repeat("-", 100<<10)+"1&start=0&end=1&step=1", nil, "", http.StatusBadRequest, "bad_data")
 }
+
+// TestKubeletsGetOnlyTheReadOnlyToken: with --kubelet-service-account,
+// kubelets receive tokens of that ServiceAccount (from the TokenRequest
+// API), renewed at four fifths of their life, and never the gateway's own
+// token, which may write its Secret and patch its APIServices.
+func TestKubeletsGetOnlyTheReadOnlyToken(t *testing.T) {
+	const account = "kube-system/metrics-gateway-kubelet"
+	g := startGateway(t, "", func(o *Options) { o.Kubelet.ServiceAccount = account })
+	for name, ip := range map[string]string{"node-a": "127.0.0.2", "node-b": "127.0.0.3"} {
+		k := g.kubelet[name]
+		k.mu.Lock()
+		k.token = account + "-"
+		k.mu.Unlock()
+		g.api.addNode(name, ip, k.port, nil)
+	}
+	// The fake issues 3s tokens: three issued mean two renewals. Scrapes
+	// pick a renewed file up within pkg/scrape's reload interval (a minute,
+	// against the 12 minutes left of a renewed one-hour token), which
+	// TestInlineFiles covers.
+	eventually(t, 20*time.Second, "kubelets scraped, and the token renewed twice", func() error {
+		for name, k := range g.kubelet {
+			if n := k.servedCount(); n < 3 {
+				return fmt.Errorf("%s served %d scrapes", name, n)
+			}
+		}
+		g.api.mu.Lock()
+		issued := g.api.tokensIssued[account]
+		g.api.mu.Unlock()
+		if issued < 3 {
+			return fmt.Errorf("%d tokens issued", issued)
+		}
+		return nil
+	})
+	for name, k := range g.kubelet {
+		k.mu.Lock()
+		for auth := range k.tokensSeen {
+			if !strings.HasPrefix(auth, "Bearer "+account+"-") {
+				t.Errorf("%s received %q", name, auth)
+			}
+		}
+		k.mu.Unlock()
+		if k.servedCount() == 0 {
+			t.Errorf("%s served no scrape", name)
+		}
+	}
+}

@@ -381,6 +381,7 @@ func AddKubeletFlags(k *pflag.FlagSet, o *scrape.KubeletOptions) {
 	k.StringVar(&o.ClientCertFile, "kubelet-client-certificate", o.ClientCertFile, "Path to a client certificate file for TLS to kubelets.")
 	k.DurationVar(&o.RequestTimeout, "kubelet-request-timeout", o.RequestTimeout, "How long one scrape of a kubelet may take.")
 	k.StringVarP(&o.NodeSelector, "node-selector", "l", o.NodeSelector, "Label selector of the nodes to scrape (e.g. -l key1=value1,key2!=value2).")
+	k.StringVar(&o.ServiceAccount, "kubelet-service-account", o.ServiceAccount, "ServiceAccount (namespace/name) whose short-lived tokens, requested through the TokenRequest API and renewed before expiry, are sent to kubelets instead of the gateway's own credentials: give it only get on nodes/metrics, so a node that records the token gains nothing else. Empty sends the gateway's own credentials, as metrics-server does.")
 }
 
 // KubeletCredentials derives what Prometheus' scrape client presents to kubelets

@@ -23,6 +23,9 @@ type Server struct {
 	certs *certs.Manager
 	// self serves /metrics on loopback for the gateway's own scrape job.
 	self *loopbackServer
+	// kubeletToken renews the token sent to kubelets; nil when the
+	// gateway sends its own credentials.
+	kubeletToken *kubeletToken
 	// insecureQuery is the optional plain-HTTP query API; nil when off.
 	insecureQuery   *loopbackServer
 	api             *genericapiserver.GenericAPIServer
@@ -47,6 +50,9 @@ func (s *Server) RunUntil(ctx context.Context) error {
 	if s.certs != nil {
 		go s.certs.Run(ctx, certs.DefaultInterval)
 	}
+	if s.kubeletToken != nil {
+		go s.kubeletToken.run(ctx)
+	}
 	s.self.start()
 	if s.insecureQuery != nil {
 		s.insecureQuery.start()
@@ -66,6 +72,9 @@ func (s *Server) RunUntil(ctx context.Context) error {
 	err = errors.Join(err, s.self.shutdown(drainTimeout))
 	if s.insecureQuery != nil {
 		err = errors.Join(err, s.insecureQuery.shutdown(drainTimeout))
+	}
+	if s.kubeletToken != nil {
+		err = errors.Join(err, s.kubeletToken.close())
 	}
 	if cerr := s.store.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close storage: %w", cerr))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/dynamic"
@@ -59,6 +60,20 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	kube, err := kubernetes.NewForConfig(c)
 	if err != nil {
 		return fmt.Errorf("doctor: %w", err)
+	}
+	if kubelet.Options.ServiceAccount != "" {
+		// Probe with what the gateway sends kubelets: a short-lived token of
+		// the read-only ServiceAccount.
+		ns, name, err := kubelet.Options.ServiceAccountRef()
+		if err != nil {
+			return fmt.Errorf("doctor: %w", err)
+		}
+		tok, _, err := server.RequestKubeletToken(ctx, kube, ns, name, 10*time.Minute)
+		if err != nil {
+			return fmt.Errorf("doctor: %w", err)
+		}
+		kubelet.Credentials.BearerToken, kubelet.Credentials.BearerTokenFile = tok, ""
+		kubelet.Credentials.CertData, kubelet.Credentials.KeyData, kubelet.Credentials.CertFile, kubelet.Credentials.KeyFile = nil, nil, "", ""
 	}
 	dyn, err := dynamic.NewForConfig(c)
 	if err != nil {
