@@ -185,6 +185,10 @@ func (m *Manager) Stop() {
 }
 
 // CheckFresh fails when job has active targets and none of them finished a
+// CheckStorageWrites fails while the last commit of scraped samples failed
+// (a full disk, a failing write-ahead log): scrapes are read and lost.
+func (m *Manager) CheckStorageWrites() error { return m.recorder.checkCommits() }
+
 // scrape within 1.5 intervals: the gateway's answers are going stale.
 func (m *Manager) CheckFresh(job string) error {
 	interval, ok := m.intervals[job]

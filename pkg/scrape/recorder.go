@@ -28,11 +28,17 @@ type recorder struct {
 	errors   *prometheus.CounterVec
 	up       *prometheus.GaugeVec
 	failures *prometheus.CounterVec // per job, never deleted: jobs are few and fixed
+	// commitFailures counts scrapes that were read but could not be
+	// stored (a full disk, a failing WAL write).
+	commitFailures prometheus.Counter
 	// reason returns the target's last scrape error; set by the Manager.
 	reason func(job, instance string) error
 
 	mu    sync.Mutex
 	state map[targetKey]targetState
+	// commitErr is the error of the last commit when it failed, nil once
+	// one succeeds again.
+	commitErr error
 	// transitions are logged off the scrape path, since finding the error
 	// text means walking the target list.
 	transitions chan transition
@@ -52,6 +58,9 @@ type transition struct {
 	node string
 	up   bool
 	gone bool
+	// err, when set, is why the target counts as down: its scrape was
+	// read but could not be stored.
+	err error
 }
 
 const scrapeHealthMetric = "up"
@@ -71,10 +80,14 @@ func newRecorder(logger *slog.Logger, reg prometheus.Registerer) (*recorder, err
 			Name: "metrics_gateway_scrape_failures_total",
 			Help: "Failed scrapes per job, all targets together; present at 0 from a job's first scrape.",
 		}, []string{"job"}),
+		commitFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "metrics_gateway_storage_commit_failures_total",
+			Help: "Scrapes that were read but could not be stored (a full disk, a failing write-ahead log); their targets count as down.",
+		}),
 		state:       map[targetKey]targetState{},
 		transitions: make(chan transition, 1024),
 	}
-	for _, c := range []prometheus.Collector{r.errors, r.up, r.failures} {
+	for _, c := range []prometheus.Collector{r.errors, r.up, r.failures, r.commitFailures} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register scrape self-metrics: %w", err)
 		}
@@ -86,8 +99,9 @@ func (r *recorder) wrap(app storage.AppendableV2) storage.AppendableV2 {
 	return recordingAppendable{app: app, r: r}
 }
 
-// observe is called with every committed up sample.
-func (r *recorder) observe(ls labels.Labels, v float64) {
+// observe is called with every committed up sample, and with 0 and the
+// commit's error for an up sample whose commit failed.
+func (r *recorder) observe(ls labels.Labels, v float64, commitErr error) {
 	key := targetKey{job: ls.Get(model.JobLabel), instance: ls.Get(model.InstanceLabel)}
 	if value.IsStaleNaN(v) {
 		// The target is gone: forget it so nothing grows without bound.
@@ -110,8 +124,28 @@ func (r *recorder) observe(ls labels.Labels, v float64) {
 		r.up.WithLabelValues(key.job, key.instance).Set(1)
 	}
 	if (!known && !up) || (known && prev.up != up) {
-		r.send(transition{key: key, node: ls.Get(NodeLabel), up: up})
+		r.send(transition{key: key, node: ls.Get(NodeLabel), up: up, err: commitErr})
 	}
+}
+
+// committed records the outcome of a commit that carried scrape reports.
+func (r *recorder) committed(err error) {
+	if err != nil {
+		r.commitFailures.Inc()
+	}
+	r.mu.Lock()
+	r.commitErr = err
+	r.mu.Unlock()
+}
+
+// checkCommits fails while the last commit of a scrape failed.
+func (r *recorder) checkCommits() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.commitErr != nil {
+		return fmt.Errorf("scrapes cannot be stored: %w", r.commitErr)
+	}
+	return nil
 }
 
 func (r *recorder) forget(key targetKey, node string) {
@@ -151,8 +185,8 @@ func (r *recorder) run(ctx context.Context) {
 			case t.up:
 				r.logger.Info("Target scrapes again", attrs...)
 			default:
-				var err error
-				if r.reason != nil {
+				err := t.err
+				if err == nil && r.reason != nil {
 					err = r.reason(t.key.job, t.key.instance)
 				}
 				r.logger.Error("Target scrape failing; its series are marked stale until it recovers", append(attrs, "err", err)...)
@@ -188,12 +222,22 @@ func (a *recordingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, 
 	return a.AppenderV2.Append(ref, ls, st, t, v, h, fh, opts)
 }
 
-// Commit records the reports only once they are stored, so a rolled-back
-// append counts nothing.
+// Commit records the reports once the commit is done, so a rolled-back
+// append counts nothing. A failed commit stored nothing of the scrape, up
+// included: Prometheus still counts the target healthy, so the gateway
+// records it down, with the commit's error, and the failure fails /readyz
+// until a commit succeeds.
 func (a *recordingAppender) Commit() error {
 	err := a.AppenderV2.Commit()
 	for _, p := range a.pending {
-		a.r.observe(p.ls, p.v)
+		if err != nil && !value.IsStaleNaN(p.v) {
+			a.r.observe(p.ls, 0, err)
+		} else {
+			a.r.observe(p.ls, p.v, err)
+		}
+	}
+	if len(a.pending) > 0 {
+		a.r.committed(err)
 	}
 	a.pending = a.pending[:0]
 	return err

@@ -163,3 +163,56 @@ func TestRecorder(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestRecorderCommitFailure: a scrape that was read but could not be
+// stored (ENOSPC from the WAL) marks its target down with the commit's
+// error, counts it, and fails checkCommits until a commit succeeds again.
+// Prometheus counts such a target healthy: the scrape itself worked.
+func TestRecorderCommitFailure(t *testing.T) {
+	var logs syncBuffer
+	r, err := newRecorder(slog.New(slog.NewTextHandler(&logs, nil)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.reason = func(job, instance string) error { return nil }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.run(ctx)
+	disk := &nopAppendable{}
+	app := r.wrap(disk)
+
+	report(t, app, "node-a", 1, 0.1, true)
+	if err := r.checkCommits(); err != nil {
+		t.Fatalf("after a stored scrape: %v", err)
+	}
+	disk.failCommit = true
+	report(t, app, "node-a", 1, 0.1, true)
+	report(t, app, "node-a", 1, 0.1, true)
+	if err := r.checkCommits(); err == nil || !strings.Contains(err.Error(), "commit failed") {
+		t.Errorf("checkCommits with the disk full: %v", err)
+	}
+	if got := testutil.ToFloat64(r.up.WithLabelValues("kubelet", "node-a")); got != 0 {
+		t.Errorf("node-a up = %v while its scrapes are lost, want 0", got)
+	}
+	if got := testutil.ToFloat64(r.errors.WithLabelValues("kubelet", "node-a")); got != 2 {
+		t.Errorf("node-a errors = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(r.commitFailures); got != 2 {
+		t.Errorf("commit failures = %v, want 2", got)
+	}
+	disk.failCommit = false
+	report(t, app, "node-a", 1, 0.1, true)
+	if err := r.checkCommits(); err != nil {
+		t.Errorf("after space returned: %v", err)
+	}
+	if got := testutil.ToFloat64(r.up.WithLabelValues("kubelet", "node-a")); got != 1 {
+		t.Errorf("node-a up = %v after space returned, want 1", got)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), `target=node-a node=node-a err="commit failed"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the failure is not logged with the commit's error:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

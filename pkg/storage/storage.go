@@ -35,6 +35,9 @@ type Options struct {
 	Path string
 	// Retention is how long samples are kept.
 	Retention time.Duration
+	// RetentionBytes, when positive, bounds the TSDB on disk: the oldest
+	// blocks are deleted first.
+	RetentionBytes int64
 	// QueryTimeout bounds every evaluation, whatever the caller's context says.
 	QueryTimeout time.Duration
 	// MaxSamples bounds the samples one evaluation may load into memory.
@@ -124,6 +127,7 @@ func Open(o Options, logger *slog.Logger, reg prometheus.Registerer) (*Storage, 
 	}
 	topts := tsdb.DefaultOptions()
 	topts.RetentionDuration = o.Retention.Milliseconds()
+	topts.MaxBytes = o.RetentionBytes
 	// Blocks never need to be longer than a tenth of retention; the default
 	// (31 days) would keep short retentions in memory-mapped head chunks.
 	if m := o.Retention.Milliseconds() / 10; m < topts.MaxBlockDuration {
@@ -146,7 +150,8 @@ func Open(o Options, logger *slog.Logger, reg prometheus.Registerer) (*Storage, 
 	// commit cannot make inconsistent; Prometheus' agent mode runs without
 	// it too.
 	topts.IsolationDisabled = true
-	db, err := tsdb.Open(o.Path, logger.With("component", "tsdb"), reg, topts, nil)
+	tlog := logger.With("component", "tsdb")
+	db, err := openTSDB(o.Path, tlog, func() (*tsdb.DB, error) { return tsdb.Open(o.Path, tlog, reg, topts, nil) })
 	if err != nil {
 		return nil, fmt.Errorf("open tsdb %s: %w", o.Path, err)
 	}
