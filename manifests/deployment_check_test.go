@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alecthomas/units"
 	"github.com/spf13/pflag"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -43,6 +44,10 @@ func checkDeployment(r *rendering, d *appsv1.Deployment, configDir string) []err
 		cerrs = append(cerrs, argErrs...)
 		if o != nil {
 			cerrs = append(cerrs, checkProbes(c, o)...)
+			cerrs = append(cerrs, checkRetentionSize(d, o)...)
+			if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second < o.GenericServerRunOptions.RequestTimeout+10*time.Second {
+				cerrs = append(cerrs, fmt.Errorf("terminationGracePeriodSeconds %v: shutdown drains for up to --request-timeout (%v), then closes the TSDB; give it 10s more", g, o.GenericServerRunOptions.RequestTimeout))
+			}
 			if cfg, err := gatewayConfig(r, d, configDir); err == nil {
 				cerrs = append(cerrs, checkMemoryBudget(c, o, cfg)...)
 			}
@@ -181,6 +186,26 @@ func checkResources(c *corev1.Container) []error {
 		}
 	}
 	return errs
+}
+
+// checkRetentionSize: an emptyDir for the TSDB has a sizeLimit (a full
+// node disk would evict every pod on it), and --storage-retention-size keeps
+// the TSDB under it, with room for a block being compacted, since past the
+// limit the kubelet evicts the gateway.
+func checkRetentionSize(d *appsv1.Deployment, o *server.Options) []error {
+	v := storageVolume(d)
+	if v == nil || v.EmptyDir == nil {
+		return nil
+	}
+	if v.EmptyDir.SizeLimit == nil {
+		return []error{errors.New("the storage emptyDir has no sizeLimit")}
+	}
+	limit := v.EmptyDir.SizeLimit.Value()
+	b, err := units.ParseBase2Bytes(o.StorageRetentionSize)
+	if err != nil || b <= 0 || float64(b) > 0.8*float64(limit) {
+		return []error{fmt.Errorf("--storage-retention-size %q must be set and at most 80%% of the storage emptyDir's sizeLimit %s", o.StorageRetentionSize, v.EmptyDir.SizeLimit)}
+	}
+	return nil
 }
 
 // checkMemoryBudget: the most the gateway's options and config file let it

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,10 +66,12 @@ type Manager struct {
 	discovery *discovery.Manager
 	scrape    *promscrape.Manager
 	recorder  *recorder
-	cancel    context.CancelFunc
-	ctx       context.Context
-	intervals map[string]time.Duration
-	stopOnce  sync.Once
+	// ratesReady latches CheckRatesReady's first pass.
+	ratesReady atomic.Bool
+	cancel     context.CancelFunc
+	ctx        context.Context
+	intervals  map[string]time.Duration
+	stopOnce   sync.Once
 }
 
 // Informers are the gateway's shared informers that built-in jobs discover
@@ -184,11 +187,27 @@ func (m *Manager) Stop() {
 	})
 }
 
-// CheckFresh fails when job has active targets and none of them finished a
 // CheckStorageWrites fails while the last commit of scraped samples failed
 // (a full disk, a failing write-ahead log): scrapes are read and lost.
 func (m *Manager) CheckStorageWrites() error { return m.recorder.checkCommits() }
 
+// CheckRatesReady fails, until it first passes, while a target of job that
+// answers has fewer than two stored scrapes: a replica that just started
+// can then answer every node it scraped with cpu, as its peers do. Once
+// passed it stays passed: a node coming back later is not a reason to take
+// the whole replica out of service.
+func (m *Manager) CheckRatesReady(job string) error {
+	if m.ratesReady.Load() {
+		return nil
+	}
+	if err := m.recorder.ratesReady(job); err != nil {
+		return err
+	}
+	m.ratesReady.Store(true)
+	return nil
+}
+
+// CheckFresh fails when job has active targets and none of them finished a
 // scrape within 1.5 intervals: the gateway's answers are going stale.
 func (m *Manager) CheckFresh(job string) error {
 	interval, ok := m.intervals[job]

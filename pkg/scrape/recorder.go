@@ -48,6 +48,9 @@ type targetKey struct{ job, instance string }
 
 type targetState struct {
 	up bool
+	// stored counts the target's successful scrapes stored in a row, up to
+	// two: what a rate (cpu) needs.
+	stored uint8
 	// failed: the target has failed since it appeared, so it has
 	// per-target series.
 	failed bool
@@ -113,6 +116,9 @@ func (r *recorder) observe(ls labels.Labels, v float64, commitErr error) {
 	r.mu.Lock()
 	prev, known := r.state[key]
 	now := targetState{up: up, failed: prev.failed || !up}
+	if up {
+		now.stored = min(prev.stored+1, 2)
+	}
 	r.state[key] = now
 	r.mu.Unlock()
 	switch {
@@ -136,6 +142,26 @@ func (r *recorder) committed(err error) {
 	r.mu.Lock()
 	r.commitErr = err
 	r.mu.Unlock()
+}
+
+// ratesReady fails while a target of job that is up has fewer than two
+// stored scrapes in a row: a rate over it has one point, and a replica
+// answering then would leave its nodes out of kubectl top.
+func (r *recorder) ratesReady(job string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	waiting := 0
+	var example string
+	for k, st := range r.state {
+		if k.job == job && st.up && st.stored < 2 {
+			waiting++
+			example = k.instance
+		}
+	}
+	if waiting > 0 {
+		return fmt.Errorf("job %s: %d targets (e.g. %s) have one stored scrape; rates need two", job, waiting, example)
+	}
+	return nil
 }
 
 // checkCommits fails while the last commit of a scrape failed.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"math"
 	"strings"
@@ -214,5 +215,35 @@ func TestRecorderCommitFailure(t *testing.T) {
 			t.Fatalf("the failure is not logged with the commit's error:\n%s", logs.String())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRatesReady: a target that answered once is not enough for a rate;
+// two stored scrapes in a row are. A target that is down does not hold
+// readiness back, and a failed scrape starts its count again.
+func TestRatesReady(t *testing.T) {
+	r, err := newRecorder(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := r.wrap(&nopAppendable{})
+	if err := r.ratesReady("kubelet"); err != nil {
+		t.Errorf("no target yet: %v", err)
+	}
+	report(t, app, "node-a", 1, 0.1, true)
+	report(t, app, "node-b", 0, 0.1, true)
+	if err := r.ratesReady("kubelet"); err == nil || !strings.Contains(err.Error(), "node-a") {
+		t.Errorf("node-a scraped once: %v", err)
+	}
+	report(t, app, "node-a", 1, 0.1, true)
+	if err := r.ratesReady("kubelet"); err != nil {
+		t.Errorf("node-a scraped twice, node-b down: %v", err)
+	}
+	report(t, app, "node-b", 1, 0.1, true)
+	if err := r.ratesReady("kubelet"); err == nil {
+		t.Error("node-b back with one scrape: ready")
+	}
+	if err := r.ratesReady("other"); err != nil {
+		t.Errorf("another job: %v", err)
 	}
 }

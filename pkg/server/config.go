@@ -241,6 +241,9 @@ func (c *Config) buildAPIServer(s *Server, tails resource.Tails, scrapeCfg *conf
 		return fmt.Errorf("create API server: %w", err)
 	}
 	s.api = cms.GenericAPIServer
+	// The secure port drains for up to the request timeout; the loopback
+	// listeners drain beside it for as long (RunUntil).
+	s.drainTimeout = c.Apiserver.RequestTimeout
 	addAggregatedDiscovery(s.api)
 	s.api.Handler.NonGoRestfulMux.Handle("/metrics", metricsHandler(reg))
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -160,4 +161,58 @@ func TestKubeletsGetOnlyTheReadOnlyToken(t *testing.T) {
 			t.Errorf("%s served no scrape", name)
 		}
 	}
+}
+
+// TestShutdownWithinBudget: requests that never finish (clients that send
+// half their body), on the secure port and on the plain-HTTP query
+// listener, hold each drain to its timeout, and the drains run side by side:
+// the gateway returns after about one request timeout, not their sum (it was
+// the apiserver's 60s, then 45s for each loopback listener, over the pod's
+// 60s grace period). The storage then opens again.
+func TestShutdownWithinBudget(t *testing.T) {
+	const requestTimeout = 8 * time.Second
+	dir := t.TempDir()
+	insecure := freeLoopback(t)
+	g := startGateway(t, dir, func(o *Options) {
+		o.GenericServerRunOptions.RequestTimeout = requestTimeout
+		o.QueryAPI.InsecureBindAddress = insecure
+	})
+	eventually(t, 20*time.Second, "serving", func() error {
+		if code, body := g.get(t, "/livez", ""); code != http.StatusOK {
+			return fmt.Errorf("livez %d %s", code, body)
+		}
+		return nil
+	})
+	secure, err := tls.Dial("tcp", strings.TrimPrefix(g.url, "https://"), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer secure.Close()
+	plain, err := net.Dial("tcp", insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	// Half a query each: the handlers wait for the rest of the body.
+	for _, c := range []net.Conn{secure, plain} {
+		fmt.Fprintf(c, "POST %s/api/v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nquery=up", PrometheusPrefix)
+	}
+	time.Sleep(time.Second)
+	start := time.Now()
+	g.cancel()
+	g.cancel = nil
+	budget := requestTimeout + 7*time.Second
+	select {
+	case err := <-g.done:
+		t.Logf("returned %v after the stop (request timeout %v): %v", time.Since(start).Round(time.Millisecond), requestTimeout, err)
+	case <-time.After(budget):
+		t.Fatalf("still running %v after the stop: the drains add up", budget)
+	}
+	g2 := startGateway(t, dir)
+	eventually(t, 20*time.Second, "serving after the restart", func() error {
+		if code, body := g2.get(t, "/livez", ""); code != http.StatusOK {
+			return fmt.Errorf("livez %d %s", code, body)
+		}
+		return nil
+	})
 }

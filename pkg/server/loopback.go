@@ -17,10 +17,13 @@ import (
 	"github.com/metrics-gateway/metrics-gateway/pkg/query"
 )
 
-// drainTimeout bounds how long shutdown waits for requests on the
-// loopback listeners: a query API evaluation is bounded by --query-timeout
-// (30s by default) plus its slot wait.
-const drainTimeout = 45 * time.Second
+// DefaultRequestTimeout is the gateway's --request-timeout (the
+// apiserver's default is 60s). It bounds every request on the secure port,
+// the longest being a query API evaluation (--query-timeout, 30s, after a
+// slot wait of up to 10s), and so how long shutdown drains it; the loopback
+// listeners drain beside it for as long. Draining, then closing the TSDB,
+// fits the Deployment's 60s terminationGracePeriodSeconds.
+const DefaultRequestTimeout = 45 * time.Second
 
 // loopbackServer is a plain-HTTP listener bound at construction, so a bad
 // address fails the start, not a goroutine later.

@@ -3,11 +3,12 @@ package server
 import (
 	"errors"
 	"fmt"
-	"github.com/spf13/pflag"
 	"net"
 	"strings"
 	"time"
 
+	"github.com/alecthomas/units"
+	"github.com/spf13/pflag"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
@@ -47,8 +48,10 @@ type Options struct {
 	Kubeconfig       string
 	StoragePath      string
 	StorageRetention time.Duration
-	QueryTimeout     time.Duration
-	QueryMaxSamples  int
+	// StorageRetentionSize bounds the TSDB on disk ("" or "0" for no bound).
+	StorageRetentionSize string
+	QueryTimeout         time.Duration
+	QueryMaxSamples      int
 	// QueryMaxConcurrency bounds the evaluations of the metrics APIs at once.
 	QueryMaxConcurrency int
 	QueryAPI            QueryAPIOptions
@@ -94,6 +97,7 @@ func NewOptions() *Options {
 
 	// An unprivileged port, as metrics-server's manifests use.
 	o.SecureServing.BindPort = 10250
+	o.GenericServerRunOptions.RequestTimeout = DefaultRequestTimeout
 	return o
 }
 
@@ -106,6 +110,7 @@ func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
 	g.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Path to a kubeconfig used to reach the API server and, with its credentials, the kubelets (default: in-cluster config).")
 	g.StringVar(&o.StoragePath, "storage-path", o.StoragePath, "Directory of the embedded TSDB and its write-ahead log.")
 	g.DurationVar(&o.StorageRetention, "storage-retention", o.StorageRetention, "How long samples are kept.")
+	g.StringVar(&o.StorageRetentionSize, "storage-retention-size", o.StorageRetentionSize, "Most bytes the TSDB keeps on disk (blocks, write-ahead log and head chunks), e.g. 1536MiB; the oldest blocks are deleted first, as Prometheus' --storage.tsdb.retention.size. Keep it under the volume's size (the Deployment's emptyDir sizeLimit), or the kubelet evicts the pod. 0 for no bound.")
 	g.DurationVar(&o.QueryTimeout, "query-timeout", o.QueryTimeout, "Maximum time one PromQL evaluation may take.")
 	g.IntVar(&o.QueryMaxSamples, "query-max-samples", o.QueryMaxSamples, "Maximum samples one PromQL evaluation may load into memory.")
 	g.IntVar(&o.QueryMaxConcurrency, "query-max-concurrency", o.QueryMaxConcurrency, "Maximum PromQL evaluations of the metrics APIs (metrics.k8s.io, custom and external metrics) at once; further requests wait for a slot until their deadline. The query API has its own bound, so dashboards cannot starve autoscalers.")
@@ -158,6 +163,9 @@ func (o *Options) Validate() []error {
 	if o.StoragePath == "" {
 		errs = append(errs, errors.New("storage-path must not be empty"))
 	}
+	if _, err := o.retentionBytes(); err != nil {
+		errs = append(errs, err)
+	}
 	if o.StorageRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("storage-retention must be at least 1h, got %v", o.StorageRetention))
 	}
@@ -199,8 +207,24 @@ func (o *Options) Validate() []error {
 // ApplyLogging makes the logging flags take effect. Call it once, after Validate.
 func (o *Options) ApplyLogging() error { return logsapi.ValidateAndApply(o.Logging, nil) }
 
+// retentionBytes parses --storage-retention-size.
+func (o *Options) retentionBytes() (int64, error) {
+	if o.StorageRetentionSize == "" || o.StorageRetentionSize == "0" {
+		return 0, nil
+	}
+	b, err := units.ParseBase2Bytes(o.StorageRetentionSize)
+	if err != nil || b < 0 {
+		return 0, fmt.Errorf("storage-retention-size %q: want a size such as 1536MiB or 2GiB", o.StorageRetentionSize)
+	}
+	return int64(b), nil
+}
+
 // Config turns validated options into a Config.
 func (o *Options) Config() (*Config, error) {
+	retentionBytes, err := o.retentionBytes()
+	if err != nil {
+		return nil, err
+	}
 	restConfig, err := o.restConfig()
 	if err != nil {
 		return nil, err
@@ -236,6 +260,7 @@ func (o *Options) Config() (*Config, error) {
 		Storage: storage.Options{
 			Path:                 o.StoragePath,
 			Retention:            o.StorageRetention,
+			RetentionBytes:       retentionBytes,
 			QueryTimeout:         o.QueryTimeout,
 			MaxSamples:           o.QueryMaxSamples,
 			MaxConcurrentQueries: o.QueryMaxConcurrency,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	genericapiserver "k8s.io/apiserver/pkg/server"
@@ -26,6 +27,8 @@ type Server struct {
 	// kubeletToken renews the token sent to kubelets; nil when the
 	// gateway sends its own credentials.
 	kubeletToken *kubeletToken
+	// drainTimeout bounds the drain of each listener at shutdown.
+	drainTimeout time.Duration
 	// insecureQuery is the optional plain-HTTP query API; nil when off.
 	insecureQuery   *loopbackServer
 	api             *genericapiserver.GenericAPIServer
@@ -60,6 +63,28 @@ func (s *Server) RunUntil(ctx context.Context) error {
 	scrapeDone := make(chan error, 1)
 	go func() { scrapeDone <- s.scraper.Run(ctx) }()
 
+	// The plain-HTTP listeners drain while the secure port does, so the
+	// two drains add up to the longer one, not their sum.
+	loopbacksDone := make(chan error, 1)
+	go func() {
+		<-ctx.Done()
+		var lerr error
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for _, l := range []*loopbackServer{s.self, s.insecureQuery} {
+			if l == nil {
+				continue
+			}
+			wg.Go(func() {
+				e := l.shutdown(s.drainTimeout)
+				mu.Lock()
+				lerr = errors.Join(lerr, e)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		loopbacksDone <- lerr
+	}()
 	prepared := s.api.PrepareRun()
 	apiErr := prepared.RunWithContext(ctx)
 	cancel()
@@ -67,12 +92,9 @@ func (s *Server) RunUntil(ctx context.Context) error {
 	s.nodeInformers.Shutdown()
 	<-podsDone
 	s.objects.shutdown()
-	// Queries still running on the plain-HTTP listeners finish before the
-	// TSDB closes under them.
-	err = errors.Join(err, s.self.shutdown(drainTimeout))
-	if s.insecureQuery != nil {
-		err = errors.Join(err, s.insecureQuery.shutdown(drainTimeout))
-	}
+	// Queries still running on the plain-HTTP listeners finish (or are cut
+	// off) before the TSDB closes under them.
+	err = errors.Join(err, <-loopbacksDone)
 	if s.kubeletToken != nil {
 		err = errors.Join(err, s.kubeletToken.close())
 	}
@@ -120,8 +142,15 @@ func (s *Server) addHealthChecks() error {
 		}
 		return nil
 	})
+	// Not livez: a restart does not free disk space, and the pod keeps
+	// answering from what it holds.
+	writeCheck := healthz.NamedCheck("storage-writable", func(*http.Request) error { return s.scraper.CheckStorageWrites() })
+	// A replica is ready once it can answer cpu for every node it scraped:
+	// two stored kubelet scrapes each (at start, one scrape made it ready,
+	// and its first answers lacked every node's cpu).
+	ratesCheck := healthz.NamedCheck("kubelet-rates", func(*http.Request) error { return s.scraper.CheckRatesReady(scrape.KubeletJobName) })
 	if err := s.api.AddHealthChecks(storageCheck, scrapeCheck); err != nil {
 		return err
 	}
-	return s.api.AddReadyzChecks(informerCheck)
+	return s.api.AddReadyzChecks(informerCheck, writeCheck, ratesCheck)
 }

@@ -57,7 +57,8 @@ func testDoctor(t *testing.T) {
 			return nil
 		})
 		for _, want := range []string{"PASS requestheader-client-ca", "PASS requestheader-allowed-names: [front-proxy-client]",
-			"PASS apiservice v1beta1.metrics.k8s.io", "PASS api-group-owner", "PASS rbac get nodes/metrics", "PASS kubelet sim-node-"} {
+			"PASS apiservice v1beta1.metrics.k8s.io", "PASS api-group-owner", "PASS rbac create serviceaccounts/token kube-system/metrics-gateway-kubelet",
+			"PASS rbac kubelet-service-account get nodes/metrics", "PASS rbac kubelet-service-account update secrets", "PASS kubelet sim-node-"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("no %q in:\n%s", want, out)
 			}
@@ -104,7 +105,7 @@ func testDoctor(t *testing.T) {
 		defer restore()
 		expectFailure(ctx, t, nil,
 			"FAIL rbac list nodes", "Fix: apply the ClusterRole system:metrics-gateway and its ClusterRoleBinding",
-			"FAIL rbac get nodes/metrics", "FAIL kubelet: cannot list nodes")
+			"FAIL kubelet: cannot list nodes")
 		restore()
 		healthy("with the binding restored")
 	})

@@ -96,6 +96,7 @@ func TestEndToEnd(t *testing.T) {
 	}{
 		{"kubectl top matches the simulation", testKubectlTop},
 		{"raw metrics.k8s.io API", testRawResourceAPI},
+		{"kubelets receive a read-only token", testKubeletLeastPrivilege},
 		{"manifests: every overlay passes a server-side dry run", testManifestsDryRun},
 		{"HPA scales on cpu", testHPAScalesOnCPU},
 		{"custom metrics with zero config", testZeroConfigCustomMetrics},

@@ -53,7 +53,7 @@ type Gateway struct {
 func (e *Env) startGateway(ctx context.Context) error {
 	// The gateway runs as manifests/base's ServiceAccount, with that RBAC
 	// only: every scenario then shows the RBAC is sufficient.
-	kubeconfig, kubeletCert, kubeletKey, err := e.gatewayServiceAccount(ctx)
+	kubeconfig, err := e.gatewayServiceAccount(ctx)
 	if err != nil {
 		return fmt.Errorf("gateway credentials: %w", err)
 	}
@@ -80,7 +80,10 @@ func (e *Env) startGateway(ctx context.Context) error {
 		"--kubelet-use-node-status-port",
 		"--kubelet-preferred-address-types", "InternalIP",
 		"--kubelet-certificate-authority", filepath.Join(e.Dir, "sim", "ca.crt"),
-		"--kubelet-client-certificate", kubeletCert, "--kubelet-client-key", kubeletKey,
+		// As manifests/base: kubelets get tokens of the read-only
+		// ServiceAccount, which the simulated kubelets review with the
+		// API server as a kubelet in webhook mode does.
+		"--kubelet-service-account", KubeletServiceAccount,
 		"--v", "2",
 	}
 	g.proc = &proc{name: "metrics-gateway", path: e.GatewayBin, logPath: filepath.Join(e.Dir, "metrics-gateway.log"), detach: e.Detach, args: g.args()}
@@ -373,7 +376,7 @@ func (g *Gateway) LogPath() string { return g.proc.logPath }
 func (g *Gateway) DoctorArgs() []string {
 	withValue := map[string]bool{
 		"--kubeconfig": true, "--kubelet-preferred-address-types": true, "--kubelet-certificate-authority": true,
-		"--kubelet-client-certificate": true, "--kubelet-client-key": true,
+		"--kubelet-client-certificate": true, "--kubelet-client-key": true, "--kubelet-service-account": true,
 	}
 	var args []string
 	for i := 0; i < len(g.fixed); i++ {

@@ -18,6 +18,10 @@ import (
 // GatewayServiceAccount is the ServiceAccount of manifests/base.
 const GatewayServiceAccount = "metrics-gateway"
 
+// KubeletServiceAccount is the read-only ServiceAccount of manifests/base
+// whose tokens the gateway sends kubelets, as --kubelet-service-account.
+const KubeletServiceAccount = "kube-system/metrics-gateway-kubelet"
+
 // baseKinds are the objects of manifests/base the harness applies: the
 // ServiceAccount, every role and binding, and the empty Secret the gateway
 // keeps its serving certificate in (it may not create one), so that the
@@ -26,18 +30,17 @@ var baseKinds = map[string]bool{"ServiceAccount": true, "ClusterRole": true, "Cl
 
 // gatewayServiceAccount applies the ServiceAccount and RBAC of
 // manifests/base (rendered by kubectl kustomize) and returns a kubeconfig
-// with a token of that ServiceAccount. Kubelets are reached with a client
-// certificate instead: the simulated kubelets do no TokenReview.
-func (e *Env) gatewayServiceAccount(ctx context.Context) (kubeconfig, kubeletCert, kubeletKey string, err error) {
+// with a token of that ServiceAccount.
+func (e *Env) gatewayServiceAccount(ctx context.Context) (kubeconfig string, err error) {
 	rendered, err := e.Kubectl(ctx, "kustomize", filepath.Join(e.root, "manifests", "base"))
 	if err != nil {
-		return "", "", "", err
+		return "", err
 	}
 	var keep []string
 	for _, doc := range strings.Split(rendered, "\n---\n") {
 		var obj struct{ Kind string }
 		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
-			return "", "", "", fmt.Errorf("rendered manifests/base: %w", err)
+			return "", fmt.Errorf("rendered manifests/base: %w", err)
 		}
 		if baseKinds[obj.Kind] {
 			keep = append(keep, doc)
@@ -45,23 +48,19 @@ func (e *Env) gatewayServiceAccount(ctx context.Context) (kubeconfig, kubeletCer
 	}
 	file := e.baseObjectsFile()
 	if err := os.WriteFile(file, []byte(strings.Join(keep, "\n---\n")), 0o644); err != nil {
-		return "", "", "", err
+		return "", err
 	}
 	if _, err := e.Kubectl(ctx, "apply", "-f", file); err != nil {
-		return "", "", "", err
+		return "", err
 	}
 	// Long enough for a demo left running; the e2e suite takes minutes.
 	expiry := int64((48 * time.Hour).Seconds())
 	tr, err := e.Client.CoreV1().ServiceAccounts(cluster.GatewayServiceNamespace).CreateToken(ctx, GatewayServiceAccount,
 		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
 	if err != nil {
-		return "", "", "", fmt.Errorf("token of %s/%s: %w", cluster.GatewayServiceNamespace, GatewayServiceAccount, err)
+		return "", fmt.Errorf("token of %s/%s: %w", cluster.GatewayServiceNamespace, GatewayServiceAccount, err)
 	}
-	if kubeconfig, err = e.Cluster.TokenKubeconfig("system:serviceaccount:kube-system:"+GatewayServiceAccount, tr.Status.Token); err != nil {
-		return "", "", "", err
-	}
-	kubeletCert, kubeletKey, err = e.Cluster.ClientCertFiles("metrics-gateway-kubelet-client")
-	return kubeconfig, kubeletCert, kubeletKey, err
+	return e.Cluster.TokenKubeconfig("system:serviceaccount:kube-system:"+GatewayServiceAccount, tr.Status.Token)
 }
 
 // baseObjectsFile holds the objects of manifests/base the harness applied.

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/metrics-gateway/metrics-gateway/test/sim"
 )
 
 // Truth is the simulated usage right now, as the model computes it.
@@ -41,6 +43,23 @@ func (e *Env) SimTruth(ctx context.Context) (Truth, error) {
 		return t, fmt.Errorf("/truth: %d %s", resp.StatusCode, b)
 	}
 	return t, json.NewDecoder(resp.Body).Decode(&t)
+}
+
+// KubeletTokens lists the distinct bearer tokens the simulated kubelets
+// received and reviewed with the API server (not the static --token-file).
+func (e *Env) KubeletTokens(ctx context.Context) ([]sim.SeenToken, error) {
+	var seen []sim.SeenToken
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.SimControl+"/kubelet-tokens", nil)
+	resp, err := simClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return nil, fmt.Errorf("/kubelet-tokens: %d %s", resp.StatusCode, b)
+	}
+	return seen, json.NewDecoder(resp.Body).Decode(&seen)
 }
 
 func (e *Env) simPost(ctx context.Context, path, body string) error {

@@ -55,6 +55,14 @@ func (s *Sim) ControlHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	mux.HandleFunc("GET /kubelet-tokens", func(w http.ResponseWriter, _ *http.Request) {
+		seen := []SeenToken{}
+		if s.webhook != nil {
+			seen = s.webhook.Seen()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(seen)
+	})
 	mux.HandleFunc("GET /truth", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(s.Truth())

@@ -94,13 +94,15 @@ func (s *Sim) KubeletHandler(n *Node, token string) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok"))
 	})
-	return requireToken(token, mux)
+	return requireToken(token, s.webhook, n.Name, mux)
 }
 
 // requireToken answers 401 unless the request carries the token, checked in
 // constant time like any credential, or a client certificate that the TLS
-// layer verified against the client CA (as a kubelet's --client-ca-file).
-func requireToken(token string, next http.Handler) http.Handler {
+// layer verified against the client CA (as a kubelet's --client-ca-file),
+// or, with webhook set, any bearer token the API server says may get this
+// node's metrics (403 when it authenticates but may not).
+func requireToken(token string, webhook *WebhookAuth, node string, next http.Handler) http.Handler {
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
@@ -108,14 +110,26 @@ func requireToken(token string, next http.Handler) http.Handler {
 			return
 		}
 		got := []byte(r.Header.Get("Authorization"))
-		if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="kubelet"`)
-			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+		if token != "" && subtle.ConstantTimeCompare(got, want) == 1 {
+			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(w, r)
+		if bearer, ok := strings.CutPrefix(string(got), "Bearer "); ok && webhook != nil && bearer != "" {
+			if webhook.allow(r.Context(), bearer, node) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			http.Error(w, "Forbidden", http.StatusForbidden)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="kubelet"`)
+		http.Error(w, "Unauthorized", http.StatusUnauthorized)
 	})
 }
+
+// SetWebhookAuth makes the kubelets, once served, also accept bearer tokens
+// the API server authorizes (see WebhookAuth). Call it before ServeKubelets.
+func (s *Sim) SetWebhookAuth(a *WebhookAuth) { s.webhook = a }
 
 // kubeletServer is one node's HTTPS listener.
 type kubeletServer struct {

@@ -39,7 +39,9 @@ type Sim struct {
 	// waits for a scraper's timeout.
 	done      chan struct{}
 	closeOnce sync.Once
-	kubelets  []*kubeletServer
+	// webhook, when set, authorizes bearer tokens through the API server.
+	webhook  *WebhookAuth
+	kubelets []*kubeletServer
 }
 
 // New validates cfg and creates the nodes; it starts no servers.

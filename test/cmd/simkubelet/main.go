@@ -66,6 +66,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	client, err := apiClient(cfg, version)
+	if err != nil {
+		return errors.Join(err, s.Close())
+	}
+	// Bearer tokens other than --token-file's are reviewed as a kubelet in
+	// webhook mode reviews them (TokenReview, SubjectAccessReview).
+	s.SetWebhookAuth(sim.NewWebhookAuth(client))
 	if err := s.ServeKubelets(cfg.kubeletPort, cert, cfg.token, cfg.clientCAs); err != nil {
 		return errors.Join(err, s.Close())
 	}
@@ -77,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The agent gets its own context so a failed start can stop what it began.
 	agentCtx, stopAgent := context.WithCancel(ctx)
 	defer stopAgent()
-	agent, err := newAgent(cfg, s, version)
+	agent, err := kubeagent.New(kubeagent.Config{Client: client, Sim: s, KubeletPort: cfg.kubeletPort, KubeletVersion: version})
 	if err == nil {
 		err = agent.Start(agentCtx)
 	}
@@ -92,7 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return errors.Join(err, shutdown(cfg, agent, control, s))
 }
 
-func newAgent(cfg config, s *sim.Sim, version string) (*kubeagent.Agent, error) {
+func apiClient(cfg config, version string) (kubernetes.Interface, error) {
 	rc, err := clientcmd.BuildConfigFromFlags("", cfg.kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig %s: %w", cfg.kubeconfig, err)
@@ -105,7 +112,7 @@ func newAgent(cfg config, s *sim.Sim, version string) (*kubeagent.Agent, error) 
 	if err != nil {
 		return nil, fmt.Errorf("API client: %w", err)
 	}
-	return kubeagent.New(kubeagent.Config{Client: client, Sim: s, KubeletPort: cfg.kubeletPort, KubeletVersion: version})
+	return client, nil
 }
 
 func serveControl(addr string, h http.Handler) (*http.Server, string, error) {
