@@ -34,6 +34,22 @@ func (p *Process) Exited() bool {
 // Stop sends SIGTERM, waits up to grace, then SIGKILLs.
 func (p *Process) Stop(grace time.Duration) error { return p.p.stop(grace) }
 
+// Terminate sends SIGTERM and waits up to grace for the process to end, as
+// the kubelet waits a pod's terminationGracePeriodSeconds, then SIGKILLs it
+// as the kubelet would. It reports whether the process ended within grace.
+func (p *Process) Terminate(grace time.Duration) (inTime bool, err error) {
+	if p.Exited() {
+		return true, nil
+	}
+	if err := syscall.Kill(p.p.pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return false, fmt.Errorf("signal %s (pid %d): %w", p.p.name, p.p.pid, err)
+	}
+	if p.p.waitGone(grace) {
+		return true, nil
+	}
+	return false, p.Kill()
+}
+
 // Kill sends SIGKILL at once (no shutdown, no flush) and waits for the end.
 func (p *Process) Kill() error {
 	if p.Exited() {

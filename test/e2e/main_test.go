@@ -105,6 +105,7 @@ func TestEndToEnd(t *testing.T) {
 		{"hostile scrape targets", testHostileTargets},
 		{"a bad kubelet", testBadKubelet},
 		{"gateway SIGKILL and restart", testGatewaySurvivesSIGKILL},
+		{"gateway SIGTERM with a request held open", testGatewaySIGTERM},
 		{"metrics-gateway doctor on a healthy and a broken cluster", testDoctor},
 		{"self-managed serving certificate shared by two replicas, and its rotation", testManagedServingCert},
 	} {

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -136,4 +138,71 @@ func testGatewaySurvivesSIGKILL(t *testing.T) {
 	if oldest := time.UnixMilli(int64(minT)); !oldest.Before(killedAt.Add(-30 * time.Second)) {
 		t.Errorf("oldest sample %v is not from well before the kill at %v", oldest, killedAt)
 	}
+}
+
+// testGatewaySIGTERM: SIGTERM while a query API request is held open (a
+// client that sent half its body, as a stalled Grafana would; a long
+// evaluation holds the drain the same way) ends the gateway within the
+// Deployment's 60s terminationGracePeriodSeconds, and the next start needs
+// no WAL repair and answers kubectl top.
+func testGatewaySIGTERM(t *testing.T) {
+	logsOnFailure(t)
+	ctx := context.Background()
+	grafana, _ := queryTokens(ctx, t)
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", e.Gateway.Port), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /prometheus/api/v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nquery=up", grafana)
+	time.Sleep(2 * time.Second)
+	const grace = 60 * time.Second
+	start := time.Now()
+	inTime, err := e.Gateway.Terminate(grace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if !inTime {
+		t.Fatalf("still running %v after SIGTERM: the kubelet would have killed it", grace)
+	}
+	t.Logf("the gateway exited %v after SIGTERM with a request held open", took.Round(100*time.Millisecond))
+	logStart := fileSize(t, e.Gateway.LogPath())
+	if err := e.Gateway.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	eventually(t, 30*time.Second, "kubectl top after the restart", func() error {
+		out, err := e.Kubectl(ctx, "top", "pods", "-n", "e2e-top", "--no-headers")
+		if err != nil {
+			return err
+		}
+		if n := len(strings.Split(strings.TrimSpace(out), "\n")); n != 5 {
+			return fmt.Errorf("%d pods:\n%s", n, out)
+		}
+		return nil
+	})
+	t.Logf("kubectl top answered %v after the restart", time.Since(restarted).Round(100*time.Millisecond))
+	b, err := os.ReadFile(e.Gateway.LogPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b[logStart:]), "\n") {
+		// The TSDB's own words when it repairs ("Encountered WAL read error,
+		// attempting repair", "Starting corruption repair") and ours.
+		l := strings.ToLower(line)
+		if (strings.Contains(l, "repair") && (strings.Contains(l, "wal") || strings.Contains(l, "corruption"))) || strings.Contains(l, "corrupt block") {
+			t.Errorf("the start after SIGTERM repaired storage: %s", line)
+		}
+	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }

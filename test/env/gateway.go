@@ -312,6 +312,15 @@ func (e *Env) WaitAPIsServed(ctx context.Context, timeout time.Duration) error {
 // Kill ends the gateway with SIGKILL: no shutdown, no flush.
 func (g *Gateway) Kill() error { return g.proc.kill() }
 
+// Terminate sends SIGTERM and waits up to grace, then SIGKILLs; it reports
+// whether the gateway ended within grace.
+func (g *Gateway) Terminate(grace time.Duration) (bool, error) {
+	if g.proc.p == nil {
+		return true, nil
+	}
+	return g.proc.p.Terminate(grace)
+}
+
 // PID is the running gateway's process id, 0 if none.
 func (g *Gateway) PID() int { return g.proc.pid() }
 
