@@ -147,6 +147,15 @@ type Credentials struct {
 	CertFile, KeyFile string
 }
 
+// WithBearerOnly returns c with a bearer token (inline, or a file) as the
+// only credential for scrapes: c's own token and client certificate are
+// dropped. Discovery still reads c.Kubeconfig.
+func (c Credentials) WithBearerOnly(token, tokenFile string) Credentials {
+	c.BearerToken, c.BearerTokenFile = token, tokenFile
+	c.CertData, c.KeyData, c.CertFile, c.KeyFile = nil, nil, "", ""
+	return c
+}
+
 // KubeletJobYAML renders the kubelet scrape job as Prometheus configuration.
 // The node's address and port are chosen by relabeling, as metrics-server
 // chooses them; only the series the resource API reads are kept.

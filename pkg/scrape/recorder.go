@@ -256,11 +256,11 @@ func (a *recordingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, 
 func (a *recordingAppender) Commit() error {
 	err := a.AppenderV2.Commit()
 	for _, p := range a.pending {
-		if err != nil && !value.IsStaleNaN(p.v) {
-			a.r.observe(p.ls, 0, err)
-		} else {
-			a.r.observe(p.ls, p.v, err)
+		v := p.v
+		if err != nil && !value.IsStaleNaN(v) {
+			v = 0
 		}
+		a.r.observe(p.ls, v, err)
 	}
 	if len(a.pending) > 0 {
 		a.r.committed(err)

@@ -165,7 +165,7 @@ func (c *Config) buildScraping(s *Server, reg *prometheus.Registry, logger *slog
 			return nil, err
 		}
 		undo.add(s.kubeletToken.close)
-		kubeletCreds = s.kubeletToken.credentials(c.Credentials)
+		kubeletCreds = c.Credentials.WithBearerOnly("", s.kubeletToken.file)
 	}
 	jobs, err := c.scrapeJobs(s.self.addr(), selfToken, kubeletCreds)
 	if err != nil {

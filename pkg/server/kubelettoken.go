@@ -53,7 +53,6 @@ type kubeletToken struct {
 	namespace, name string
 	dir, file       string
 	logger          *slog.Logger
-	now             func() time.Time
 
 	mu       sync.Mutex // guards issued and expires
 	expires  time.Time
@@ -74,7 +73,7 @@ func newKubeletToken(ctx context.Context, client kubernetes.Interface, account s
 	if err != nil {
 		return nil, fmt.Errorf("kubelet token directory: %w", err)
 	}
-	k := &kubeletToken{client: client, namespace: ns, name: name, dir: dir, file: filepath.Join(dir, "token"), logger: logger.With("component", "kubelet-token", "serviceaccount", account), now: time.Now}
+	k := &kubeletToken{client: client, namespace: ns, name: name, dir: dir, file: filepath.Join(dir, "token"), logger: logger.With("component", "kubelet-token", "serviceaccount", account)}
 	k.failures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "metrics_gateway_kubelet_token_request_failures_total",
 		Help: "Failed TokenRequests for the ServiceAccount whose tokens are sent to kubelets (--kubelet-service-account).",
@@ -121,7 +120,7 @@ func (k *kubeletToken) renew(ctx context.Context) error {
 		return fmt.Errorf("write kubelet token: %w", err)
 	}
 	k.mu.Lock()
-	k.issued, k.expires = k.now(), expires
+	k.issued, k.expires = time.Now(), expires
 	k.mu.Unlock()
 	k.logger.Info("Kubelet token renewed", "expires", expires)
 	return nil
@@ -167,11 +166,3 @@ func (k *kubeletToken) run(ctx context.Context) {
 
 // close removes the token directory.
 func (k *kubeletToken) close() error { return os.RemoveAll(k.dir) }
-
-// credentials are c with the token file as the only credential: the
-// gateway's own token and client certificate stay home.
-func (k *kubeletToken) credentials(c scrape.Credentials) scrape.Credentials {
-	c.BearerToken, c.BearerTokenFile = "", k.file
-	c.CertData, c.KeyData, c.CertFile, c.KeyFile = nil, nil, "", ""
-	return c
-}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	genericapiserver "k8s.io/apiserver/pkg/server"
@@ -65,26 +64,17 @@ func (s *Server) RunUntil(ctx context.Context) error {
 
 	// The plain-HTTP listeners drain while the secure port does, so the
 	// two drains add up to the longer one, not their sum.
-	loopbacksDone := make(chan error, 1)
-	go func() {
-		<-ctx.Done()
-		var lerr error
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		for _, l := range []*loopbackServer{s.self, s.insecureQuery} {
-			if l == nil {
-				continue
-			}
-			wg.Go(func() {
-				e := l.shutdown(s.drainTimeout)
-				mu.Lock()
-				lerr = errors.Join(lerr, e)
-				mu.Unlock()
-			})
-		}
-		wg.Wait()
-		loopbacksDone <- lerr
-	}()
+	loopbacks := []*loopbackServer{s.self}
+	if s.insecureQuery != nil {
+		loopbacks = append(loopbacks, s.insecureQuery)
+	}
+	drained := make(chan error, len(loopbacks))
+	for _, l := range loopbacks {
+		go func() {
+			<-ctx.Done()
+			drained <- l.shutdown(s.drainTimeout)
+		}()
+	}
 	prepared := s.api.PrepareRun()
 	apiErr := prepared.RunWithContext(ctx)
 	cancel()
@@ -94,7 +84,9 @@ func (s *Server) RunUntil(ctx context.Context) error {
 	s.objects.shutdown()
 	// Queries still running on the plain-HTTP listeners finish (or are cut
 	// off) before the TSDB closes under them.
-	err = errors.Join(err, <-loopbacksDone)
+	for range loopbacks {
+		err = errors.Join(err, <-drained)
+	}
 	if s.kubeletToken != nil {
 		err = errors.Join(err, s.kubeletToken.close())
 	}

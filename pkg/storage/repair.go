@@ -15,29 +15,18 @@ import (
 // what is here is kept for inspection and never read again.
 const CorruptDir = "corrupt"
 
-// openTSDB moves every block of dir that does not open on its own to
-// CorruptDir, with an error log naming it, then opens the TSDB: one damaged
-// block (a disk error, a partial copy) costs its two hours of history, not
-// every start after it. Prometheus refuses to start until an operator
-// deletes the block. The check runs before the TSDB opens, not after it
-// failed, because tsdb.Open registers its metrics and a second Open on the
-// same registry would fail; it costs one extra open of each block's index
-// at start.
-func openTSDB(dir string, logger *slog.Logger, open func() (*tsdb.DB, error)) (*tsdb.DB, error) {
-	if _, err := quarantineCorruptBlocks(dir, logger); err != nil {
-		return nil, err
-	}
-	return open()
-}
-
-// quarantineCorruptBlocks moves every block of dir that fails to open into
-// dir/CorruptDir and returns how many it moved.
-func quarantineCorruptBlocks(dir string, logger *slog.Logger) (int, error) {
+// quarantineCorruptBlocks moves every block of dir that does not open on
+// its own to CorruptDir, with an error log naming it: one damaged block (a
+// disk error, a partial copy) costs its two hours of history, not every
+// start after it (Prometheus refuses to start until an operator deletes the
+// block). It runs before the TSDB opens, not after an open failed, because
+// tsdb.Open registers its metrics and a second Open on the same registry
+// would fail; it costs one extra open of each block's index at start.
+func quarantineCorruptBlocks(dir string, logger *slog.Logger) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return 0, fmt.Errorf("list blocks: %w", err)
+		return fmt.Errorf("list blocks: %w", err)
 	}
-	moved := 0
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
@@ -49,19 +38,18 @@ func quarantineCorruptBlocks(dir string, logger *slog.Logger) (int, error) {
 		b, openErr := tsdb.OpenBlock(logger, path, nil, nil)
 		if openErr == nil {
 			if err := b.Close(); err != nil {
-				return moved, fmt.Errorf("close block %s: %w", e.Name(), err)
+				return fmt.Errorf("close block %s: %w", e.Name(), err)
 			}
 			continue
 		}
 		dest := filepath.Join(dir, CorruptDir, e.Name())
 		if err := os.MkdirAll(filepath.Dir(dest), 0o750); err != nil {
-			return moved, fmt.Errorf("move corrupt block %s aside: %w", e.Name(), err)
+			return fmt.Errorf("move corrupt block %s aside: %w", e.Name(), err)
 		}
 		if err := os.Rename(path, dest); err != nil {
-			return moved, fmt.Errorf("move corrupt block %s aside: %w", e.Name(), err)
+			return fmt.Errorf("move corrupt block %s aside: %w", e.Name(), err)
 		}
 		logger.Error("Moved a corrupt block aside; its samples are no longer served", "block", e.Name(), "to", dest, "err", openErr)
-		moved++
 	}
-	return moved, nil
+	return nil
 }

@@ -11,27 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
-	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 )
-
-type fsample struct {
-	t int64
-	f float64
-}
-
-func (s fsample) T() int64                      { return s.t }
-func (s fsample) ST() int64                     { return 0 }
-func (s fsample) F() float64                    { return s.f }
-func (s fsample) H() *histogram.Histogram       { return nil }
-func (s fsample) FH() *histogram.FloatHistogram { return nil }
-func (s fsample) Type() chunkenc.ValueType      { return chunkenc.ValFloat }
-func (s fsample) Copy() chunks.Sample           { return s }
 
 // writeBlock writes one block under dir holding series name with a sample
 // every 15s over [from, from+1h).
@@ -39,7 +24,7 @@ func writeBlock(t *testing.T, dir, name string, from time.Time) string {
 	t.Helper()
 	var ss []chunks.Sample
 	for ts := from; ts.Before(from.Add(time.Hour)); ts = ts.Add(15 * time.Second) {
-		ss = append(ss, fsample{ts.UnixMilli(), 1})
+		ss = append(ss, fSample{t: ts.UnixMilli(), f: 1})
 	}
 	path, err := tsdb.CreateBlock([]promstorage.Series{promstorage.NewListSeries(labels.FromStrings("__name__", name), ss)},
 		dir, (2 * time.Hour).Milliseconds(), slog.New(slog.NewTextHandler(io.Discard, nil)))

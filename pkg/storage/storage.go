@@ -151,7 +151,10 @@ func Open(o Options, logger *slog.Logger, reg prometheus.Registerer) (*Storage, 
 	// it too.
 	topts.IsolationDisabled = true
 	tlog := logger.With("component", "tsdb")
-	db, err := openTSDB(o.Path, tlog, func() (*tsdb.DB, error) { return tsdb.Open(o.Path, tlog, reg, topts, nil) })
+	if err := quarantineCorruptBlocks(o.Path, tlog); err != nil {
+		return nil, fmt.Errorf("open tsdb %s: %w", o.Path, err)
+	}
+	db, err := tsdb.Open(o.Path, tlog, reg, topts, nil)
 	if err != nil {
 		return nil, fmt.Errorf("open tsdb %s: %w", o.Path, err)
 	}

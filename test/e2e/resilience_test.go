@@ -115,16 +115,7 @@ func testGatewaySurvivesSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	restarted := time.Now()
-	eventually(t, 15*time.Second, "kubectl top after restart", func() error {
-		out, err := e.Kubectl(ctx, "top", "pods", "-n", "e2e-top", "--no-headers")
-		if err != nil {
-			return err
-		}
-		if n := len(strings.Split(strings.TrimSpace(out), "\n")); n != 5 {
-			return fmt.Errorf("%d pods:\n%s", n, out)
-		}
-		return nil
-	})
+	topAfterRestart(ctx, t, 15*time.Second)
 	t.Logf("kubectl top answered %v after the restart (%v after the kill)", time.Since(restarted).Round(100*time.Millisecond), time.Since(killedAt).Round(100*time.Millisecond))
 	_, body, err := e.Gateway.Get(ctx, "/metrics")
 	if err != nil {
@@ -173,16 +164,7 @@ func testGatewaySIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	restarted := time.Now()
-	eventually(t, 30*time.Second, "kubectl top after the restart", func() error {
-		out, err := e.Kubectl(ctx, "top", "pods", "-n", "e2e-top", "--no-headers")
-		if err != nil {
-			return err
-		}
-		if n := len(strings.Split(strings.TrimSpace(out), "\n")); n != 5 {
-			return fmt.Errorf("%d pods:\n%s", n, out)
-		}
-		return nil
-	})
+	topAfterRestart(ctx, t, 30*time.Second)
 	t.Logf("kubectl top answered %v after the restart", time.Since(restarted).Round(100*time.Millisecond))
 	b, err := os.ReadFile(e.Gateway.LogPath())
 	if err != nil {
@@ -196,6 +178,21 @@ func testGatewaySIGTERM(t *testing.T) {
 			t.Errorf("the start after SIGTERM repaired storage: %s", line)
 		}
 	}
+}
+
+// topAfterRestart waits until kubectl top lists the five pods of e2e-top.
+func topAfterRestart(ctx context.Context, t *testing.T, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, "kubectl top after the restart", func() error {
+		out, err := e.Kubectl(ctx, "top", "pods", "-n", "e2e-top", "--no-headers")
+		if err != nil {
+			return err
+		}
+		if n := len(strings.Split(strings.TrimSpace(out), "\n")); n != 5 {
+			return fmt.Errorf("%d pods:\n%s", n, out)
+		}
+		return nil
+	})
 }
 
 func fileSize(t *testing.T, path string) int64 {

@@ -32,34 +32,29 @@ var simClient = &http.Client{Timeout: 10 * time.Second}
 // SimTruth reads the simulated usage.
 func (e *Env) SimTruth(ctx context.Context) (Truth, error) {
 	var t Truth
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.SimControl+"/truth", nil)
-	resp, err := simClient.Do(req)
-	if err != nil {
-		return t, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return t, fmt.Errorf("/truth: %d %s", resp.StatusCode, b)
-	}
-	return t, json.NewDecoder(resp.Body).Decode(&t)
+	return t, e.simGet(ctx, "/truth", &t)
 }
 
 // KubeletTokens lists the distinct bearer tokens the simulated kubelets
 // received and reviewed with the API server (not the static --token-file).
 func (e *Env) KubeletTokens(ctx context.Context) ([]sim.SeenToken, error) {
 	var seen []sim.SeenToken
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.SimControl+"/kubelet-tokens", nil)
+	return seen, e.simGet(ctx, "/kubelet-tokens", &seen)
+}
+
+// simGet decodes the JSON answer of the simulator's control API at path.
+func (e *Env) simGet(ctx context.Context, path string, out any) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.SimControl+path, nil)
 	resp, err := simClient.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
-		return nil, fmt.Errorf("/kubelet-tokens: %d %s", resp.StatusCode, b)
+		return fmt.Errorf("%s: %d %s", path, resp.StatusCode, b)
 	}
-	return seen, json.NewDecoder(resp.Body).Decode(&seen)
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 func (e *Env) simPost(ctx context.Context, path, body string) error {

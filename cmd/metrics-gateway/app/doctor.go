@@ -72,8 +72,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return fmt.Errorf("doctor: %w", err)
 		}
-		kubelet.Credentials.BearerToken, kubelet.Credentials.BearerTokenFile = tok, ""
-		kubelet.Credentials.CertData, kubelet.Credentials.KeyData, kubelet.Credentials.CertFile, kubelet.Credentials.KeyFile = nil, nil, "", ""
+		kubelet.Credentials = kubelet.Credentials.WithBearerOnly(tok, "")
 	}
 	dyn, err := dynamic.NewForConfig(c)
 	if err != nil {
