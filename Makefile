@@ -50,6 +50,16 @@ e2e-build: build ## etcd (apt), control plane v1.37.2 (cached in test/bin), simk
 e2e: e2e-build ## End-to-end tests: kubectl top, the raw API, an HPA, a bad kubelet, SIGKILL.
 	cd test && go test -count=1 -v -timeout 30m ./e2e/
 
+# The soak (issue 14): the gateway in a memory cgroup with manifests/base's
+# limit beside 100 pods exposing 10,000 fresh series every scrape and a
+# normal workload with two HPAs, for SOAK_DURATION, then SIGKILL and restart.
+# Needs root (the cgroup). .ci/run runs it for 5 minutes.
+SOAK_DURATION ?= 30m
+
+.PHONY: soak
+soak: e2e-build ## The gateway under churn at the shipped memory limit for SOAK_DURATION (30m), then SIGKILL; needs root.
+	cd test && go test -count=1 -v -timeout 3h ./soak/ -soak.duration=$(SOAK_DURATION)
+
 # Fuzz targets that take outside input, each run for FUZZTIME. The corpora
 # that found bugs are committed under each package's testdata/fuzz.
 FUZZTIME ?= 60s

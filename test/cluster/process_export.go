@@ -31,6 +31,16 @@ func (p *Process) Exited() bool {
 	return gone
 }
 
+// ExitErr is how the process ended ("signal: killed", "exited with status
+// 0"), nil while it runs.
+func (p *Process) ExitErr() error {
+	gone, err := p.p.exited()
+	if !gone {
+		return nil
+	}
+	return err
+}
+
 // Stop sends SIGTERM, waits up to grace, then SIGKILLs.
 func (p *Process) Stop(grace time.Duration) error { return p.p.stop(grace) }
 

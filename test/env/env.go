@@ -39,6 +39,9 @@ type Options struct {
 	// machine only with ranges apart: every node's kubelet listens on
 	// port 10250 of its own address.
 	FirstNodeIP, PodCIDRBase string
+	// GatewayCgroup, when set, is the memory cgroup the gateway runs in,
+	// as in a pod with limits.memory.
+	GatewayCgroup *MemoryCgroup
 	// Detach leaves every process running after this one exits (the demo).
 	Detach bool
 	// Stdout receives progress lines; nil means os.Stdout.

@@ -86,7 +86,7 @@ func (e *Env) startGateway(ctx context.Context) error {
 		"--kubelet-service-account", KubeletServiceAccount,
 		"--v", "2",
 	}
-	g.proc = &proc{name: "metrics-gateway", path: e.GatewayBin, logPath: filepath.Join(e.Dir, "metrics-gateway.log"), detach: e.Detach, args: g.args()}
+	g.proc = &proc{name: "metrics-gateway", path: e.GatewayBin, logPath: filepath.Join(e.Dir, "metrics-gateway.log"), detach: e.Detach, args: g.args(), cgroup: e.GatewayCgroup}
 	e.Gateway = g
 	start := time.Now()
 	if err := g.Start(ctx); err != nil {
@@ -212,10 +212,6 @@ const ServingCertSecret = "metrics-gateway-serving-cert"
 // gateway. It returns the replica once both are live and every API
 // answers through the aggregator; the caller stops it.
 func (g *Gateway) RestartWithManagedCertReplicas(ctx context.Context, validity, renewBefore time.Duration) (*Gateway, error) {
-	port, err := cluster.FreePort()
-	if err != nil {
-		return nil, err
-	}
 	managed := func(dir string) []string {
 		return []string{
 			"--serving-cert-namespace", cluster.GatewayServiceNamespace,
@@ -224,22 +220,10 @@ func (g *Gateway) RestartWithManagedCertReplicas(ctx context.Context, validity, 
 			"--serving-cert-renew-before", renewBefore.String(),
 		}
 	}
-	r := &Gateway{Port: port, StoragePath: filepath.Join(g.env.Dir, "gateway-2-data"), ConfigFile: g.ConfigFile,
-		AdapterConfigFile: g.AdapterConfigFile, managedCert: managed("gateway-2-serving-cert"), env: g.env}
-	for i := 0; i < len(g.fixed); i++ {
-		a := g.fixed[i]
-		r.fixed = append(r.fixed, a)
-		switch {
-		case a == "--secure-port" && i+1 < len(g.fixed):
-			r.fixed = append(r.fixed, fmt.Sprint(port))
-			i++
-		case a == "--storage-path" && i+1 < len(g.fixed):
-			r.fixed = append(r.fixed, r.StoragePath)
-			i++
-		}
+	r, err := g.newReplica("metrics-gateway-2", "gateway-2-data", managed("gateway-2-serving-cert"))
+	if err != nil {
+		return nil, err
 	}
-	r.proc = &proc{name: "metrics-gateway-2", path: g.proc.path, logPath: filepath.Join(g.env.Dir, "metrics-gateway-2.log"), detach: g.proc.detach, args: r.args()}
-
 	if err := g.proc.stop(); err != nil {
 		return nil, fmt.Errorf("stop gateway: %w", err)
 	}
@@ -270,6 +254,59 @@ func (g *Gateway) RestartWithManagedCertReplicas(ctx context.Context, validity, 
 	}
 	if err := g.env.WaitAPIsServed(ctx, 2*time.Minute); err != nil {
 		_ = r.proc.stop()
+		return nil, err
+	}
+	return r, nil
+}
+
+// newReplica is a second gateway with g's flags, ServiceAccount and
+// configuration but its own port and storage (under env's Dir); with
+// managedCert it manages its serving certificate with those flags,
+// otherwise it serves g's. It is not started.
+func (g *Gateway) newReplica(name, storageDir string, managedCert []string) (*Gateway, error) {
+	port, err := cluster.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	r := &Gateway{Port: port, StoragePath: filepath.Join(g.env.Dir, storageDir), CABundle: g.CABundle, ConfigFile: g.ConfigFile,
+		AdapterConfigFile: g.AdapterConfigFile, managedCert: managedCert, env: g.env}
+	for i := 0; i < len(g.fixed); i++ {
+		a := g.fixed[i]
+		r.fixed = append(r.fixed, a)
+		switch {
+		case a == "--secure-port" && i+1 < len(g.fixed):
+			r.fixed = append(r.fixed, fmt.Sprint(port))
+			i++
+		case a == "--storage-path" && i+1 < len(g.fixed):
+			r.fixed = append(r.fixed, r.StoragePath)
+			i++
+		}
+	}
+	r.proc = &proc{name: name, path: g.proc.path, logPath: filepath.Join(g.env.Dir, name+".log"), detach: g.proc.detach, args: r.args()}
+	return r, nil
+}
+
+// StartReplica starts a second replica beside the gateway, as the ha
+// overlay runs two: same flags, ServiceAccount, configuration and serving
+// certificate, its own port and fresh storage. The APIServices keep
+// pointing at the gateway; Get reaches the replica directly. It returns
+// once the replica is ready (/readyz); the caller stops it.
+func (g *Gateway) StartReplica(ctx context.Context) (*Gateway, error) {
+	r, err := g.newReplica("metrics-gateway-replica", "gateway-replica-data", nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Start(ctx); err != nil {
+		return nil, err
+	}
+	if err := poll(ctx, 2*time.Minute, "replica /readyz", func() error {
+		code, body, err := r.Get(ctx, "/readyz")
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("/readyz %d: %s", code, body)
+		}
+		return err
+	}); err != nil {
+		_ = r.Stop()
 		return nil, err
 	}
 	return r, nil
@@ -321,26 +358,36 @@ func (g *Gateway) Terminate(grace time.Duration) (bool, error) {
 	return g.proc.p.Terminate(grace)
 }
 
+// ExitErr is how the gateway ended ("signal: killed" after an OOM kill),
+// nil while it runs.
+func (g *Gateway) ExitErr() error { return g.proc.exitErr() }
+
 // PID is the running gateway's process id, 0 if none.
 func (g *Gateway) PID() int { return g.proc.pid() }
 
 // PeakRSS is the gateway process's peak resident set size since it started
 // (VmHWM), which catches a spike between two looks at its current RSS.
-func (g *Gateway) PeakRSS() (int64, error) {
+func (g *Gateway) PeakRSS() (int64, error) { return g.procStatus("VmHWM") }
+
+// RSS is the gateway process's resident set size now (VmRSS).
+func (g *Gateway) RSS() (int64, error) { return g.procStatus("VmRSS") }
+
+// procStatus reads a size in kB from /proc/<pid>/status, in bytes.
+func (g *Gateway) procStatus(field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.PID()))
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("VmHWM %q: %w", v, err)
+				return 0, fmt.Errorf("%s %q: %w", field, v, err)
 			}
 			return kb << 10, nil
 		}
 	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", g.PID())
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, g.PID())
 }
 
 // Get fetches a path from the gateway directly, as the cluster admin (a

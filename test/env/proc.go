@@ -21,12 +21,18 @@ type proc struct {
 	args    []string
 	logPath string
 	detach  bool
-	p       *cluster.Process
+	// cgroup, when set, is the memory cgroup the process runs in.
+	cgroup *MemoryCgroup
+	p      *cluster.Process
 }
 
 // start runs the process (again, after it ended).
 func (p *proc) start() error {
-	cp, err := cluster.StartProcess(p.name, p.path, p.args, p.logPath, p.detach)
+	path, args := p.path, p.args
+	if p.cgroup != nil {
+		path, args = p.cgroup.wrap(path, args)
+	}
+	cp, err := cluster.StartProcess(p.name, path, args, p.logPath, p.detach)
 	if err != nil {
 		return err
 	}
@@ -42,6 +48,14 @@ func (p *proc) pid() int {
 }
 
 func (p *proc) exited() bool { return p.p == nil || p.p.Exited() }
+
+// exitErr is how the process ended ("signal: killed"), nil while it runs.
+func (p *proc) exitErr() error {
+	if p.p == nil {
+		return nil
+	}
+	return p.p.ExitErr()
+}
 
 // kill ends the process with SIGKILL: no shutdown, no flush.
 func (p *proc) kill() error {

@@ -80,3 +80,9 @@ func (e *Env) SetKubeletMode(ctx context.Context, node, mode string) error {
 func (e *Env) SetQueueDepth(ctx context.Context, ns, name string, depth float64) error {
 	return e.simPost(ctx, "/pods/"+ns+"/"+name+"/queue-depth", fmt.Sprint(depth))
 }
+
+// SetExtraCPU sets cores of cpu usage the running pod ns/name uses beyond
+// its model, from now on: a step in its usage.
+func (e *Env) SetExtraCPU(ctx context.Context, ns, name string, cores float64) error {
+	return e.simPost(ctx, "/pods/"+ns+"/"+name+"/extra-cpu", fmt.Sprint(cores))
+}

@@ -29,6 +29,10 @@ const (
 	// to this absolute http(s) URL: a pod trying to make its scraper fetch
 	// something else.
 	AnnotationRedirectTo = "sim.metrics-gateway.io/redirect-to"
+	// AnnotationSeries sets how many id series the cardinality and churn
+	// modes add (default CardinalitySeries): the soak's churning pods stay
+	// inside the gateway's sample limit, so their series reach the head.
+	AnnotationSeries = "sim.metrics-gateway.io/series"
 )
 
 // MetricsMode is how a pod's /metrics answers.
@@ -65,12 +69,14 @@ type Exposition struct {
 	ExtraMetric string // empty for none
 	ExtraValue  float64
 	RedirectTo  string // empty for none
+	// Series is how many id series the cardinality and churn modes add.
+	Series int
 }
 
 // ExpositionFromAnnotations reads the exposition annotations and reports
 // every malformed one; the pod then serves the default for that part.
 func ExpositionFromAnnotations(a map[string]string) (Exposition, []error) {
-	x := Exposition{Mode: MetricsOK}
+	x := Exposition{Mode: MetricsOK, Series: CardinalitySeries}
 	var errs []error
 	if v, ok := a[AnnotationMetricsMode]; ok {
 		switch m := MetricsMode(v); m {
@@ -85,6 +91,13 @@ func ExpositionFromAnnotations(a map[string]string) (Exposition, []error) {
 			errs = append(errs, fmt.Errorf("annotation %s=%q: want an absolute http or https URL", AnnotationRedirectTo, v))
 		} else {
 			x.RedirectTo = v
+		}
+	}
+	if v, ok := a[AnnotationSeries]; ok {
+		if n, err := strconv.Atoi(v); err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("annotation %s=%q: want a count of series, 0 or more", AnnotationSeries, v))
+		} else {
+			x.Series = n
 		}
 	}
 	if v, ok := a[AnnotationExtraMetric]; ok {
@@ -157,9 +170,9 @@ func podHandler(m *PodModel, x Exposition, clk clock.PassiveClock) (http.Handler
 		case MetricsHuge:
 			err = writePadding(cw, HugeBodyBytes-cw.n)
 		case MetricsCardinality:
-			err = writeCardinality(cw, CardinalitySeries, 0)
+			err = writeCardinality(cw, x.Series, 0)
 		case MetricsChurn:
-			err = writeCardinality(cw, CardinalitySeries, scrapes.Add(1)*CardinalitySeries)
+			err = writeCardinality(cw, x.Series, scrapes.Add(1)*int64(x.Series))
 		}
 		if err == nil {
 			_ = cw.w.Flush()

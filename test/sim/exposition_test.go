@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -18,15 +19,17 @@ func TestExpositionFromAnnotations(t *testing.T) {
 		want    Exposition
 		wantErr string
 	}{
-		{name: "none", want: Exposition{Mode: MetricsOK}},
-		{name: "mode", ann: map[string]string{AnnotationMetricsMode: "huge"}, want: Exposition{Mode: MetricsHuge}},
-		{name: "bad mode", ann: map[string]string{AnnotationMetricsMode: "loud"}, want: Exposition{Mode: MetricsOK}, wantErr: "want ok, garbage, huge, cardinality or churn"},
-		{name: "extra metric", ann: map[string]string{AnnotationExtraMetric: "jobs_waiting"}, want: Exposition{Mode: MetricsOK, ExtraMetric: "jobs_waiting", ExtraValue: 1}},
-		{name: "extra metric with value", ann: map[string]string{AnnotationExtraMetric: "jobs_waiting=7.5"}, want: Exposition{Mode: MetricsOK, ExtraMetric: "jobs_waiting", ExtraValue: 7.5}},
-		{name: "bad metric name", ann: map[string]string{AnnotationExtraMetric: "jobs-waiting"}, want: Exposition{Mode: MetricsOK}, wantErr: "not a metric name"},
-		{name: "bad value", ann: map[string]string{AnnotationExtraMetric: "jobs=many"}, want: Exposition{Mode: MetricsOK}, wantErr: "value"},
-		{name: "redirect", ann: map[string]string{AnnotationRedirectTo: "http://127.0.0.1:9/metrics"}, want: Exposition{Mode: MetricsOK, RedirectTo: "http://127.0.0.1:9/metrics"}},
-		{name: "relative redirect", ann: map[string]string{AnnotationRedirectTo: "/elsewhere"}, want: Exposition{Mode: MetricsOK}, wantErr: "absolute http or https URL"},
+		{name: "none", want: Exposition{Series: CardinalitySeries, Mode: MetricsOK}},
+		{name: "mode", ann: map[string]string{AnnotationMetricsMode: "huge"}, want: Exposition{Series: CardinalitySeries, Mode: MetricsHuge}},
+		{name: "bad mode", ann: map[string]string{AnnotationMetricsMode: "loud"}, want: Exposition{Series: CardinalitySeries, Mode: MetricsOK}, wantErr: "want ok, garbage, huge, cardinality or churn"},
+		{name: "extra metric", ann: map[string]string{AnnotationExtraMetric: "jobs_waiting"}, want: Exposition{Series: CardinalitySeries, Mode: MetricsOK, ExtraMetric: "jobs_waiting", ExtraValue: 1}},
+		{name: "extra metric with value", ann: map[string]string{AnnotationExtraMetric: "jobs_waiting=7.5"}, want: Exposition{Series: CardinalitySeries, Mode: MetricsOK, ExtraMetric: "jobs_waiting", ExtraValue: 7.5}},
+		{name: "bad metric name", ann: map[string]string{AnnotationExtraMetric: "jobs-waiting"}, want: Exposition{Series: CardinalitySeries, Mode: MetricsOK}, wantErr: "not a metric name"},
+		{name: "bad value", ann: map[string]string{AnnotationExtraMetric: "jobs=many"}, want: Exposition{Series: CardinalitySeries, Mode: MetricsOK}, wantErr: "value"},
+		{name: "redirect", ann: map[string]string{AnnotationRedirectTo: "http://127.0.0.1:9/metrics"}, want: Exposition{Series: CardinalitySeries, Mode: MetricsOK, RedirectTo: "http://127.0.0.1:9/metrics"}},
+		{name: "series", ann: map[string]string{AnnotationSeries: "9998"}, want: Exposition{Series: 9998, Mode: MetricsOK}},
+		{name: "bad series", ann: map[string]string{AnnotationSeries: "-1"}, want: Exposition{Series: CardinalitySeries, Mode: MetricsOK}, wantErr: "want a count of series"},
+		{name: "relative redirect", ann: map[string]string{AnnotationRedirectTo: "/elsewhere"}, want: Exposition{Series: CardinalitySeries, Mode: MetricsOK}, wantErr: "absolute http or https URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -121,20 +124,27 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 }
 
 // TestChurnNewSeriesEachScrape: in churn mode no id value is served twice,
-// so every scrape is CardinalitySeries new series.
+// so every scrape is CardinalitySeries new series, or as many as the
+// series annotation says.
 func TestChurnNewSeriesEachScrape(t *testing.T) {
+	for _, n := range []int{CardinalitySeries, 9998} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) { testChurn(t, n) })
+	}
+}
+
+func testChurn(t *testing.T, n int) {
 	s, _ := newTestSim(t)
-	p := startWeb(t, s, map[string]string{AnnotationMetricsMode: string(MetricsChurn)})
+	p := startWeb(t, s, map[string]string{AnnotationMetricsMode: string(MetricsChurn), AnnotationSeries: fmt.Sprint(n)})
 	seen := map[string]bool{}
-	for scrape := range 2 {
+	for scrape := range 3 {
 		parser := expfmt.NewTextParser(model.UTF8Validation)
 		fams, err := parser.TextToMetricFamilies(strings.NewReader(mustGet(t, podURL(p, "/metrics"))))
 		if err != nil {
 			t.Fatal(err)
 		}
 		ms := fams[CardinalityMetric].GetMetric()
-		if len(ms) != CardinalitySeries {
-			t.Fatalf("scrape %d: %d series, want %d", scrape, len(ms), CardinalitySeries)
+		if len(ms) != n {
+			t.Fatalf("scrape %d: %d series, want %d", scrape, len(ms), n)
 		}
 		for _, m := range ms {
 			id := m.GetLabel()[0].GetValue()
