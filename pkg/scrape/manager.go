@@ -121,7 +121,7 @@ func NewManager(cfg *config.Config, app storage.AppendableV2, inf Informers, log
 		return nil, err
 	}
 	sm, err := promscrape.NewManager(&promscrape.Options{DiscoveryReloadInterval: model.Duration(time.Second)},
-		logger.With("component", "scrape"), nil, nil, rec.wrap(app), reg)
+		slog.New(deferredAsDebug{logger.Handler()}).With("component", "scrape"), nil, nil, rec.wrap(app), reg)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("create scrape manager: %w", err)

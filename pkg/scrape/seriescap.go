@@ -30,6 +30,31 @@ func (headSeriesLimitError) Error() string {
 
 func (headSeriesLimitError) Is(target error) bool { return target == storage.ErrOutOfBounds }
 
+// errDeferred answers the Append of a new series of any job but the
+// kubelet's: the sample is kept and its series created at Commit, but the
+// scrape loop must not cache it. It matches storage.ErrOutOfBounds, which
+// the scrape loop counts and goes on from without caching the series.
+//
+// Prometheus' scrape cache keeps an entry (the series' text and its whole
+// label set) for every series an Append accepted, and keeps it after a
+// failed scrape until the cache doubles: a target that sends sampleLimit
+// fresh series every scrape holds up to twice sampleLimit entries, and 100
+// such pods held 430 MB of cache and label sets, OOM-killing a 1Gi pod
+// (make soak) while the head had 39,000 series. Uncached, a series enters
+// the cache on its second scrape, found in the head by hash; the cache
+// then holds only series the head holds, bounded by the head-series cap.
+// Kubelet series are cached at once: their new series are new pods, few,
+// and they feed kubectl top; so are the scrape's own report series.
+var errDeferred = deferredError{}
+
+type deferredError struct{}
+
+func (deferredError) Error() string {
+	return "new series deferred to commit, not cached until its next scrape"
+}
+
+func (deferredError) Is(target error) bool { return target == storage.ErrOutOfBounds }
+
 // LimitHeadSeries wraps app so that, once headSeries() reports max or
 // more, appends that would create a series are refused with
 // ErrHeadSeriesLimit; samples of series already in the head are appended.
@@ -108,7 +133,9 @@ type pendingSample struct {
 // Deferred, a failed scrape creates nothing. The cost: the scrape cache
 // gets no ref for a new series on its first scrape, so that series is
 // looked up by hash once more on the next scrape, and a series seen in one
-// scrape only ends by lookback instead of a staleness marker.
+// scrape only ends by lookback instead of a staleness marker. Outside the
+// kubelet job the scrape loop is told errDeferred, so that it does not
+// cache the series either (see there).
 func (a *seriesCapAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) (storage.SeriesRef, error) {
 	if ref != 0 || a.getRef == nil {
 		if ref == 0 && a.full(ls) {
@@ -123,7 +150,20 @@ func (a *seriesCapAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, 
 		return 0, ErrHeadSeriesLimit
 	}
 	a.pending = append(a.pending, pendingSample{ls: ls, st: st, t: t, v: v, h: h, fh: fh, opts: opts})
+	if ls.Get(model.JobLabel) != KubeletJobName && !reportSeries[ls.Get(model.MetricNameLabel)] {
+		return 0, errDeferred
+	}
 	return 0, nil
+}
+
+// reportSeries are the series the scrape loop adds about each scrape
+// (https://prometheus.io/docs/concepts/jobs_instances/). Their Appends
+// must not fail: the loop then fails the scrape. A handful per target,
+// they are cached at once.
+var reportSeries = map[string]bool{
+	"up": true, "scrape_duration_seconds": true, "scrape_samples_scraped": true,
+	"scrape_samples_post_metric_relabeling": true, "scrape_series_added": true,
+	"scrape_timeout_seconds": true, "scrape_sample_limit": true, "scrape_body_size_bytes": true,
 }
 
 // full reports, and counts, a new series refused at the cap. Kubelet

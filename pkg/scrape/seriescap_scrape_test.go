@@ -34,7 +34,7 @@ func TestSeriesCapInScrapeLoop(t *testing.T) {
 	defer srv.Close()
 	// Two data series and the five report series of the one target.
 	const max = 7
-	store, app := scrapeCapped(t, max, srv.URL, "")
+	store, app, _ := scrapeCapped(t, max, srv.URL, "")
 
 	latest := func(expr string) (float64, bool) {
 		v, err := store.Instant(context.Background(), expr, time.Now(), storage.QueryOptions{})
@@ -86,7 +86,7 @@ func TestFailedScrapesCreateNoSeries(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	store, _ := scrapeCapped(t, 1_000_000, srv.URL, "  sample_limit: 100\n")
+	store, _, _ := scrapeCapped(t, 1_000_000, srv.URL, "  sample_limit: 100\n")
 	waitFor(t, "ten failed scrapes", func() bool { mu.Lock(); defer mu.Unlock(); return scrapes >= 10 })
 	// Only the target's five report series (up, scrape_*) exist; before
 	// the deferral each failed scrape left 100 empty series.
@@ -95,10 +95,51 @@ func TestFailedScrapesCreateNoSeries(t *testing.T) {
 	}
 }
 
+// Through the real scrape loop: a target with fresh ids every scrape, over
+// its sample_limit, leaves nothing in Prometheus' scrape cache. Before the
+// cap told the loop not to cache new series, each failed scrape cached
+// sample_limit entries (series text and label set) and the cache was only
+// flushed when it had doubled (prometheus_target_scrapes_cache_flush_forced_total):
+// 100 such pods held 430 MB (make soak).
+func TestChurnIsNotCached(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		scrapes int
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		scrapes++
+		n := scrapes
+		mu.Unlock()
+		for i := range 2000 {
+			fmt.Fprintf(w, "churn{id=\"%d-%d\"} 1\n", n, i)
+		}
+	}))
+	defer srv.Close()
+	_, _, reg := scrapeCapped(t, 1_000_000, srv.URL, "  sample_limit: 1500\n")
+	waitFor(t, "five failed scrapes", func() bool { mu.Lock(); defer mu.Unlock(); return scrapes >= 5 })
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range fams {
+		if f.GetName() == "prometheus_target_scrapes_cache_flush_forced_total" {
+			found = true
+			if v := f.GetMetric()[0].GetCounter().GetValue(); v != 0 {
+				t.Errorf("%s = %v: failed scrapes filled the scrape cache", f.GetName(), v)
+			}
+		}
+	}
+	if !found {
+		t.Error("prometheus_target_scrapes_cache_flush_forced_total not registered")
+	}
+}
+
 // scrapeCapped scrapes url every 100ms through Prometheus' scrape manager
 // into a real TSDB behind the series cap (max), until the test ends.
 // extra is more YAML for the job.
-func scrapeCapped(t *testing.T, max uint64, url, extra string) (*storage.Storage, promstorage.AppendableV2) {
+func scrapeCapped(t *testing.T, max uint64, url, extra string) (*storage.Storage, promstorage.AppendableV2, *prometheus.Registry) {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store, err := storage.Open(storage.Options{Path: t.TempDir()}, logger, prometheus.NewRegistry())
@@ -129,7 +170,7 @@ func scrapeCapped(t *testing.T, max uint64, url, extra string) (*storage.Storage
 	go m.Run(ctx)
 	// Cleanups run last-in first-out: scraping stops before storage closes.
 	t.Cleanup(func() { cancel(); m.Stop() })
-	return store, app
+	return store, app, reg
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -1,11 +1,13 @@
 package scrape
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,9 +57,10 @@ func TestSeriesCap(t *testing.T) {
 	}
 	a := app.AppenderV2(context.Background())
 	for i := range max {
-		// New series are created on commit: no ref yet.
-		if r, err := a.Append(0, series(i), 0, 1000, 1, nil, nil, storage.AOptions{}); err != nil || r != 0 {
-			t.Fatalf("series %d: ref %d, %v", i, r, err)
+		// New series are created on commit: no ref yet, and the scrape
+		// loop is told not to cache them.
+		if r, err := a.Append(0, series(i), 0, 1000, 1, nil, nil, storage.AOptions{}); !errors.Is(err, errDeferred) || !errors.Is(err, storage.ErrOutOfBounds) || r != 0 {
+			t.Fatalf("series %d: ref %d, %v, want errDeferred matching ErrOutOfBounds", i, r, err)
 		}
 	}
 	if _, err := a.Append(0, series(max), 0, 1000, 1, nil, nil, storage.AOptions{}); !errors.Is(err, ErrHeadSeriesLimit) || !errors.Is(err, storage.ErrOutOfBounds) {
@@ -102,11 +105,17 @@ func TestSeriesCap(t *testing.T) {
 	}
 
 	// Room again (series left the head): new series are accepted.
+	delete(head.refs, series(1).String())
 	delete(head.refs, series(2).String())
 	delete(head.refs, kubelet.String()) // the fake keeps rolled-back series
 	a = app.AppenderV2(context.Background())
-	if _, err := a.Append(0, series(max), 0, 3000, 1, nil, nil, storage.AOptions{}); err != nil {
-		t.Errorf("new series below the cap: %v", err)
+	if _, err := a.Append(0, series(max), 0, 3000, 1, nil, nil, storage.AOptions{}); !errors.Is(err, errDeferred) {
+		t.Errorf("new series below the cap: %v, want it deferred", err)
+	}
+	// The scrape's own report series are cached at once: the scrape loop
+	// fails a scrape whose report cannot be appended.
+	if _, err := a.Append(0, labels.FromStrings("__name__", "up", "job", "app"), 0, 3000, 1, nil, nil, storage.AOptions{}); err != nil {
+		t.Errorf("new up series: %v", err)
 	}
 	if err := a.Commit(); err != nil {
 		t.Fatal(err)
@@ -124,7 +133,7 @@ func TestSeriesCapRollbackCreatesNothing(t *testing.T) {
 	for scrape := range 3 {
 		a := app.AppenderV2(context.Background())
 		for i := range 100 {
-			if _, err := a.Append(0, series(scrape*100+i), 0, 1000, 1, nil, nil, storage.AOptions{}); err != nil {
+			if _, err := a.Append(0, series(scrape*100+i), 0, 1000, 1, nil, nil, storage.AOptions{}); !errors.Is(err, errDeferred) {
 				t.Fatal(err)
 			}
 		}
@@ -137,7 +146,7 @@ func TestSeriesCapRollbackCreatesNothing(t *testing.T) {
 	}
 	a := app.AppenderV2(context.Background())
 	for i := range 5 {
-		if _, err := a.Append(0, series(i), 0, 1000, 1, nil, nil, storage.AOptions{}); err != nil {
+		if _, err := a.Append(0, series(i), 0, 1000, 1, nil, nil, storage.AOptions{}); !errors.Is(err, errDeferred) {
 			t.Fatal(err)
 		}
 	}
@@ -177,5 +186,26 @@ func TestSeriesCapArguments(t *testing.T) {
 	}
 	if _, err := LimitHeadSeries(head, 1, nil, slog.Default(), prometheus.NewRegistry()); err == nil {
 		t.Error("nil getter accepted")
+	}
+}
+
+// The scrape loop's warning about out-of-bounds samples, which every new
+// pod series' deferral would trigger, is logged at debug level only.
+func TestDeferredWarningIsDebug(t *testing.T) {
+	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
+		var buf bytes.Buffer
+		l := slog.New(deferredAsDebug{slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: level})}).With("component", "scrape")
+		l.Warn(outOfBoundsMessage, "num_dropped", 3)
+		l.Warn("Something else")
+		out := buf.String()
+		if !strings.Contains(out, "level=WARN msg=\"Something else\"") {
+			t.Errorf("level %v: other warnings must pass: %q", level, out)
+		}
+		if got, want := strings.Contains(out, "level=DEBUG msg=\""+outOfBoundsMessage), level == slog.LevelDebug; got != want {
+			t.Errorf("level %v: the out-of-bounds warning at debug: %v, want %v: %q", level, got, want, out)
+		}
+		if strings.Contains(out, "level=WARN msg=\""+outOfBoundsMessage) {
+			t.Errorf("level %v: the out-of-bounds warning still a warning: %q", level, out)
+		}
 	}
 }
