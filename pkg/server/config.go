@@ -57,12 +57,18 @@ type Config struct {
 	// CertManager keeps the self-managed serving certificate fresh; nil
 	// when the certificate is given or self-signed.
 	CertManager *certs.Manager
+	// Logger is where the gateway's own components log; nil logs through
+	// klog.
+	Logger *slog.Logger
 }
 
 // Complete builds the gateway: it opens storage (replaying its WAL), sets up
 // informers, scraping and the API server. Nothing runs until RunUntil.
 func (c *Config) Complete() (_ *Server, err error) {
-	logger := slog.New(logr.ToSlogHandler(klog.Background()))
+	logger := c.Logger
+	if logger == nil {
+		logger = slog.New(logr.ToSlogHandler(klog.Background()))
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"time"
@@ -61,6 +62,9 @@ type Options struct {
 
 	// DisableAuthForTesting serves without delegated authn/authz; tests only.
 	DisableAuthForTesting bool
+	// Logger, when set, is where the gateway's own components log (not a
+	// flag); nil logs through klog, as the apiserver libraries do.
+	Logger *slog.Logger
 }
 
 // QueryAPIOptions configure the Prometheus-compatible API (/prometheus/api/v1).
@@ -267,6 +271,7 @@ func (o *Options) Config() (*Config, error) {
 		},
 		QueryAPI:    o.QueryAPI,
 		CertManager: certManager,
+		Logger:      o.Logger,
 	}, nil
 }
 
