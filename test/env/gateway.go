@@ -286,20 +286,24 @@ func (g *Gateway) newReplica(name, storageDir string, managedCert []string) (*Ga
 	return r, nil
 }
 
-// StartReplica starts a second replica beside the gateway, as the ha
+// StartReplica starts another replica beside the gateway, as the ha
 // overlay runs two: same flags, ServiceAccount, configuration and serving
-// certificate, its own port and fresh storage. The APIServices keep
-// pointing at the gateway; Get reaches the replica directly. It returns
-// once the replica is ready (/readyz); the caller stops it.
-func (g *Gateway) StartReplica(ctx context.Context) (*Gateway, error) {
-	r, err := g.newReplica("metrics-gateway-replica", "gateway-replica-data", nil)
+// certificate, its own port and fresh storage (named after name). With
+// hostname set it runs under that hostname in a UTS namespace of its own,
+// as in a pod (needs root); empty, it shares the machine's. The
+// APIServices keep pointing at the gateway; Get reaches the replica
+// directly. It returns once the replica is ready (/readyz); the caller
+// stops it.
+func (g *Gateway) StartReplica(ctx context.Context, name, hostname string) (*Gateway, error) {
+	r, err := g.newReplica(name, name+"-data", nil)
 	if err != nil {
 		return nil, err
 	}
+	r.proc.hostname = hostname
 	if err := r.Start(ctx); err != nil {
 		return nil, err
 	}
-	if err := poll(ctx, 2*time.Minute, "replica /readyz", func() error {
+	if err := poll(ctx, 2*time.Minute, name+" /readyz", func() error {
 		code, body, err := r.Get(ctx, "/readyz")
 		if err == nil && code != http.StatusOK {
 			err = fmt.Errorf("/readyz %d: %s", code, body)

@@ -23,7 +23,10 @@ type proc struct {
 	detach  bool
 	// cgroup, when set, is the memory cgroup the process runs in.
 	cgroup *MemoryCgroup
-	p      *cluster.Process
+	// hostname, when set, is the process's hostname, in a UTS namespace
+	// of its own (as a pod has; needs root).
+	hostname string
+	p        *cluster.Process
 }
 
 // start runs the process (again, after it ended).
@@ -31,6 +34,10 @@ func (p *proc) start() error {
 	path, args := p.path, p.args
 	if p.cgroup != nil {
 		path, args = p.cgroup.wrap(path, args)
+	}
+	if p.hostname != "" {
+		// unshare execs without forking: the pid stays the process's.
+		path, args = "unshare", append([]string{"--uts", "/bin/sh", "-c", `echo "$0" > /proc/sys/kernel/hostname && exec "$@"`, p.hostname, path}, args...)
 	}
 	cp, err := cluster.StartProcess(p.name, path, args, p.logPath, p.detach)
 	if err != nil {

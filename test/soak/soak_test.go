@@ -20,8 +20,11 @@ import (
 var duration = flag.Duration("soak.duration", 30*time.Minute, "how long the churning pods run before the gateway is SIGKILLed")
 
 const (
-	// churnPods expose churnSeries fresh series each on every scrape, plus
-	// their two own series.
+	// churnPods expose churnSeries fresh series each on every scrape.
+	// Half of them also expose their two own series, over the default
+	// sampleLimit (10,000): every scrape is read, parsed and refused. The
+	// other half stay at it (two fewer fresh series), so their series
+	// reach the head until the head-series cap refuses them.
 	churnPods   = 100
 	churnSeries = 10_000
 	// afterRestart is how long the workload is watched after the restart.
@@ -78,21 +81,27 @@ func TestSoak(t *testing.T) {
 
 	w := startWorkload(ctx, t, e)
 	t.Logf("normal workload running: %s", w)
-	churn := workload{ns: "soak-churn", name: "churn", replicas: churnPods, scrape: true, annotations: map[string]string{
-		sim.AnnotationMetricsMode: string(sim.MetricsChurn), sim.AnnotationSeries: fmt.Sprint(churnSeries),
-	}}
-	churn.create(ctx, t, e)
-	t.Logf("%d churning pods running, each exposing %d fresh series per scrape; watching for %v", churnPods, churnSeries, *duration)
+	for _, c := range []struct {
+		name   string
+		series int
+	}{{"churn-over-limit", churnSeries}, {"churn-at-limit", churnSeries - 2}} {
+		churn := workload{ns: "soak-churn", name: c.name, replicas: churnPods / 2, scrape: true, annotations: map[string]string{
+			sim.AnnotationMetricsMode: string(sim.MetricsChurn), sim.AnnotationSeries: fmt.Sprint(c.series),
+		}}
+		churn.create(ctx, t, e)
+	}
+	t.Logf("%d churning pods running, each exposing %d fresh series per scrape (half of them %d, and their own 2); watching for %v",
+		churnPods, churnSeries, churnSeries-2, *duration)
 
 	wt := newWatch(e, w.hpas, cg)
 	wt.run(ctx, t, time.Now().Add(*duration), false)
 	before := wt.report(t, "churn")
 	fams := gatewayMetrics(ctx, t, e)
-	head, rejected := fams["metrics_gateway_head_series"], fams["metrics_gateway_series_rejected_total"]
-	t.Logf("head series %.0f, series rejected at the cap %.0f, scrape failures %.0f, GOMEMLIMIT %.0f MiB",
-		head, rejected, fams["metrics_gateway_scrape_errors_total"], fams["metrics_gateway_go_memlimit_bytes"]/(1<<20))
-	if rejected == 0 {
-		t.Errorf("no series rejected at the head-series cap: the churn (%d pods x %d series per scrape) never reached it, so the soak proved nothing about it", churnPods, churnSeries)
+	head, rejected, overLimit := fams["metrics_gateway_head_series"], fams["metrics_gateway_series_rejected_total"], fams["prometheus_target_scrapes_exceeded_sample_limit_total"]
+	t.Logf("head series %.0f, series rejected at the cap %.0f, scrapes over the sample limit %.0f, failed scrapes %.0f, GOMEMLIMIT %.0f MiB",
+		head, rejected, overLimit, fams["metrics_gateway_scrape_errors_total"], fams["go_gc_gomemlimit_bytes"]/(1<<20))
+	if rejected == 0 || overLimit == 0 {
+		t.Errorf("the churn did not reach both defences (%.0f series rejected at the head-series cap, %.0f scrapes over the sample limit): the soak proved nothing about one of them", rejected, overLimit)
 	}
 	for _, f := range before.failures {
 		t.Errorf("before the SIGKILL: %s", f)
