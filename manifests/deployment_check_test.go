@@ -226,8 +226,8 @@ func checkMemoryBudget(c *corev1.Container, o *server.Options, cfg *scrape.Gatew
 		}
 	}
 	if b := o.MemoryBudget(cfg.Storage.MaxHeadSeries); float64(b) > soft {
-		return []error{fmt.Errorf("memory budget %d MiB (storage.maxHeadSeries %d, --query-max-samples %d, query API concurrency %d) is above %s, %.0f MiB",
-			b>>20, cfg.Storage.MaxHeadSeries, o.QueryMaxSamples, o.QueryAPI.MaxConcurrent, source, soft/(1<<20))}
+		return []error{fmt.Errorf("memory budget %d MiB (storage.maxHeadSeries %d, --query-max-samples %d, query API concurrency %d, --pod-scrape-max-bytes-in-flight %s) is above %s, %.0f MiB",
+			b>>20, cfg.Storage.MaxHeadSeries, o.QueryMaxSamples, o.QueryAPI.MaxConcurrent, o.PodScrapeMaxBytesInFlight, source, soft/(1<<20))}
 	}
 	return nil
 }

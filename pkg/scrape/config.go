@@ -74,7 +74,13 @@ type StorageConfig struct {
 	// MaxHeadSeries caps the series in the TSDB head; once reached, new
 	// series are rejected and existing ones keep flowing. 0 is the default.
 	MaxHeadSeries uint64 `json:"maxHeadSeries,omitempty"`
+	// maxHeadSeriesDefaulted: SetDefaults chose MaxHeadSeries.
+	maxHeadSeriesDefaulted bool
 }
+
+// MaxHeadSeriesDefaulted says whether MaxHeadSeries is SetDefaults' choice
+// rather than the file's, which the gateway may lower to fit its memory.
+func (s StorageConfig) MaxHeadSeriesDefaulted() bool { return s.maxHeadSeriesDefaulted }
 
 // Defaults of the configuration file.
 const (
@@ -85,7 +91,8 @@ const (
 	DefaultPodScrapeTimeout = 10 * time.Second
 	// A head series costs about 2 KiB with its chunks, index entries and
 	// scrape cache entry, so 200,000 keep the head near 400 MB, inside the
-	// shipped pod's memory (server.MemoryBudget); a 1,000-node cluster's
+	// shipped pod's memory (server.MemoryBudget; lowered under a smaller
+	// memory limit when the file does not set it); a 1,000-node cluster's
 	// kubelet series are about 100,000.
 	DefaultMaxHeadSeries = 200_000
 )
@@ -142,6 +149,7 @@ func SetDefaults(c *GatewayConfig) {
 	c.Pods.Limits = c.Pods.Limits.defaulted(c.Limits)
 	if c.Storage.MaxHeadSeries == 0 {
 		c.Storage.MaxHeadSeries = DefaultMaxHeadSeries
+		c.Storage.maxHeadSeriesDefaulted = true
 	}
 }
 

@@ -255,7 +255,7 @@ func scrapeStore(t *testing.T, docs ...string) *storage.Storage {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := NewManager(cfg, store.Appendable(), Informers{}, logger, prometheus.NewRegistry())
+	m, err := NewManager(cfg, store.Appendable(), ManagerOptions{}, logger, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

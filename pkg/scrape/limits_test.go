@@ -65,7 +65,7 @@ func TestLimitsFailTheScrape(t *testing.T) {
 				t.Fatal(err)
 			}
 			reg := prometheus.NewRegistry()
-			m, err := NewManager(cfg, store.Appendable(), Informers{}, logger, reg)
+			m, err := NewManager(cfg, store.Appendable(), ManagerOptions{}, logger, reg)
 			if err != nil {
 				t.Fatal(err)
 			}

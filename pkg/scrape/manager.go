@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery"
@@ -87,12 +88,24 @@ type Informers struct {
 	Cadvisor bool
 }
 
+// ManagerOptions are what NewManager needs besides the scrape configuration.
+type ManagerOptions struct {
+	Informers Informers
+	// PodMaxBytesInFlight bounds the bytes read from annotated pods whose
+	// scrape has not finished (podBytes); 0 leaves them unbounded.
+	PodMaxBytesInFlight int64
+
+	// dial replaces the scrape manager's dialer; tests only.
+	dial dialFunc
+}
+
 // NewManager builds discovery and scrape managers for cfg (from LoadConfig),
-// writing into app. The built-in jobs discover their targets from inf;
-// users' jobs use Prometheus' discovery. Its metrics, and those of the
-// Prometheus libraries, go to reg, which must not be shared with another
-// Manager.
-func NewManager(cfg *config.Config, app storage.AppendableV2, inf Informers, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
+// writing into app. The built-in jobs discover their targets from
+// o.Informers; users' jobs use Prometheus' discovery. Its metrics, and those
+// of the Prometheus libraries, go to reg, which must not be shared with
+// another Manager.
+func NewManager(cfg *config.Config, app storage.AppendableV2, o ManagerOptions, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
+	inf := o.Informers
 	if reg == nil {
 		return nil, errors.New("scrape: nil registerer")
 	}
@@ -120,7 +133,19 @@ func NewManager(cfg *config.Config, app storage.AppendableV2, inf Informers, log
 		cancel()
 		return nil, err
 	}
-	sm, err := promscrape.NewManager(&promscrape.Options{DiscoveryReloadInterval: model.Duration(time.Second)},
+	scrapeOpts := &promscrape.Options{DiscoveryReloadInterval: model.Duration(time.Second)}
+	podBytes, err := podBytesFor(scs, o.PodMaxBytesInFlight, o.dial, logger.With("component", "pod-scrape-bytes"), reg)
+	switch {
+	case err != nil:
+		cancel()
+		return nil, err
+	case podBytes != nil:
+		app = podBytes.wrap(app)
+		scrapeOpts.HTTPClientOptions = []config_util.HTTPClientOption{config_util.WithDialContextFunc(podBytes.dialContext)}
+	case o.dial != nil:
+		scrapeOpts.HTTPClientOptions = []config_util.HTTPClientOption{config_util.WithDialContextFunc(config_util.DialContextFunc(o.dial))}
+	}
+	sm, err := promscrape.NewManager(scrapeOpts,
 		slog.New(deferredAsDebug{logger.Handler()}).With("component", "scrape"), nil, nil, rec.wrap(app), reg)
 	if err != nil {
 		cancel()

@@ -66,6 +66,7 @@ func PodJobYAML(o PodJobOptions, c Credentials) (string, error) {
 		// as the pod's own series.
 		"follow_redirects": false,
 	}
+	podScrapeHTTP(job)
 	o.Limits.applyTo(job)
 	b, err := yaml.Marshal(map[string]any{"scrape_configs": []any{job}})
 	if err != nil {

@@ -162,7 +162,7 @@ func scrapeCapped(t *testing.T, max uint64, url, extra string) (*storage.Storage
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := NewManager(cfg, app, Informers{}, logger, reg)
+	m, err := NewManager(cfg, app, ManagerOptions{}, logger, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,6 +54,9 @@ type Config struct {
 	Storage storage.Options
 	// QueryAPI configures the Prometheus-compatible API.
 	QueryAPI QueryAPIOptions
+	// PodMaxBytesInFlight bounds the bytes read from annotated pods whose
+	// scrape is not stored yet; 0 for no bound.
+	PodMaxBytesInFlight int64
 	// CertManager keeps the self-managed serving certificate fresh; nil
 	// when the certificate is given or self-signed.
 	CertManager *certs.Manager
@@ -191,7 +194,10 @@ func (c *Config) buildScraping(s *Server, reg *prometheus.Registry, logger *slog
 	// selectors and the annotated-pod job's discovery.
 	s.podInformer = pods.NewInformer(client)
 	s.informersSynced = []func() bool{nodes.HasSynced, s.podInformer.HasSynced}
-	if s.scraper, err = scrape.NewManager(scrapeCfg, app, scrape.Informers{Pods: s.podInformer, Nodes: nodes, Cadvisor: c.Gateway.Cadvisor.Enabled}, logger, reg); err != nil {
+	if s.scraper, err = scrape.NewManager(scrapeCfg, app, scrape.ManagerOptions{
+		Informers:           scrape.Informers{Pods: s.podInformer, Nodes: nodes, Cadvisor: c.Gateway.Cadvisor.Enabled},
+		PodMaxBytesInFlight: c.PodMaxBytesInFlight,
+	}, logger, reg); err != nil {
 		return nil, err
 	}
 	undo.add(func() error { s.scraper.Stop(); return nil })

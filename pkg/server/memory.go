@@ -4,12 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"runtime/debug"
 	"strconv"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
+	"github.com/alecthomas/units"
+	"github.com/go-logr/logr"
 	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
 )
 
 // DefaultGOGC is the gateway's GC target percentage. Its live heap is
@@ -119,19 +125,160 @@ func (m MemoryOptions) Apply(gogcFlagSet bool, logger *slog.Logger) (started fun
 // before any series (binary pages, runtime, stacks, informer caches of a
 // cluster of some thousand pods), one head series with up to three hours of
 // samples (its head chunk and chunk references, index postings, labels and
-// the scrape cache's entry), and one sample a query holds in memory.
+// the scrape cache's entry), one sample a query holds in memory, and one
+// byte of --pod-scrape-max-bytes-in-flight: Prometheus reads a body into a
+// pooled buffer whose size classes grow by 3x, sized to the target's last
+// body, and doubles it as it fills.
 const (
-	BudgetBase       = 256 << 20
-	BudgetHeadSeries = 2 << 10
-	BudgetSample     = 16
+	BudgetBase          = 256 << 20
+	BudgetHeadSeries    = 2 << 10
+	BudgetSample        = 16
+	BudgetPodScrapeByte = 3
 )
+
+// memorySizes are the settings the memory budget grows with.
+type memorySizes struct {
+	maxHeadSeries    uint64
+	queryMaxSamples  int
+	podBytesInFlight int64
+}
 
 // MemoryBudget is the most memory the options let the gateway use with
 // maxHeadSeries series in its head: the base, every series the cap admits,
-// and every query both bounds admit at once at --query-max-samples (the
-// metrics APIs' and the query API's). The shipped manifests keep it under
-// GOMEMLIMIT, so that no default can run the pod out of its memory limit.
+// every query both bounds admit at once at --query-max-samples (the
+// metrics APIs' and the query API's), and the annotated pods' scrape bodies
+// --pod-scrape-max-bytes-in-flight admits. The shipped manifests keep it
+// under GOMEMLIMIT, so that no default can run the pod out of its memory
+// limit; under a smaller limit the defaults are lowered (fitMemoryLimit).
 func (o *Options) MemoryBudget(maxHeadSeries uint64) int64 {
+	podBytes, _ := o.podBytesInFlight()
+	return o.budget(memorySizes{maxHeadSeries: maxHeadSeries, queryMaxSamples: o.QueryMaxSamples, podBytesInFlight: podBytes})
+}
+
+func (o *Options) budget(s memorySizes) int64 {
 	queries := int64(o.QueryMaxConcurrency + o.QueryAPI.MaxConcurrent)
-	return BudgetBase + int64(maxHeadSeries)*BudgetHeadSeries + queries*int64(o.QueryMaxSamples)*BudgetSample
+	return BudgetBase + int64(s.maxHeadSeries)*BudgetHeadSeries + queries*int64(s.queryMaxSamples)*BudgetSample +
+		s.podBytesInFlight*BudgetPodScrapeByte
+}
+
+// The least fitMemoryLimit lowers a default to: the kubelet series of a few
+// dozen nodes, and kubectl top over some thousand containers.
+const (
+	minMaxHeadSeries   = 10_000
+	minQueryMaxSamples = 100_000
+)
+
+// fitMemoryLimit returns the memory-sized settings the gateway runs with
+// under limit (GOMEMLIMIT as the runtime has it once --auto-gomemlimit
+// applied; math.MaxInt64 for none). When the budget of the defaults does
+// not fit, those not given explicitly (storage.maxHeadSeries in the config
+// file, --query-max-samples, --pod-scrape-max-bytes-in-flight) are lowered
+// by one factor until it does, none below its floor; explicit values are
+// kept. One log line says what was derived from what, or that the budget
+// still exceeds the limit.
+func (o *Options) fitMemoryLimit(limit int64, gw *scrape.GatewayConfig, logger *slog.Logger) (memorySizes, error) {
+	podBytes, err := o.podBytesInFlight()
+	if err != nil {
+		return memorySizes{}, err
+	}
+	podFloor := podBytes
+	if b, err := units.ParseBase2Bytes(gw.Pods.Limits.BodySizeLimit); err == nil && b > 0 {
+		podFloor = min(podBytes, int64(b))
+	}
+	queries := int64(o.QueryMaxConcurrency + o.QueryAPI.MaxConcurrent)
+	settings := []sizedSetting{
+		{name: "storage.maxHeadSeries", value: int64(gw.Storage.MaxHeadSeries), explicit: !gw.Storage.MaxHeadSeriesDefaulted(), floor: minMaxHeadSeries, cost: BudgetHeadSeries},
+		{name: "--query-max-samples", value: int64(o.QueryMaxSamples), explicit: o.flagGiven("query-max-samples"), floor: minQueryMaxSamples, cost: queries * BudgetSample},
+		{name: "--pod-scrape-max-bytes-in-flight", value: podBytes, explicit: o.flagGiven(podBytesFlag), floor: podFloor, cost: BudgetPodScrapeByte},
+	}
+	defaults := make([]int64, len(settings))
+	for i, s := range settings {
+		defaults[i] = s.value
+	}
+	lowered := fitMemory(limit, BudgetBase, settings)
+	sizes := memorySizes{maxHeadSeries: uint64(settings[0].value), queryMaxSamples: int(settings[1].value), podBytesInFlight: settings[2].value}
+
+	budget := o.budget(sizes)
+	attrs := []any{"budgetMiB", budget >> 20, "memoryLimit", "none"}
+	if limit != math.MaxInt64 {
+		attrs[3] = fmt.Sprintf("%dMiB", limit>>20)
+	}
+	var explicit []string
+	for i, s := range settings {
+		v := any(s.value)
+		if s.value != defaults[i] {
+			v = fmt.Sprintf("%d (default %d)", s.value, defaults[i])
+		}
+		attrs = append(attrs, s.name, v)
+		if s.explicit {
+			explicit = append(explicit, s.name)
+		}
+	}
+	switch {
+	case budget > limit:
+		logger.Warn("The memory budget exceeds the memory limit: lower the explicit settings or raise the limit", append(attrs, "explicit", explicit)...)
+	case lowered:
+		logger.Info("Lowered the defaults that size memory to fit the memory limit", attrs...)
+	default:
+		logger.Info("Memory budget", attrs...)
+	}
+	return sizes, nil
+}
+
+// fitRuntimeMemoryLimit is fitMemoryLimit under the runtime's memory
+// limit, logging to o.Logger or klog.
+func (o *Options) fitRuntimeMemoryLimit(gw *scrape.GatewayConfig) (memorySizes, error) {
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(logr.ToSlogHandler(klog.Background()))
+	}
+	return o.fitMemoryLimit(debug.SetMemoryLimit(-1), gw, logger)
+}
+
+// sizedSetting is one setting the memory budget grows with.
+type sizedSetting struct {
+	name     string
+	value    int64
+	explicit bool
+	// floor is the least it is lowered to; cost is its budget per unit.
+	floor, cost int64
+}
+
+// fitMemory lowers the settings not given explicitly, all by one factor
+// and none below its floor, until fixed plus every setting's cost fits in
+// limit, and reports whether it lowered any.
+func fitMemory(limit, fixed int64, settings []sizedSetting) bool {
+	lowered := false
+	free := make([]bool, len(settings))
+	for i, s := range settings {
+		free[i] = !s.explicit && s.value > s.floor
+	}
+	for {
+		kept, scalable := fixed, int64(0)
+		for i, s := range settings {
+			if free[i] {
+				scalable += s.value * s.cost
+			} else {
+				kept += s.value * s.cost
+			}
+		}
+		if kept+scalable <= limit || scalable == 0 {
+			return lowered
+		}
+		f := float64(limit-kept) / float64(scalable)
+		floored := false
+		for i := range settings {
+			if !free[i] {
+				continue
+			}
+			v := int64(float64(settings[i].value) * f)
+			if v <= settings[i].floor {
+				v, free[i], floored = settings[i].floor, false, true
+			}
+			settings[i].value, lowered = v, true
+		}
+		if !floored {
+			return lowered
+		}
+	}
 }

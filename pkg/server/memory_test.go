@@ -1,11 +1,19 @@
 package server
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
+	"math"
 	"os"
+	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
 )
 
 // TestMemoryApply: the GC target while starting, then --gogc, or the GOGC
@@ -61,5 +69,69 @@ func TestMemoryApply(t *testing.T) {
 		if len(bad.validate()) == 0 {
 			t.Errorf("%+v accepted", bad)
 		}
+	}
+}
+
+// TestFitMemoryLimit: under a memory limit smaller than the defaults'
+// budget, the defaults not given explicitly are lowered by one factor
+// until it fits, none below its floor; explicit values are kept, with a
+// warning when the budget then exceeds the limit.
+func TestFitMemoryLimit(t *testing.T) {
+	explicitSeries := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(explicitSeries, []byte("apiVersion: metrics-gateway.io/v1alpha1\nkind: GatewayConfig\nstorage:\n  maxHeadSeries: 200000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const mi = 1 << 20
+	defaults := memorySizes{maxHeadSeries: 200_000, queryMaxSamples: 2_000_000, podBytesInFlight: 10 * mi}
+	for _, tc := range []struct {
+		name   string
+		limit  int64
+		args   []string
+		config string
+		want   memorySizes
+		log    string
+	}{
+		{"no limit", math.MaxInt64, nil, "", defaults, `msg="Memory budget" budgetMiB=920 memoryLimit=none`},
+		{"1Gi", 1 << 30, nil, "", defaults, `msg="Memory budget"`},
+		{"the shipped pod's GOMEMLIMIT, 0.9 of 1Gi", 966367641, nil, "", defaults, `msg="Memory budget"`},
+		{"512Mi: the defaults lowered by one factor", 512 * mi, nil, "", memorySizes{71207, 712073, 10 * mi},
+			`msg="Lowered the defaults that size memory to fit the memory limit" budgetMiB=511 memoryLimit=512MiB storage.maxHeadSeries="71207 (default 200000)" --query-max-samples="712073 (default 2000000)"`},
+		{"512Mi, --query-max-samples given", 512 * mi, []string{"--query-max-samples=2000000"}, "", memorySizes{10_000, 2_000_000, 10 * mi},
+			`level=WARN msg="The memory budget exceeds the memory limit`},
+		{"512Mi, storage.maxHeadSeries in the file", 512 * mi, nil, explicitSeries, memorySizes{200_000, 100_000, 10 * mi},
+			`explicit=[storage.maxHeadSeries]`},
+		{"1Gi, a larger --pod-scrape-max-bytes-in-flight given", 1 << 30, []string{"--pod-scrape-max-bytes-in-flight=64MiB"}, "", memorySizes{181484, 1814843, 64 * mi},
+			`--pod-scrape-max-bytes-in-flight=67108864`},
+		{"256Mi: every default at its floor", 256 * mi, nil, "", memorySizes{minMaxHeadSeries, minQueryMaxSamples, 10 * mi}, `level=WARN`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := NewOptions()
+			named := o.Flags()
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			for _, n := range named.Order {
+				fs.AddFlagSet(named.FlagSet(n))
+			}
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			gw, errs := scrape.LoadConfigFile(tc.config)
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			var logs bytes.Buffer
+			got, err := o.fitMemoryLimit(tc.limit, gw, slog.New(slog.NewTextHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+			if b := o.budget(got); b > tc.limit && !strings.Contains(logs.String(), "WARN") {
+				t.Errorf("budget %d over the limit %d without a warning", b, tc.limit)
+			}
+			if n := strings.Count(logs.String(), "\n"); n != 1 || !strings.Contains(logs.String(), tc.log) {
+				t.Errorf("%d log lines, want one with %q:\n%s", n, tc.log, logs.String())
+			}
+		})
 	}
 }

@@ -56,9 +56,14 @@ type Options struct {
 	// QueryMaxConcurrency bounds the evaluations of the metrics APIs at once.
 	QueryMaxConcurrency int
 	QueryAPI            QueryAPIOptions
-	ServingCert         ServingCertOptions
-	Memory              MemoryOptions
-	ShowVersion         bool
+	// PodScrapeMaxBytesInFlight bounds the bytes read from annotated pods
+	// whose scrape is not stored yet, all pods together ("0" for no bound).
+	PodScrapeMaxBytesInFlight string
+	ServingCert               ServingCertOptions
+	Memory                    MemoryOptions
+	ShowVersion               bool
+	// flags are those Flags returned, to tell a value given from a default.
+	flags cliflag.NamedFlagSets
 
 	// DisableAuthForTesting serves without delegated authn/authz; tests only.
 	DisableAuthForTesting bool
@@ -95,8 +100,12 @@ func NewOptions() *Options {
 		QueryMaxSamples:         storage.DefaultOptions().MaxSamples,
 		QueryAPI:                QueryAPIOptions{MaxConcurrent: 4, Limits: query.DefaultLimits()},
 		QueryMaxConcurrency:     storage.DefaultOptions().MaxConcurrentQueries,
-		ServingCert:             defaultServingCertOptions(),
-		Memory:                  defaultMemoryOptions(),
+		// One pod body at the default pods.limits.bodySizeLimit: three times
+		// that in the budget is what the shipped pod's GOMEMLIMIT has left
+		// beside the head-series cap and the queries (MemoryBudget).
+		PodScrapeMaxBytesInFlight: "10MiB",
+		ServingCert:               defaultServingCertOptions(),
+		Memory:                    defaultMemoryOptions(),
 	}
 
 	// An unprivileged port, as metrics-server's manifests use.
@@ -117,6 +126,7 @@ func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
 	g.StringVar(&o.StorageRetentionSize, "storage-retention-size", o.StorageRetentionSize, "Most bytes the TSDB keeps on disk (blocks, write-ahead log and head chunks), e.g. 1536MiB; the oldest blocks are deleted first, as Prometheus' --storage.tsdb.retention.size. Keep it under the volume's size (the Deployment's emptyDir sizeLimit), or the kubelet evicts the pod. 0 for no bound.")
 	g.DurationVar(&o.QueryTimeout, "query-timeout", o.QueryTimeout, "Maximum time one PromQL evaluation may take.")
 	g.IntVar(&o.QueryMaxSamples, "query-max-samples", o.QueryMaxSamples, "Maximum samples one PromQL evaluation may load into memory.")
+	g.StringVar(&o.PodScrapeMaxBytesInFlight, podBytesFlag, o.PodScrapeMaxBytesInFlight, "Most bytes read from annotated pods and held until their scrapes are stored, all pods together, e.g. 10MiB; at least pods.limits.bodySizeLimit. A pod scrape that finds no room waits, and fails at its timeout like any failed scrape (counted, logged); kubelet and other jobs' scrapes are never held. Pods are asked for uncompressed bodies; one that compresses anyway counts at its body size limit. Three bytes of memory budget per byte. When not given, lowered to fit a smaller memory limit, never below pods.limits.bodySizeLimit. 0 for no bound.")
 	g.IntVar(&o.QueryMaxConcurrency, "query-max-concurrency", o.QueryMaxConcurrency, "Maximum PromQL evaluations of the metrics APIs (metrics.k8s.io, custom and external metrics) at once; further requests wait for a slot until their deadline. The query API has its own bound, so dashboards cannot starve autoscalers.")
 	g.BoolVar(&o.ShowVersion, "version", false, "Show version and exit.")
 
@@ -140,6 +150,7 @@ func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
 	o.Audit.AddFlags(fs.FlagSet("apiserver audit log"))
 	addFeatureFlags(fs.FlagSet("features"), o.Features)
 	logsapi.AddFlags(o.Logging, fs.FlagSet("logging"))
+	o.flags = fs
 	return fs
 }
 
@@ -160,8 +171,11 @@ func addFeatureFlags(fs *pflag.FlagSet, o *genericoptions.FeatureOptions) {
 // Validate reports every problem with the options at once.
 func (o *Options) Validate() []error {
 	errs := o.Kubelet.Validate()
-	_, configErrs := scrape.LoadConfigFile(o.ConfigFile)
+	gateway, configErrs := scrape.LoadConfigFile(o.ConfigFile)
 	errs = append(errs, configErrs...)
+	if err := o.checkPodBytes(gateway); err != nil {
+		errs = append(errs, err)
+	}
 	_, adapterErrs := loadAdapterConfig(o.AdapterConfig)
 	errs = append(errs, adapterErrs...)
 	if o.StoragePath == "" {
@@ -223,6 +237,41 @@ func (o *Options) retentionBytes() (int64, error) {
 	return int64(b), nil
 }
 
+const podBytesFlag = "pod-scrape-max-bytes-in-flight"
+
+// podBytesInFlight parses --pod-scrape-max-bytes-in-flight.
+func (o *Options) podBytesInFlight() (int64, error) {
+	b, err := units.ParseBase2Bytes(o.PodScrapeMaxBytesInFlight)
+	if err != nil || b < 0 {
+		return 0, fmt.Errorf("%s %q: want a size such as 10MiB, or 0", podBytesFlag, o.PodScrapeMaxBytesInFlight)
+	}
+	return int64(b), nil
+}
+
+// checkPodBytes: a pod body as large as the body size limit must fit
+// under the bound, or it could never be read. gw is nil when the config
+// file did not load.
+func (o *Options) checkPodBytes(gw *scrape.GatewayConfig) error {
+	n, err := o.podBytesInFlight()
+	if err != nil || n == 0 || gw == nil {
+		return err
+	}
+	if b, err := units.ParseBase2Bytes(gw.Pods.Limits.BodySizeLimit); err == nil && int64(b) > n {
+		return fmt.Errorf("%s %s is below pods.limits.bodySizeLimit %s: a body that large could never be read", podBytesFlag, o.PodScrapeMaxBytesInFlight, gw.Pods.Limits.BodySizeLimit)
+	}
+	return nil
+}
+
+// flagGiven says whether the flag name was given on the command line.
+func (o *Options) flagGiven(name string) bool {
+	for _, fs := range o.flags.FlagSets {
+		if f := fs.Lookup(name); f != nil {
+			return f.Changed
+		}
+	}
+	return false
+}
+
 // Config turns validated options into a Config.
 func (o *Options) Config() (*Config, error) {
 	retentionBytes, err := o.retentionBytes()
@@ -250,6 +299,11 @@ func (o *Options) Config() (*Config, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	sizes, err := o.fitRuntimeMemoryLimit(gateway)
+	if err != nil {
+		return nil, err
+	}
+	gateway.Storage.MaxHeadSeries = sizes.maxHeadSeries
 	adapter, errs := loadAdapterConfig(o.AdapterConfig)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -266,12 +320,13 @@ func (o *Options) Config() (*Config, error) {
 			Retention:            o.StorageRetention,
 			RetentionBytes:       retentionBytes,
 			QueryTimeout:         o.QueryTimeout,
-			MaxSamples:           o.QueryMaxSamples,
+			MaxSamples:           sizes.queryMaxSamples,
 			MaxConcurrentQueries: o.QueryMaxConcurrency,
 		},
-		QueryAPI:    o.QueryAPI,
-		CertManager: certManager,
-		Logger:      o.Logger,
+		QueryAPI:            o.QueryAPI,
+		PodMaxBytesInFlight: sizes.podBytesInFlight,
+		CertManager:         certManager,
+		Logger:              o.Logger,
 	}, nil
 }
 

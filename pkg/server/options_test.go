@@ -61,6 +61,9 @@ func TestOptionsValidate(t *testing.T) {
 			o.ServingCert.Validity = 0
 		}, nil},
 		{"missing adapter config", func(o *Options) { o.AdapterConfig = "testdata/none.yaml" }, []string{"adapter-config: open testdata/none.yaml"}},
+		{"pod bytes in flight below the pod body size limit", func(o *Options) { o.PodScrapeMaxBytesInFlight = "1MiB" }, []string{"pod-scrape-max-bytes-in-flight 1MiB is below pods.limits.bodySizeLimit 10MB"}},
+		{"pod bytes in flight not a size", func(o *Options) { o.PodScrapeMaxBytesInFlight = "ten" }, []string{`pod-scrape-max-bytes-in-flight "ten"`}},
+		{"pod bytes in flight unbounded", func(o *Options) { o.PodScrapeMaxBytesInFlight = "0" }, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := NewOptions()
