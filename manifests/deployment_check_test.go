@@ -93,6 +93,21 @@ func checkPod(r *rendering, d *appsv1.Deployment) []error {
 	if sc := p.SecurityContext; sc == nil || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		errs = append(errs, errors.New("pod seccompProfile is not RuntimeDefault"))
 	}
+	// Replicas agree only when they scrape at the same offsets, which
+	// Prometheus derives from the hostname; the gateway then names its own
+	// metrics by POD_NAME.
+	if p.Hostname == "" {
+		errs = append(errs, errors.New("no hostname shared by every replica: each scrapes at its own offsets"))
+	}
+	for _, c := range p.Containers {
+		podName := false
+		for _, e := range c.Env {
+			podName = podName || (e.Name == "POD_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name")
+		}
+		if !podName {
+			errs = append(errs, fmt.Errorf("container %s: no POD_NAME from metadata.name", c.Name))
+		}
+	}
 	for _, v := range p.Volumes {
 		switch {
 		case v.HostPath != nil:

@@ -69,6 +69,9 @@ type Manager struct {
 	recorder  *recorder
 	// ratesReady latches CheckRatesReady's first pass.
 	ratesReady atomic.Bool
+	// nodes is the node informer (nil without one): with no node in the
+	// cluster, no kubelet target is to be waited for.
+	nodes cache.SharedIndexInformer
 	cancel     context.CancelFunc
 	ctx        context.Context
 	intervals  map[string]time.Duration
@@ -151,7 +154,7 @@ func NewManager(cfg *config.Config, app storage.AppendableV2, o ManagerOptions, 
 		cancel()
 		return nil, fmt.Errorf("create scrape manager: %w", err)
 	}
-	m := &Manager{discovery: dm, scrape: sm, recorder: rec, ctx: ctx, cancel: cancel, intervals: map[string]time.Duration{},
+	m := &Manager{discovery: dm, scrape: sm, recorder: rec, ctx: ctx, cancel: cancel, intervals: map[string]time.Duration{}, nodes: inf.Nodes,
 		inlined: cfg, files: files, contents: contents, logger: logger}
 	rec.reason = m.lastError
 	sdCfgs := map[string]discovery.Configs{}
@@ -216,16 +219,31 @@ func (m *Manager) Stop() {
 // (a full disk, a failing write-ahead log): scrapes are read and lost.
 func (m *Manager) CheckStorageWrites() error { return m.recorder.checkCommits() }
 
-// CheckRatesReady fails, until it first passes, while a target of job that
-// answers has fewer than two stored scrapes: a replica that just started
-// can then answer every node it scraped with cpu, as its peers do. Once
+// CheckRatesReady fails, until it first passes, while job has no target
+// discovered yet, or a target not scraped yet, or one that answers with
+// fewer than two stored scrapes: a replica that just started can then
+// answer every node with cpu, as its peers do (it was ready in a second,
+// before discovery had handed it a node). Once
 // passed it stays passed: a node coming back later is not a reason to take
 // the whole replica out of service.
 func (m *Manager) CheckRatesReady(job string) error {
 	if m.ratesReady.Load() {
 		return nil
 	}
-	if err := m.recorder.ratesReady(job); err != nil {
+	active := m.scrape.TargetsActive()[job]
+	if len(active) == 0 {
+		if m.nodes == nil || len(m.nodes.GetStore().ListKeys()) == 0 {
+			return nil // nothing to wait for, not latched: nodes may come
+		}
+		// Discovery has not handed over the nodes yet: a replica that
+		// reported ready now would answer without a node's cpu.
+		return fmt.Errorf("job %s: %d nodes known, no target discovered yet", job, len(m.nodes.GetStore().ListKeys()))
+	}
+	instances := make([]string, 0, len(active))
+	for _, t := range active {
+		instances = append(instances, t.GetValue(model.InstanceLabel))
+	}
+	if err := m.recorder.ratesReady(job, instances); err != nil {
 		return err
 	}
 	m.ratesReady.Store(true)

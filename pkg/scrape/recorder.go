@@ -144,22 +144,24 @@ func (r *recorder) committed(err error) {
 	r.mu.Unlock()
 }
 
-// ratesReady fails while a target of job that is up has fewer than two
-// stored scrapes in a row: a rate over it has one point, and a replica
-// answering then would leave its nodes out of kubectl top.
-func (r *recorder) ratesReady(job string) error {
+// ratesReady fails while a target of job can answer no rate yet: an
+// active target (instances, from the scrape manager) not scraped yet, or
+// one up with fewer than two stored scrapes. A target that is down does
+// not hold readiness back: it may stay down for good.
+func (r *recorder) ratesReady(job string, instances []string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	waiting := 0
 	var example string
-	for k, st := range r.state {
-		if k.job == job && st.up && st.stored < 2 {
+	for _, inst := range instances {
+		st, seen := r.state[targetKey{job: job, instance: inst}]
+		if !seen || (st.up && st.stored < 2) {
 			waiting++
-			example = k.instance
+			example = inst
 		}
 	}
 	if waiting > 0 {
-		return fmt.Errorf("job %s: %d targets (e.g. %s) have one stored scrape; rates need two", job, waiting, example)
+		return fmt.Errorf("job %s: %d of %d targets (e.g. %s) have fewer than the two stored scrapes a rate needs", job, waiting, len(instances), example)
 	}
 	return nil
 }

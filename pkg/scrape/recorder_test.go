@@ -227,23 +227,28 @@ func TestRatesReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	app := r.wrap(&nopAppendable{})
-	if err := r.ratesReady("kubelet"); err != nil {
+	nodes := []string{"node-a", "node-b"}
+	if err := r.ratesReady("kubelet", nil); err != nil {
 		t.Errorf("no target yet: %v", err)
+	}
+	// Discovered, not scraped yet: a replica just started answers no cpu.
+	if err := r.ratesReady("kubelet", nodes); err == nil || !strings.Contains(err.Error(), "2 of 2 targets") {
+		t.Errorf("targets not scraped yet: %v", err)
 	}
 	report(t, app, "node-a", 1, 0.1, true)
 	report(t, app, "node-b", 0, 0.1, true)
-	if err := r.ratesReady("kubelet"); err == nil || !strings.Contains(err.Error(), "node-a") {
+	if err := r.ratesReady("kubelet", nodes); err == nil || !strings.Contains(err.Error(), "node-a") {
 		t.Errorf("node-a scraped once: %v", err)
 	}
 	report(t, app, "node-a", 1, 0.1, true)
-	if err := r.ratesReady("kubelet"); err != nil {
+	if err := r.ratesReady("kubelet", nodes); err != nil {
 		t.Errorf("node-a scraped twice, node-b down: %v", err)
 	}
 	report(t, app, "node-b", 1, 0.1, true)
-	if err := r.ratesReady("kubelet"); err == nil {
+	if err := r.ratesReady("kubelet", nodes); err == nil {
 		t.Error("node-b back with one scrape: ready")
 	}
-	if err := r.ratesReady("other"); err != nil {
+	if err := r.ratesReady("other", nil); err != nil {
 		t.Errorf("another job: %v", err)
 	}
 }

@@ -311,9 +311,14 @@ func (c *Config) scrapeJobs(selfAddr, selfToken string, kubeletCreds scrape.Cred
 	if err != nil {
 		return nil, err
 	}
-	instance, err := os.Hostname()
-	if err != nil || instance == "" {
-		instance = scrape.SelfJobName
+	// The gateway's own metrics are labelled with its pod's name: the
+	// Deployment gives every replica one hostname (their scrape offsets
+	// then match), so the hostname no longer tells replicas apart.
+	instance := os.Getenv("POD_NAME")
+	if instance == "" {
+		if instance, err = os.Hostname(); err != nil || instance == "" {
+			instance = scrape.SelfJobName
+		}
 	}
 	self, err := scrape.SelfJobYAML(selfAddr, selfToken, instance, c.Kubelet.Interval())
 	if err != nil {

@@ -102,6 +102,7 @@ func TestEndToEnd(t *testing.T) {
 		{"custom metrics with zero config", testZeroConfigCustomMetrics},
 		{"Prometheus API and Grafana dashboards", testPrometheusAPI},
 		{"HPA scales on an external metric from an adapter config", testHPAScalesOnExternalMetric},
+		{"two replicas agree after a cpu and a request-rate step", testReplicasAgree},
 		{"hostile scrape targets", testHostileTargets},
 		{"a bad kubelet", testBadKubelet},
 		{"gateway SIGKILL and restart", testGatewaySurvivesSIGKILL},
