@@ -41,7 +41,7 @@ func TestChecksReject(t *testing.T) {
 		{"cpu limit", setContainer("resources", "limits", map[string]any{"cpu": "1", "memory": "1Gi"}), "cpu limit set"},
 		{"head-series cap beyond the pod's memory", edit("ConfigMap", "metrics-gateway-config", func(o object) {
 			get(o, "data").(map[string]any)["config.yaml"] = "apiVersion: metrics-gateway.io/v1alpha1\nkind: GatewayConfig\nstorage:\n  maxHeadSeries: 1000000\n"
-		}), "memory budget 2483 MiB (storage.maxHeadSeries 1000000"},
+		}), "memory budget 2476 MiB (storage.maxHeadSeries 1000000"},
 		{"query samples beyond the pod's memory", addArg("--query-max-samples=50000000"), "--query-max-samples 50000000"},
 		{"memory limit below the budget", setContainer("resources", "limits", map[string]any{"memory": "512Mi"}), "is above --auto-gomemlimit-ratio 0.9 of the memory limit"},
 		{"GOMEMLIMIT above the limit", setContainer("env", "", []any{map[string]any{"name": "GOMEMLIMIT", "value": "2GiB"}}), "GOMEMLIMIT 2GiB is not below"},

@@ -71,11 +71,11 @@ type Manager struct {
 	ratesReady atomic.Bool
 	// nodes is the node informer (nil without one): with no node in the
 	// cluster, no kubelet target is to be waited for.
-	nodes cache.SharedIndexInformer
-	cancel     context.CancelFunc
-	ctx        context.Context
-	intervals  map[string]time.Duration
-	stopOnce   sync.Once
+	nodes     cache.SharedIndexInformer
+	cancel    context.CancelFunc
+	ctx       context.Context
+	intervals map[string]time.Duration
+	stopOnce  sync.Once
 }
 
 // Informers are the gateway's shared informers that built-in jobs discover

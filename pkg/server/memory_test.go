@@ -82,7 +82,7 @@ func TestFitMemoryLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	const mi = 1 << 20
-	defaults := memorySizes{maxHeadSeries: 200_000, queryMaxSamples: 2_000_000, podBytesInFlight: 10 * mi}
+	defaults := memorySizes{maxHeadSeries: 200_000, queryMaxSamples: 1_400_000, podBytesInFlight: 32 * mi}
 	for _, tc := range []struct {
 		name   string
 		limit  int64
@@ -91,17 +91,17 @@ func TestFitMemoryLimit(t *testing.T) {
 		want   memorySizes
 		log    string
 	}{
-		{"no limit", math.MaxInt64, nil, "", defaults, `msg="Memory budget" budgetMiB=920 memoryLimit=none`},
+		{"no limit", math.MaxInt64, nil, "", defaults, `msg="Memory budget" budgetMiB=913 memoryLimit=none`},
 		{"1Gi", 1 << 30, nil, "", defaults, `msg="Memory budget"`},
 		{"the shipped pod's GOMEMLIMIT, 0.9 of 1Gi", 966367641, nil, "", defaults, `msg="Memory budget"`},
-		{"512Mi: the defaults lowered by one factor", 512 * mi, nil, "", memorySizes{71207, 712073, 10 * mi},
-			`msg="Lowered the defaults that size memory to fit the memory limit" budgetMiB=511 memoryLimit=512MiB storage.maxHeadSeries="71207 (default 200000)" --query-max-samples="712073 (default 2000000)"`},
+		{"512Mi: the defaults lowered by one factor", 512 * mi, nil, "", memorySizes{77867, 545075, 13064073},
+			`msg="Lowered the defaults that size memory to fit the memory limit" budgetMiB=511 memoryLimit=512MiB storage.maxHeadSeries="77867 (default 200000)" --query-max-samples="545075 (default 1400000)" --pod-scrape-max-bytes-in-flight="13064073 (default 33554432)"`},
 		{"512Mi, --query-max-samples given", 512 * mi, []string{"--query-max-samples=2000000"}, "", memorySizes{10_000, 2_000_000, 10 * mi},
 			`level=WARN msg="The memory budget exceeds the memory limit`},
 		{"512Mi, storage.maxHeadSeries in the file", 512 * mi, nil, explicitSeries, memorySizes{200_000, 100_000, 10 * mi},
 			`explicit=[storage.maxHeadSeries]`},
-		{"1Gi, a larger --pod-scrape-max-bytes-in-flight given", 1 << 30, []string{"--pod-scrape-max-bytes-in-flight=64MiB"}, "", memorySizes{181484, 1814843, 64 * mi},
-			`--pod-scrape-max-bytes-in-flight=67108864`},
+		{"1Gi, a larger --pod-scrape-max-bytes-in-flight given", 1 << 30, []string{"--pod-scrape-max-bytes-in-flight=128MiB"}, "", memorySizes{136770, 957395, 128 * mi},
+			`--pod-scrape-max-bytes-in-flight=134217728`},
 		{"256Mi: every default at its floor", 256 * mi, nil, "", memorySizes{minMaxHeadSeries, minQueryMaxSamples, 10 * mi}, `level=WARN`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -103,7 +103,7 @@ func NewOptions() *Options {
 		// One pod body at the default pods.limits.bodySizeLimit: three times
 		// that in the budget is what the shipped pod's GOMEMLIMIT has left
 		// beside the head-series cap and the queries (MemoryBudget).
-		PodScrapeMaxBytesInFlight: "10MiB",
+		PodScrapeMaxBytesInFlight: "32MiB",
 		ServingCert:               defaultServingCertOptions(),
 		Memory:                    defaultMemoryOptions(),
 	}

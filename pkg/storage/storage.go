@@ -51,9 +51,10 @@ func DefaultOptions() Options {
 	return Options{
 		Retention:    6 * time.Hour,
 		QueryTimeout: 30 * time.Second,
-		// 32 MB of samples per evaluation: the shipped pod's budget
-		// (server.MemoryBudget) has room for eight at once.
-		MaxSamples:           2_000_000,
+		// 22 MB of samples per evaluation: the shipped pod's budget
+		// (server.MemoryBudget) has room for eight at once beside 32 MiB
+		// of pod bodies in flight.
+		MaxSamples:           1_400_000,
 		MaxConcurrentQueries: 4,
 	}
 }
