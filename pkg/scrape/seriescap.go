@@ -168,9 +168,12 @@ var reportSeries = map[string]bool{
 
 // full reports, and counts, a new series refused at the cap. Kubelet
 // series are never refused: they are bounded by the pods the cluster runs,
-// and kubectl top and the HPA depend on them.
+// and kubectl top and the HPA depend on them. Nor are a target's report
+// series (up and the scrape_* series, a handful per target): refused, the
+// scrape loop failed the whole scrape of every target that appeared while
+// the head was full (make soak: a pod the HPA added).
 func (a *seriesCapAppender) full(ls labels.Labels) bool {
-	if a.cap.headSeries()+uint64(len(a.pending)) < a.cap.max || ls.Get(model.JobLabel) == KubeletJobName {
+	if a.cap.headSeries()+uint64(len(a.pending)) < a.cap.max || ls.Get(model.JobLabel) == KubeletJobName || reportSeries[ls.Get(model.MetricNameLabel)] {
 		return false
 	}
 	a.rejected++
@@ -198,8 +201,10 @@ func (a *seriesCapAppender) Rollback() error {
 	return a.AppenderV2.Rollback()
 }
 
-// report counts refusals and logs the cap's state changes. Refusals count
-// even on rollback: the samples were not stored either way.
+// report counts refusals and logs the cap's state changes: limited at the
+// first refusal, and not any more once the head is 10% under the cap, so
+// that a head hovering at the cap does not log twice per scrape. Refusals
+// count even on rollback: the samples were not stored either way.
 func (a *seriesCapAppender) report() {
 	c := a.cap
 	if a.rejected > 0 {
@@ -208,7 +213,7 @@ func (a *seriesCapAppender) report() {
 			c.logger.Warn("Head series limit reached; new series are rejected until series are removed from the head",
 				"limit", c.max, "head_series", c.headSeries(), "rejected", a.rejected)
 		}
-	} else if c.limited.Load() && c.headSeries() < c.max && c.limited.Swap(false) {
+	} else if c.limited.Load() && c.headSeries() < c.max-c.max/10 && c.limited.Swap(false) {
 		c.logger.Info("Head series below limit again; new series accepted", "limit", c.max, "head_series", c.headSeries())
 	}
 	a.rejected = 0

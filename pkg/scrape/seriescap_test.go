@@ -94,6 +94,11 @@ func TestSeriesCap(t *testing.T) {
 	if _, err := a.Append(0, kubelet, 0, 2000, 1, nil, nil, storage.AOptions{}); err != nil {
 		t.Errorf("new kubelet series over the cap: %v", err)
 	}
+	// Nor is a new target's up: the scrape loop fails a scrape whose
+	// report it cannot append.
+	if _, err := a.Append(0, labels.FromStrings("__name__", "up", "job", "app", "instance", "new-pod"), 0, 2000, 1, nil, nil, storage.AOptions{}); err != nil {
+		t.Errorf("new target's up over the cap: %v", err)
+	}
 	if err := a.Rollback(); err != nil {
 		t.Fatal(err)
 	}

@@ -80,7 +80,18 @@ func TestSoak(t *testing.T) {
 	t.Logf("gateway in memory cgroup %s, limit %d MiB (manifests/base's limits.memory)", cg.Dir(), limit>>20)
 
 	w := startWorkload(ctx, t, e)
-	t.Logf("normal workload running: %s", w)
+	wt := newWatch(e, w.hpas, cg)
+	// The HPAs read their metric before the churn starts: a new pod's
+	// request rate needs two scrapes, and the HPA controller reports that
+	// wait as a failure (FailedGetPodsMetric).
+	warm := time.Now()
+	for !wt.hpasRead(ctx) {
+		if time.Since(warm) > 3*time.Minute {
+			t.Fatalf("the HPAs did not read their metrics within 3m before the churn")
+		}
+		time.Sleep(5 * time.Second)
+	}
+	t.Logf("normal workload running: %s; both HPAs read their metric after %v", w, time.Since(warm).Round(time.Second))
 	for _, c := range []struct {
 		name   string
 		series int
@@ -93,7 +104,6 @@ func TestSoak(t *testing.T) {
 	t.Logf("%d churning pods running, each exposing %d fresh series per scrape (half of them %d, and their own 2); watching for %v",
 		churnPods, churnSeries, churnSeries-2, *duration)
 
-	wt := newWatch(e, w.hpas, cg)
 	wt.run(ctx, t, time.Now().Add(*duration), false)
 	before := wt.report(t, "churn")
 	fams := gatewayMetrics(ctx, t, e)

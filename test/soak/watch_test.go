@@ -123,6 +123,18 @@ func (w *watch) look(ctx context.Context, recovering bool) {
 	}
 }
 
+// hpasRead reports whether every HPA reads its metric now.
+func (w *watch) hpasRead(ctx context.Context) bool {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, h := range w.hpas {
+		if w.hpaReads(cctx, h) != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // hpaReads checks that the HPA's ScalingActive condition is true with a
 // current metric, and that the gateway answers the metric it reads now.
 func (w *watch) hpaReads(ctx context.Context, h hpaRef) error {
