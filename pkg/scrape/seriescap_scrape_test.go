@@ -72,22 +72,9 @@ func TestSeriesCapInScrapeLoop(t *testing.T) {
 // with fresh ids every scrape fails every scrape and adds no series to the
 // head (prometheus/prometheus#16427 without the deferral).
 func TestFailedScrapesCreateNoSeries(t *testing.T) {
-	var (
-		mu      sync.Mutex
-		scrapes int
-	)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		mu.Lock()
-		scrapes++
-		n := scrapes
-		mu.Unlock()
-		for i := range 200 {
-			fmt.Fprintf(w, "churn{id=\"%d-%d\"} 1\n", n, i)
-		}
-	}))
-	defer srv.Close()
-	store, _, _ := scrapeCapped(t, 1_000_000, srv.URL, "  sample_limit: 100\n")
-	waitFor(t, "ten failed scrapes", func() bool { mu.Lock(); defer mu.Unlock(); return scrapes >= 10 })
+	url, scrapes := churnTarget(t, 200)
+	store, _, _ := scrapeCapped(t, 1_000_000, url, "  sample_limit: 100\n")
+	waitFor(t, "ten failed scrapes", func() bool { return scrapes() >= 10 })
 	// Only the target's five report series (up, scrape_*) exist; before
 	// the deferral each failed scrape left 100 empty series.
 	if n := store.HeadSeries(); n > 5 {
@@ -102,22 +89,9 @@ func TestFailedScrapesCreateNoSeries(t *testing.T) {
 // flushed when it had doubled (prometheus_target_scrapes_cache_flush_forced_total):
 // 100 such pods held 430 MB (make soak).
 func TestChurnIsNotCached(t *testing.T) {
-	var (
-		mu      sync.Mutex
-		scrapes int
-	)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		mu.Lock()
-		scrapes++
-		n := scrapes
-		mu.Unlock()
-		for i := range 2000 {
-			fmt.Fprintf(w, "churn{id=\"%d-%d\"} 1\n", n, i)
-		}
-	}))
-	defer srv.Close()
-	_, _, reg := scrapeCapped(t, 1_000_000, srv.URL, "  sample_limit: 1500\n")
-	waitFor(t, "five failed scrapes", func() bool { mu.Lock(); defer mu.Unlock(); return scrapes >= 5 })
+	url, scrapes := churnTarget(t, 2000)
+	_, _, reg := scrapeCapped(t, 1_000_000, url, "  sample_limit: 1500\n")
+	waitFor(t, "five failed scrapes", func() bool { return scrapes() >= 5 })
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -134,6 +108,27 @@ func TestChurnIsNotCached(t *testing.T) {
 	if !found {
 		t.Error("prometheus_target_scrapes_cache_flush_forced_total not registered")
 	}
+}
+
+// churnTarget serves n series with fresh id values on every scrape, until
+// the test ends; scrapes says how many scrapes it has answered.
+func churnTarget(t *testing.T, n int) (url string, scrapes func() int) {
+	t.Helper()
+	var (
+		mu    sync.Mutex
+		count int
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		count++
+		k := count
+		mu.Unlock()
+		for i := range n {
+			fmt.Fprintf(w, "churn{id=\"%d-%d\"} 1\n", k, i)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, func() int { mu.Lock(); defer mu.Unlock(); return count }
 }
 
 // scrapeCapped scrapes url every 100ms through Prometheus' scrape manager
