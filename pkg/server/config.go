@@ -28,7 +28,6 @@ import (
 	_ "k8s.io/component-base/metrics/prometheus/restclient" // client-go metrics, process-global: registered once, here.
 	"k8s.io/klog/v2"
 	cmapiserver "sigs.k8s.io/custom-metrics-apiserver/pkg/apiserver"
-	"sigs.k8s.io/metrics-server/pkg/api"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom"
@@ -240,9 +239,7 @@ func (c *Config) buildAPIServer(s *Server, tails resource.Tails, scrapeCfg *conf
 		}
 	}
 
-	if err := registerAPIMetrics(); err != nil {
-		return err
-	}
+	registerAPIMetrics()
 	c.Apiserver.BuildHandlerChainFunc = withPrometheusTimeout(withSelectorValidation(c.Apiserver.BuildHandlerChainFunc))
 	// custom-metrics-apiserver builds the GenericAPIServer with the custom
 	// and external groups; metrics.k8s.io is installed into the same one,
@@ -259,7 +256,21 @@ func (c *Config) buildAPIServer(s *Server, tails resource.Tails, scrapeCfg *conf
 	addAggregatedDiscovery(s.api)
 	s.api.Handler.NonGoRestfulMux.Handle("/metrics", metricsHandler(reg))
 
-	if err := api.Install(c.resourceGetter(s.store, tails, compiled), pods.MetadataLister(s.podInformer), s.nodeInformers.Core().V1().Nodes().Lister(), s.api, nodeSelector); err != nil {
+	freshness := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "metrics_server_api_metric_freshness_seconds",
+		Help:    "Age of the usage metrics.k8s.io answered (metrics-server's histogram, same name and buckets).",
+		Buckets: prometheus.ExponentialBuckets(1, 1.364, 20),
+	})
+	if err := reg.Register(freshness); err != nil {
+		return fmt.Errorf("register freshness: %w", err)
+	}
+	if err := resource.Install(s.api, resource.InstallOptions{
+		Getter:       c.resourceGetter(s.store, tails, compiled),
+		Pods:         pods.MetadataLister(s.podInformer),
+		Nodes:        s.nodeInformers.Core().V1().Nodes().Lister(),
+		NodeSelector: nodeSelector,
+		Freshness:    freshness,
+	}); err != nil {
 		return fmt.Errorf("install metrics.k8s.io: %w", err)
 	}
 
@@ -339,23 +350,13 @@ func (c *Config) scrapeJobs(selfAddr, selfToken string, kubeletCreds scrape.Cred
 	return append(jobs, user...), nil
 }
 
-// The apiserver's and metrics-server's API metrics live in the
-// process-global legacy registry, where a second registration fails: a
-// process registers them once, however many servers it builds (tests build
-// several).
-var (
-	apiMetricsOnce sync.Once
-	apiMetricsErr  error
-)
+// The apiserver's API metrics live in the process-global legacy registry,
+// where a second registration fails: a process registers them once, however
+// many servers it builds (tests build several).
+var apiMetricsOnce sync.Once
 
-func registerAPIMetrics() error {
-	apiMetricsOnce.Do(func() {
-		apimetrics.Register()
-		if err := api.RegisterAPIMetrics(legacyregistry.Register); err != nil {
-			apiMetricsErr = fmt.Errorf("register API metrics: %w", err)
-		}
-	})
-	return apiMetricsErr
+func registerAPIMetrics() {
+	apiMetricsOnce.Do(apimetrics.Register)
 }
 
 // selfGathererHandler serves the gateway's own scrape job: only the
