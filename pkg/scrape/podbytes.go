@@ -7,15 +7,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/discovery"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/model/value"
+	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/storage"
 	"golang.org/x/sync/semaphore"
 )
@@ -451,10 +455,46 @@ func podBytesFor(scs []*config.ScrapeConfig, limit int64, dial dialFunc, logger 
 	if limit == 0 {
 		return nil, nil
 	}
+	var pod *config.ScrapeConfig
 	for _, sc := range scs {
 		if sc.JobName == PodJobName {
-			return newPodBytes(limit, sc, dial, logger, reg)
+			pod = sc
+		} else if unixSocketJob(sc) {
+			// Prometheus dials __unix_socket__ targets through a dialer of
+			// its own, and the manager's dialer (ours) replaces it: those
+			// scrapes would go over TCP to __address__ instead.
+			return nil, fmt.Errorf("scrape job %q sets %s, which cannot be scraped while --pod-scrape-max-bytes-in-flight (%d) bounds pod scrapes: set it to 0 to scrape unix sockets", sc.JobName, promscrape.UnixSocketLabel, limit)
 		}
 	}
-	return nil, nil
+	if pod == nil {
+		return nil, nil
+	}
+	return newPodBytes(limit, pod, dial, logger, reg)
+}
+
+// unixSocketJob tells whether sc's static targets or relabeling set
+// __unix_socket__. Targets from other discovery that carry it are not seen.
+func unixSocketJob(sc *config.ScrapeConfig) bool {
+	for _, rc := range sc.RelabelConfigs {
+		if rc.TargetLabel == promscrape.UnixSocketLabel || (rc.Action == relabel.LabelMap && strings.Contains(rc.Replacement, promscrape.UnixSocketLabel)) {
+			return true
+		}
+	}
+	for _, d := range sc.ServiceDiscoveryConfigs {
+		static, ok := d.(discovery.StaticConfig)
+		if !ok {
+			continue
+		}
+		for _, g := range static {
+			if _, ok := g.Labels[promscrape.UnixSocketLabel]; ok {
+				return true
+			}
+			for _, t := range g.Targets {
+				if _, ok := t[promscrape.UnixSocketLabel]; ok {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
