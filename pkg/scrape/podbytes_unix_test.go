@@ -44,7 +44,7 @@ func TestUnixSocketJobs(t *testing.T) {
 	}{
 		{"static label, bound on", map[string]any{"static_configs": []any{map[string]any{"targets": []string{"localhost"}, "labels": map[string]string{"__unix_socket__": sock}}}}, 1 << 20, true},
 		{"relabeled, bound on", map[string]any{
-			"static_configs": []any{map[string]any{"targets": []string{"localhost"}}},
+			"static_configs":  []any{map[string]any{"targets": []string{"localhost"}}},
 			"relabel_configs": []any{map[string]any{"target_label": "__unix_socket__", "replacement": sock}},
 		}, 1 << 20, true},
 		{"static label, bound off", map[string]any{"static_configs": []any{map[string]any{"targets": []string{"localhost"}, "labels": map[string]string{"__unix_socket__": sock}}}}, 0, false},

@@ -29,11 +29,32 @@ import (
 // storage-writable while /livez stays up, and once the filler is deleted
 // the next scrapes are stored, queryable, and the gateway is ready again.
 // Injected commit errors cover the recorder (pkg/scrape); this covers what
-// the TSDB really does when its WAL cannot be written.
+// the TSDB really does when its WAL cannot be written ("no reserve"), and
+// what the gateway does first when --storage-min-free-space is kept: the
+// same, before the filesystem is full, so that the TSDB never meets
+// ENOSPC writing a head-chunk file (it panics there).
 func TestFullDiskMarksTargetsDownAndRecovers(t *testing.T) {
-	dir := mountTmpfs(t, 16<<20)
+	for _, c := range []struct {
+		name    string
+		size    int
+		reserve string
+		leave   uint64 // fill until this much is free; 0: until ENOSPC
+		want    string
+	}{
+		{"no reserve", 16 << 20, "0", 0, "no space left on device"},
+		{"reserve", 32 << 20, "8MiB", 4 << 20, "under the reserve of 8388608"},
+	} {
+		t.Run(c.name, func(t *testing.T) { fullDisk(t, c.size, c.reserve, c.leave, c.want) })
+	}
+}
+
+func fullDisk(t *testing.T, size int, reserve string, leave uint64, want string) {
+	dir := mountTmpfs(t, size)
 	logs := &logLines{}
-	g := startGateway(t, dir, func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
+	g := startGateway(t, dir, func(o *Options) {
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+		o.StorageMinFreeSpace = reserve
+	})
 	for name, ip := range map[string]string{"node-a": "127.0.0.2", "node-b": "127.0.0.3"} {
 		g.api.addNode(name, ip, g.kubelet[name].port, nil)
 	}
@@ -45,12 +66,12 @@ func TestFullDiskMarksTargetsDownAndRecovers(t *testing.T) {
 		return nil
 	})
 
-	filler, free := fillDisk(t, dir)
+	filler, free := fillDisk(t, dir, leave)
 	filled := time.Now()
 	t.Logf("filler %d MiB, %d bytes left free", fileSize(t, filler)>>20, free)
 	// The WAL's segment may end inside an allocated page, so a commit or two
 	// may still fit; every one after fails.
-	eventually(t, 20*time.Second, "kubelets down with ENOSPC, readyz failing", func() error {
+	eventually(t, 20*time.Second, "kubelets down with "+want+", readyz failing", func() error {
 		if code, body := g.get(t, "/readyz?verbose", ""); code == http.StatusOK || !strings.Contains(string(body), "[-]storage-writable failed") {
 			return fmt.Errorf("/readyz: %d %s", code, body)
 		}
@@ -58,8 +79,8 @@ func TestFullDiskMarksTargetsDownAndRecovers(t *testing.T) {
 			if up, ok := selfMetric(t, g, `metrics_gateway_scrape_target_up{job="kubelet",target="`+node+`"}`); !ok || up != 0 {
 				return fmt.Errorf("%s: target_up %v (present %v), want 0", node, up, ok)
 			}
-			if line := logs.find("Target scrape failing", "target="+node+" "); !strings.Contains(line, "no space left on device") {
-				return fmt.Errorf("%s: no failure logged with ENOSPC; last failure logged: %q", node, line)
+			if line := logs.find("Target scrape failing", "target="+node+" "); !strings.Contains(line, want) {
+				return fmt.Errorf("%s: no failure logged with %q; last failure logged: %q", node, want, line)
 			}
 		}
 		return nil
@@ -152,10 +173,11 @@ func mountTmpfs(t *testing.T, size int) string {
 	return dir
 }
 
-// fillDisk writes a file in dir until the filesystem refuses with ENOSPC,
-// and returns its path and the bytes left free. tmpfs hands out whole
-// pages, so what is left is the unused tail of other files' last pages.
-func fillDisk(t *testing.T, dir string) (path string, free uint64) {
+// fillDisk writes a file in dir until at most leave bytes are free, or with
+// leave 0 until the filesystem refuses with ENOSPC, and returns its path
+// and the bytes left free. tmpfs hands out whole pages, so what is left at
+// ENOSPC is the unused tail of other files' last pages.
+func fillDisk(t *testing.T, dir string, leave uint64) (path string, free uint64) {
 	t.Helper()
 	path = filepath.Join(dir, "filler")
 	f, err := os.Create(path)
@@ -164,13 +186,21 @@ func fillDisk(t *testing.T, dir string) (path string, free uint64) {
 	}
 	defer f.Close()
 	buf := make([]byte, 1<<20)
+	var st syscall.Statfs_t
 	for err == nil {
+		if leave > 0 {
+			if err := syscall.Statfs(dir, &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Bavail*uint64(st.Bsize) <= leave {
+				return path, st.Bavail * uint64(st.Bsize)
+			}
+		}
 		_, err = f.Write(buf)
 	}
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("fill %s: %v, want ENOSPC", path, err)
 	}
-	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
 		t.Fatal(err)
 	}

@@ -51,8 +51,11 @@ type Options struct {
 	StorageRetention time.Duration
 	// StorageRetentionSize bounds the TSDB on disk ("" or "0" for no bound).
 	StorageRetentionSize string
-	QueryTimeout         time.Duration
-	QueryMaxSamples      int
+	// StorageMinFreeSpace is the free space the storage's filesystem must
+	// keep ("0" for no reserve).
+	StorageMinFreeSpace string
+	QueryTimeout        time.Duration
+	QueryMaxSamples     int
 	// QueryMaxConcurrency bounds the evaluations of the metrics APIs at once.
 	QueryMaxConcurrency int
 	QueryAPI            QueryAPIOptions
@@ -96,6 +99,7 @@ func NewOptions() *Options {
 		Kubelet:                 scrape.DefaultKubeletOptions(),
 		StoragePath:             "/var/lib/metrics-gateway",
 		StorageRetention:        6 * time.Hour,
+		StorageMinFreeSpace:     "128MiB",
 		QueryTimeout:            storage.DefaultOptions().QueryTimeout,
 		QueryMaxSamples:         storage.DefaultOptions().MaxSamples,
 		QueryAPI:                QueryAPIOptions{MaxConcurrent: 4, Limits: query.DefaultLimits()},
@@ -124,9 +128,10 @@ func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
 	g.StringVar(&o.StoragePath, "storage-path", o.StoragePath, "Directory of the embedded TSDB and its write-ahead log.")
 	g.DurationVar(&o.StorageRetention, "storage-retention", o.StorageRetention, "How long samples are kept.")
 	g.StringVar(&o.StorageRetentionSize, "storage-retention-size", o.StorageRetentionSize, "Most bytes the TSDB keeps on disk (blocks, write-ahead log and head chunks), e.g. 1536MiB; the oldest blocks are deleted first, as Prometheus' --storage.tsdb.retention.size. Keep it under the volume's size (the Deployment's emptyDir sizeLimit), or the kubelet evicts the pod. 0 for no bound.")
+	g.StringVar(&o.StorageMinFreeSpace, "storage-min-free-space", o.StorageMinFreeSpace, "Free space the storage's filesystem must keep, e.g. 128MiB. Below it, scrapes are read but not stored (targets down with the reason, /readyz failing on storage-writable) until space returns, and the gateway does not start: on a full filesystem Prometheus' TSDB panics when it cannot write a full head chunk. 0 for no reserve.")
 	g.DurationVar(&o.QueryTimeout, "query-timeout", o.QueryTimeout, "Maximum time one PromQL evaluation may take.")
 	g.IntVar(&o.QueryMaxSamples, "query-max-samples", o.QueryMaxSamples, "Maximum samples one PromQL evaluation may load into memory.")
-	g.StringVar(&o.PodScrapeMaxBytesInFlight, podBytesFlag, o.PodScrapeMaxBytesInFlight, "Most bytes read from annotated pods and held until their scrapes are stored, all pods together, e.g. 10MiB; at least pods.limits.bodySizeLimit. A pod scrape that finds no room waits, and fails at its timeout like any failed scrape (counted, logged); kubelet and other jobs' scrapes are never held. Pods are asked for uncompressed bodies; one that compresses anyway counts at its body size limit. Three bytes of memory budget per byte. When not given, lowered to fit a smaller memory limit, never below pods.limits.bodySizeLimit. 0 for no bound.")
+	g.StringVar(&o.PodScrapeMaxBytesInFlight, podBytesFlag, o.PodScrapeMaxBytesInFlight, "Most bytes read from annotated pods and held until their scrapes are stored, all pods together, e.g. 10MiB; at least pods.limits.bodySizeLimit. A pod scrape that finds no room waits, and fails at its timeout like any failed scrape (counted, logged); kubelet and other jobs' scrapes are never held. Pods are asked for uncompressed bodies; one that compresses anyway counts at its body size limit. Three bytes of memory budget per byte. When not given, lowered to fit a smaller memory limit, never below pods.limits.bodySizeLimit. 0 for no bound; 0 is required by a scrape job whose static targets or relabeling set __unix_socket__ (the bound dials every scrape itself, Prometheus' socket dialer included), and the gateway refuses to start otherwise.")
 	g.IntVar(&o.QueryMaxConcurrency, "query-max-concurrency", o.QueryMaxConcurrency, "Maximum PromQL evaluations of the metrics APIs (metrics.k8s.io, custom and external metrics) at once; further requests wait for a slot until their deadline. The query API has its own bound, so dashboards cannot starve autoscalers.")
 	g.BoolVar(&o.ShowVersion, "version", false, "Show version and exit.")
 
@@ -184,6 +189,9 @@ func (o *Options) Validate() []error {
 	if _, err := o.retentionBytes(); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := o.minFreeBytes(); err != nil {
+		errs = append(errs, err)
+	}
 	if o.StorageRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("storage-retention must be at least 1h, got %v", o.StorageRetention))
 	}
@@ -237,6 +245,18 @@ func (o *Options) retentionBytes() (int64, error) {
 	return int64(b), nil
 }
 
+// minFreeBytes parses --storage-min-free-space.
+func (o *Options) minFreeBytes() (int64, error) {
+	if o.StorageMinFreeSpace == "" || o.StorageMinFreeSpace == "0" {
+		return 0, nil
+	}
+	b, err := units.ParseBase2Bytes(o.StorageMinFreeSpace)
+	if err != nil || b < 0 {
+		return 0, fmt.Errorf("storage-min-free-space %q: want a size such as 256MiB", o.StorageMinFreeSpace)
+	}
+	return int64(b), nil
+}
+
 const podBytesFlag = "pod-scrape-max-bytes-in-flight"
 
 // podBytesInFlight parses --pod-scrape-max-bytes-in-flight.
@@ -275,6 +295,10 @@ func (o *Options) flagGiven(name string) bool {
 // Config turns validated options into a Config.
 func (o *Options) Config() (*Config, error) {
 	retentionBytes, err := o.retentionBytes()
+	if err != nil {
+		return nil, err
+	}
+	minFree, err := o.minFreeBytes()
 	if err != nil {
 		return nil, err
 	}
@@ -319,6 +343,7 @@ func (o *Options) Config() (*Config, error) {
 			Path:                 o.StoragePath,
 			Retention:            o.StorageRetention,
 			RetentionBytes:       retentionBytes,
+			MinFreeBytes:         minFree,
 			QueryTimeout:         o.QueryTimeout,
 			MaxSamples:           sizes.queryMaxSamples,
 			MaxConcurrentQueries: o.QueryMaxConcurrency,

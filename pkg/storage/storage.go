@@ -44,6 +44,9 @@ type Options struct {
 	MaxSamples int
 	// MaxConcurrentQueries bounds evaluations running at once; further callers wait.
 	MaxConcurrentQueries int
+	// MinFreeBytes, when positive, is the free space the filesystem holding
+	// Path must keep: below it Open refuses and commits fail (see reserve).
+	MinFreeBytes int64
 }
 
 // DefaultOptions returns the options used when a field is left zero.
@@ -99,6 +102,9 @@ type Storage struct {
 	tailsMu       sync.Mutex
 	tails         []*Tail
 	tailAppenders sync.Pool // of *tailAppender
+
+	// reserve, when set, fails commits on a nearly full filesystem.
+	reserve *reserve
 }
 
 var _ Querier = (*Storage)(nil)
@@ -151,6 +157,13 @@ func Open(o Options, logger *slog.Logger, reg prometheus.Registerer) (*Storage, 
 	// commit cannot make inconsistent; Prometheus' agent mode runs without
 	// it too.
 	topts.IsolationDisabled = true
+	var res *reserve
+	if o.MinFreeBytes > 0 {
+		res = &reserve{path: o.Path, min: uint64(o.MinFreeBytes), free: freeBytes}
+		if err := res.check(); err != nil {
+			return nil, fmt.Errorf("open tsdb: %w", err)
+		}
+	}
 	tlog := logger.With("component", "tsdb")
 	if err := quarantineCorruptBlocks(o.Path, tlog); err != nil {
 		return nil, fmt.Errorf("open tsdb %s: %w", o.Path, err)
@@ -173,7 +186,7 @@ func Open(o Options, logger *slog.Logger, reg prometheus.Registerer) (*Storage, 
 		EnableNegativeOffset:     true,
 		Parser:                   p,
 	})
-	s := &Storage{opts: o, db: db, engine: engine, sem: make(chan struct{}, o.MaxConcurrentQueries)}
+	s := &Storage{opts: o, db: db, engine: engine, sem: make(chan struct{}, o.MaxConcurrentQueries), reserve: res}
 	s.ready.Store(true)
 	return s, nil
 }

@@ -386,6 +386,9 @@ type tailAppendable struct{ s *Storage }
 
 func (a tailAppendable) AppenderV2(ctx context.Context) storage.AppenderV2 {
 	inner := a.s.db.AppenderV2(ctx)
+	if a.s.reserve != nil {
+		inner = reserveAppender{AppenderV2: inner, r: a.s.reserve}
+	}
 	a.s.tailsMu.Lock()
 	tails := a.s.tails
 	a.s.tailsMu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -217,4 +218,24 @@ func gatewayMetrics(ctx context.Context, t *testing.T, e *env.Env) map[string]fl
 		}
 	}
 	return sums
+}
+
+// logChurnTargets logs, per churning deployment, how many targets the pod
+// job has, how many are up, and what their last scrapes read and added:
+// which defence each half of the churn met.
+func logChurnTargets(ctx context.Context, t *testing.T, e *env.Env) {
+	t.Helper()
+	for _, q := range []string{
+		`count by (app) (label_replace(up{namespace="soak-churn"}, "app", "$1", "pod", "(churn-[a-z]+-limit).*"))`,
+		`sum by (app) (label_replace(up{namespace="soak-churn"}, "app", "$1", "pod", "(churn-[a-z]+-limit).*"))`,
+		`max by (app) (label_replace(scrape_samples_scraped{namespace="soak-churn"}, "app", "$1", "pod", "(churn-[a-z]+-limit).*"))`,
+		`sum by (app) (label_replace(scrape_series_added{namespace="soak-churn"}, "app", "$1", "pod", "(churn-[a-z]+-limit).*"))`,
+		`sum by (app) (label_replace(count_over_time(up{namespace="soak-churn"}[5m]), "app", "$1", "pod", "(churn-[a-z]+-limit).*"))`,
+	} {
+		code, body, err := e.Gateway.Get(ctx, "/prometheus/api/v1/query?query="+url.QueryEscape(q))
+		if len(body) > 600 {
+			body = body[:600] + "..."
+		}
+		t.Logf("%s: %d %s %v", q, code, body, err)
+	}
 }
