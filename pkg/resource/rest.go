@@ -67,7 +67,8 @@ func Install(s *genericapiserver.GenericAPIServer, o InstallOptions) error {
 }
 
 // statusError gives a failed read the Status a client can act on. An error
-// that already is a Status keeps it.
+// that already is a Status keeps it; storage reports a deadline or a
+// cancellation as promql's kinds wherever it struck (errkind.go).
 func statusError(what string, err error) error {
 	var (
 		status   apierrors.APIStatus
@@ -79,10 +80,8 @@ func statusError(what string, err error) error {
 		return status.(error)
 	case errors.As(err, &timeout):
 		return apierrors.NewTimeoutError(fmt.Sprintf("%s: %v", what, err), 1)
-	case errors.As(err, &canceled), errors.Is(err, context.Canceled), errors.Is(err, storage.ErrNotReady):
+	case errors.As(err, &canceled), errors.Is(err, storage.ErrNotReady):
 		return apierrors.NewServiceUnavailable(fmt.Sprintf("%s: %v", what, err))
-	case errors.Is(err, context.DeadlineExceeded):
-		return apierrors.NewTimeoutError(fmt.Sprintf("%s: %v", what, err), 1)
 	}
 	return apierrors.NewInternalError(fmt.Errorf("%s: %w", what, err))
 }

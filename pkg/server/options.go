@@ -235,24 +235,22 @@ func (o *Options) ApplyLogging() error { return logsapi.ValidateAndApply(o.Loggi
 
 // retentionBytes parses --storage-retention-size.
 func (o *Options) retentionBytes() (int64, error) {
-	if o.StorageRetentionSize == "" || o.StorageRetentionSize == "0" {
-		return 0, nil
-	}
-	b, err := units.ParseBase2Bytes(o.StorageRetentionSize)
-	if err != nil || b < 0 {
-		return 0, fmt.Errorf("storage-retention-size %q: want a size such as 1536MiB or 2GiB", o.StorageRetentionSize)
-	}
-	return int64(b), nil
+	return optionalSize("storage-retention-size", o.StorageRetentionSize, "1536MiB or 2GiB")
 }
 
 // minFreeBytes parses --storage-min-free-space.
 func (o *Options) minFreeBytes() (int64, error) {
-	if o.StorageMinFreeSpace == "" || o.StorageMinFreeSpace == "0" {
+	return optionalSize("storage-min-free-space", o.StorageMinFreeSpace, "128MiB")
+}
+
+// optionalSize parses a size flag where "" and "0" mean none.
+func optionalSize(flag, v, example string) (int64, error) {
+	if v == "" || v == "0" {
 		return 0, nil
 	}
-	b, err := units.ParseBase2Bytes(o.StorageMinFreeSpace)
+	b, err := units.ParseBase2Bytes(v)
 	if err != nil || b < 0 {
-		return 0, fmt.Errorf("storage-min-free-space %q: want a size such as 256MiB", o.StorageMinFreeSpace)
+		return 0, fmt.Errorf("%s %q: want a size such as %s", flag, v, example)
 	}
 	return int64(b), nil
 }

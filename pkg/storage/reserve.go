@@ -67,7 +67,12 @@ func (a reserveAppender) Commit() error {
 
 // GetRef passes the TSDB's lookup through, for the series cap above.
 func (a reserveAppender) GetRef(ls labels.Labels, hash uint64) (storage.SeriesRef, labels.Labels) {
-	if g, ok := a.AppenderV2.(storage.GetRef); ok {
+	return getRef(a.AppenderV2, ls, hash)
+}
+
+// getRef is app's series lookup, or none when app has no lookup.
+func getRef(app storage.AppenderV2, ls labels.Labels, hash uint64) (storage.SeriesRef, labels.Labels) {
+	if g, ok := app.(storage.GetRef); ok {
 		return g.GetRef(ls, hash)
 	}
 	return 0, labels.EmptyLabels()

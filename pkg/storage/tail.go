@@ -445,10 +445,7 @@ func (a *tailAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int
 
 // GetRef passes the TSDB's lookup through, for the series cap above.
 func (a *tailAppender) GetRef(ls labels.Labels, hash uint64) (storage.SeriesRef, labels.Labels) {
-	if g, ok := a.AppenderV2.(storage.GetRef); ok {
-		return g.GetRef(ls, hash)
-	}
-	return 0, labels.EmptyLabels()
+	return getRef(a.AppenderV2, ls, hash)
 }
 
 // Commit hands the samples to the tails only once the TSDB has them.
