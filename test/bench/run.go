@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -72,8 +74,11 @@ type RunOptions struct {
 	// APIs to register for the run (group, version).
 	APIs [][2]string
 	// ProfileDir, when set, receives the gateway's heap profile and a CPU
-	// profile over one scrape round, taken after the idle measurement.
-	ProfileDir string
+	// profile over ProfileRounds idle scrape rounds (1 when 0), taken after
+	// the latency measurement; file names say which run (kubelets only,
+	// custom, ingest) they are of.
+	ProfileDir    string
+	ProfileRounds int
 }
 
 // Run starts kind, waits until it answers for the whole cluster, lets it settle,
@@ -149,7 +154,14 @@ func (w *World) Run(ctx context.Context, kind Kind, run int, o RunOptions) (r Re
 	// Profiles last: symbolizing them maps more of the binary, which the
 	// peak above must not count.
 	if o.ProfileDir != "" && kind != Prometheus {
-		if err := w.profile(ctx, s, o.ProfileDir, fmt.Sprintf("%s-%s-%d", w.Scale, kind, run), o.Resolution); err != nil {
+		what := ""
+		switch {
+		case o.Ingest:
+			what = "-ingest"
+		case o.Custom:
+			what = "-custom"
+		}
+		if err := w.profile(ctx, s, o.ProfileDir, fmt.Sprintf("%s-%s%s-%d", w.Scale, kind, what, run), time.Duration(max(o.ProfileRounds, 1))*o.Resolution); err != nil {
 			return r, err
 		}
 	}
@@ -300,17 +312,26 @@ func mb(b int64) string { return fmt.Sprintf("%.0f MB", float64(b)/1e6) }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
-// profile saves the server's heap profile and a CPU profile over one scrape
-// round (the apiserver library's /debug/pprof, read as admin) into dir.
-func (w *World) profile(ctx context.Context, s *Server, dir, prefix string, round time.Duration) error {
+// profile saves the server's heap profile and a CPU profile over span (the
+// apiserver library's /debug/pprof, read as admin) into dir.
+func (w *World) profile(ctx context.Context, s *Server, dir, prefix string, span time.Duration) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for name, path := range map[string]string{
-		"heap": "/debug/pprof/heap",
-		"cpu":  fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(round.Seconds())),
-	} {
-		code, body, err := s.Get(ctx, path)
+	// CPU profiles of at most 30 s each, inside any server's request
+	// timeout; go tool pprof merges the files it is given.
+	files := map[string]string{"heap": "/debug/pprof/heap"}
+	for i := 0; span > 0; i++ {
+		part := min(span, 30*time.Second)
+		span -= part
+		name := "cpu"
+		if i > 0 {
+			name = fmt.Sprintf("cpu-%d", i+1)
+		}
+		files[name] = fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(part.Seconds()))
+	}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		code, body, err := s.Get(ctx, files[name])
 		if err != nil || code != http.StatusOK {
 			return fmt.Errorf("%s profile: HTTP %d %v: %.200s", name, code, err, body)
 		}

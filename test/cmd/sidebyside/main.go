@@ -41,6 +41,7 @@ type options struct {
 	prefill, resolution  time.Duration
 	command              string
 	profileDir           string
+	profileRounds        int
 }
 
 func parseOptions(args []string) (options, error) {
@@ -59,7 +60,8 @@ func parseOptions(args []string) (options, error) {
 	fs.DurationVar(&o.prefill, "prefill", time.Hour, "history written into the gateway's storage before it starts")
 	fs.DurationVar(&o.resolution, "resolution", 15*time.Second, "--metric-resolution of every server")
 	fs.StringVar(&o.command, "command", "make bench", "the command to print in the report")
-	fs.StringVar(&o.profileDir, "profile-dir", "", "write each server's heap profile, a one-round CPU profile and its memory accounting here, per run (go tool pprof reads the profiles)")
+	fs.StringVar(&o.profileDir, "profile-dir", "", "write each server's heap profile, a CPU profile over --profile-rounds rounds and its memory accounting here, per run (go tool pprof reads the profiles)")
+	fs.IntVar(&o.profileRounds, "profile-rounds", 1, "idle scrape rounds the CPU profile spans (more rounds, more samples for the small scales)")
 	return o, fs.Parse(args)
 }
 
@@ -157,7 +159,7 @@ func runScale(ctx context.Context, o options, tools bench.Tools, binDir string, 
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, w.Down()) }()
-	ro := bench.RunOptions{Tools: tools, Resolution: o.resolution, Rounds: o.rounds, Requests: o.reqs, ProfileDir: o.profileDir}
+	ro := bench.RunOptions{Tools: tools, Resolution: o.resolution, Rounds: o.rounds, Requests: o.reqs, ProfileDir: o.profileDir, ProfileRounds: o.profileRounds}
 	metricsAPI := [2]string{"metrics.k8s.io", "v1beta1"}
 	customAPI := [2]string{"custom.metrics.k8s.io", "v1beta2"}
 	// metrics-server's work: kubelets only, no pod annotated.
