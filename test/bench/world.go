@@ -88,10 +88,12 @@ func (w *World) progress(format string, args ...any) {
 // the simulators, which adopt them. annotateAll makes every pod a scrape target;
 // otherwise only the selector group is.
 func Up(ctx context.Context, dir, binDir string, scale Scale, out io.Writer) (w *World, err error) {
-	w = &World{Scale: scale, Dir: dir, out: out}
+	// The returns below set w to nil: the cleanup keeps its own reference.
+	world := &World{Scale: scale, Dir: dir, out: out}
+	w = world
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, w.Down())
+			err = errors.Join(err, world.Down())
 		}
 	}()
 	if err := os.RemoveAll(dir); err != nil {
