@@ -218,7 +218,8 @@ func (n *nodeStorage) ConvertToTable(_ context.Context, obj runtime.Object, _ ru
 }
 
 // List answers the nodes matching the request's selectors and
-// --node-selector that have usage, in the lister's order.
+// --node-selector that have usage, sorted by name. (metrics-server answers
+// in the lister's order, which is a map's: it changes from call to call.)
 func (n *nodeStorage) List(_ context.Context, options *metainternalversion.ListOptions) (runtime.Object, error) {
 	sel := labels.Everything()
 	if options != nil && options.LabelSelector != nil {
@@ -282,6 +283,7 @@ func (n *nodeStorage) metrics(nodes ...*corev1.Node) ([]metrics.NodeMetrics, err
 	for i := range ms {
 		n.o.observe(ms[i].Timestamp.Time)
 	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Name < ms[j].Name })
 	return ms, nil
 }
 

@@ -179,7 +179,7 @@ func TestStorageAnswersAsMetricsServer(t *testing.T) {
 		name, label, field string
 		want               []string
 	}{
-		{"all with usage", "", "", []string{"node-a", "node-b"}},
+		{"all with usage, sorted by name", "", "", []string{"node-a", "node-b"}},
 		{"label selector", "pool=y", "", []string{"node-b"}},
 		{"field selector", "", "metadata.name=node-a", []string{"node-a"}},
 	} {
