@@ -81,6 +81,19 @@ type RunOptions struct {
 	ProfileRounds int
 }
 
+// profilePrefix names a run's profile files: scale, server, which run
+// (kubelets only, -custom or -ingest) and its number.
+func (o RunOptions) profilePrefix(scale Scale, kind Kind, run int) string {
+	what := ""
+	switch {
+	case o.Ingest:
+		what = "-ingest"
+	case o.Custom:
+		what = "-custom"
+	}
+	return fmt.Sprintf("%s-%s%s-%d", scale, kind, what, run)
+}
+
 // Run starts kind, waits until it answers for the whole cluster, lets it settle,
 // measures it idle, then measures latency, and stops it.
 func (w *World) Run(ctx context.Context, kind Kind, run int, o RunOptions) (r Result, err error) {
@@ -154,14 +167,7 @@ func (w *World) Run(ctx context.Context, kind Kind, run int, o RunOptions) (r Re
 	// Profiles last: symbolizing them maps more of the binary, which the
 	// peak above must not count.
 	if o.ProfileDir != "" && kind != Prometheus {
-		what := ""
-		switch {
-		case o.Ingest:
-			what = "-ingest"
-		case o.Custom:
-			what = "-custom"
-		}
-		if err := w.profile(ctx, s, o.ProfileDir, fmt.Sprintf("%s-%s%s-%d", w.Scale, kind, what, run), time.Duration(max(o.ProfileRounds, 1))*o.Resolution); err != nil {
+		if err := w.profile(ctx, s, o.ProfileDir, o.profilePrefix(w.Scale, kind, run), time.Duration(max(o.ProfileRounds, 1))*o.Resolution); err != nil {
 			return r, err
 		}
 	}
