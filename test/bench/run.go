@@ -136,8 +136,8 @@ func (w *World) Run(ctx context.Context, kind Kind, run int, o RunOptions) (r Re
 	} else {
 		r.History = "last 2 scrapes"
 	}
-	w.progress("%s #%d idle: RSS %s, CPU/round %.2fs, history %s, head series %.0f", kind, run,
-		mb(r.Usage.SteadyRSS), r.Usage.CPUPerRound.Seconds(), r.History, r.HeadSeries)
+	w.progress("%s #%d idle: RSS %s (peak before requests %s), CPU/round %.2fs, history %s, head series %.0f", kind, run,
+		mb(r.Usage.SteadyRSS), mb(r.Usage.PeakRSS), r.Usage.CPUPerRound.Seconds(), r.History, r.HeadSeries)
 	var qs []Query
 	switch {
 	case (o.Ingest || o.Custom) && kind == Gateway:
@@ -167,11 +167,52 @@ func (w *World) Run(ctx context.Context, kind Kind, run int, o RunOptions) (r Re
 	// Profiles last: symbolizing them maps more of the binary, which the
 	// peak above must not count.
 	if o.ProfileDir != "" && kind != Prometheus {
-		if err := w.profile(ctx, s, o.ProfileDir, o.profilePrefix(w.Scale, kind, run), time.Duration(max(o.ProfileRounds, 1))*o.Resolution); err != nil {
+		if err := w.profiles(ctx, s, o, o.profilePrefix(w.Scale, kind, run)); err != nil {
 			return r, err
 		}
 	}
 	return r, nil
+}
+
+// profiles writes the idle profiles of s and, for the resource runs, a CPU
+// profile of s answering list all PodMetrics back to back: the request
+// path the latency figures measure.
+func (w *World) profiles(ctx context.Context, s *Server, o RunOptions, prefix string) error {
+	if err := w.profile(ctx, s, o.ProfileDir, prefix, time.Duration(max(o.ProfileRounds, 1))*o.Resolution); err != nil {
+		return err
+	}
+	if o.Ingest || o.Custom {
+		return nil
+	}
+	return w.profileQuery(ctx, s, o.ProfileDir, prefix, ResourceQueries()[1], 15*time.Second)
+}
+
+// profileQuery saves a CPU profile of s over span while one client sends q
+// directly, one request after the other; the file says how many it answered.
+func (w *World) profileQuery(ctx context.Context, s *Server, dir, prefix string, q Query, span time.Duration) error {
+	loadCtx, stop := context.WithCancel(ctx)
+	done := make(chan int)
+	go func() {
+		n := 0
+		for loadCtx.Err() == nil {
+			if code, _, err := s.Get(loadCtx, q.Path); err == nil && code == http.StatusOK {
+				n++
+			}
+		}
+		done <- n
+	}()
+	code, body, err := s.Get(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(span.Seconds())))
+	stop()
+	n := <-done
+	if err != nil || code != http.StatusOK {
+		return fmt.Errorf("query profile: HTTP %d %v: %.200s", code, err, body)
+	}
+	file := filepath.Join(dir, fmt.Sprintf("%s-cpu-%s-%d-requests.pb.gz", prefix, strings.ReplaceAll(q.Name, " ", "-"), n))
+	if err := os.WriteFile(file, body, 0o644); err != nil {
+		return err
+	}
+	w.progress("%s profile (%d requests) written to %s", q.Name, n, file)
+	return nil
 }
 
 func (w *World) get(ctx context.Context, s *Server, via, path string) (int, []byte, error) {
