@@ -193,6 +193,12 @@ func (c *Config) buildScraping(s *Server, reg *prometheus.Registry, logger *slog
 	// selectors and the annotated-pod job's discovery.
 	s.podInformer = pods.NewInformer(client)
 	s.informersSynced = []func() bool{nodes.HasSynced, s.podInformer.HasSynced}
+	gcHeadroom.count(func(countNodes bool) int {
+		if countNodes {
+			return len(nodes.GetStore().ListKeys())
+		}
+		return len(s.podInformer.GetStore().ListKeys())
+	})
 	if s.scraper, err = scrape.NewManager(scrapeCfg, app, scrape.ManagerOptions{
 		Informers:           scrape.Informers{Pods: s.podInformer, Nodes: nodes, Cadvisor: c.Gateway.Cadvisor.Enabled},
 		PodMaxBytesInFlight: c.PodMaxBytesInFlight,
@@ -240,7 +246,7 @@ func (c *Config) buildAPIServer(s *Server, tails resource.Tails, scrapeCfg *conf
 	}
 
 	registerAPIMetrics()
-	c.Apiserver.BuildHandlerChainFunc = withPrometheusTimeout(withSelectorValidation(c.Apiserver.BuildHandlerChainFunc))
+	c.Apiserver.BuildHandlerChainFunc = withPrometheusTimeout(withSelectorValidation(withListHeadroom(gcHeadroom, c.Apiserver.BuildHandlerChainFunc)))
 	// custom-metrics-apiserver builds the GenericAPIServer with the custom
 	// and external groups; metrics.k8s.io is installed into the same one,
 	// so all three share port, certificate, authn/authz and /metrics.

@@ -43,16 +43,23 @@ type MemoryOptions struct {
 	// ReleaseBinaryPages pages out the executable's resident pages once
 	// the gateway has started (releaseBinaryPages).
 	ReleaseBinaryPages bool
+	// ListGCHeadroom is the most GC headroom lent while metrics.k8s.io
+	// lists are answered (listHeadroom), e.g. 64MiB; 0 lends none.
+	ListGCHeadroom string
 }
 
+// DefaultListGCHeadroom is --list-gc-headroom's default.
+const DefaultListGCHeadroom = "64MiB"
+
 func defaultMemoryOptions() MemoryOptions {
-	return MemoryOptions{AutoGoMemLimit: true, Ratio: 0.9, GOGC: DefaultGOGC, ReleaseBinaryPages: true}
+	return MemoryOptions{AutoGoMemLimit: true, Ratio: 0.9, GOGC: DefaultGOGC, ReleaseBinaryPages: true, ListGCHeadroom: DefaultListGCHeadroom}
 }
 
 func (m *MemoryOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&m.AutoGoMemLimit, "auto-gomemlimit", m.AutoGoMemLimit, "Set the Go runtime's soft memory limit (GOMEMLIMIT) to --auto-gomemlimit-ratio of the container's memory limit (cgroup), or of the machine's memory outside a container, as Prometheus 3 does. A GOMEMLIMIT environment variable takes precedence.")
 	fs.Float64Var(&m.Ratio, "auto-gomemlimit-ratio", m.Ratio, "Fraction of the detected memory limit used as GOMEMLIMIT, in (0, 1].")
 	fs.IntVar(&m.GOGC, "gogc", m.GOGC, "Go garbage collector target percentage (GOGC). Without this flag a GOGC environment variable takes precedence.")
+	fs.StringVar(&m.ListGCHeadroom, "list-gc-headroom", m.ListGCHeadroom, "Most garbage collector headroom lent, on top of --gogc's, while metrics.k8s.io lists without a label selector (kubectl top) are answered and for 2 s after the last: 8 KiB per pod (or node) in the cluster, at least 8 MiB, up to this size, e.g. 64MiB; 0 for none. A list of every pod allocates about 2 kB per pod; with the headroom, lists sent one after another are collected every few lists instead of during each. GOMEMLIMIT still bounds the heap.")
 	fs.BoolVar(&m.ReleaseBinaryPages, "release-binary-pages", m.ReleaseBinaryPages, "Once started, page out the resident pages of the gateway's own executable (most ran only at startup) and have the rest read back page by page as used (madvise MADV_PAGEOUT, MADV_RANDOM). Linux only.")
 }
 
@@ -64,7 +71,21 @@ func (m MemoryOptions) validate() []error {
 	if m.GOGC <= 0 {
 		errs = append(errs, errors.New("gogc must be positive"))
 	}
+	if _, err := m.listGCHeadroom(); err != nil {
+		errs = append(errs, err)
+	}
 	return errs
+}
+
+func (m MemoryOptions) listGCHeadroom() (int64, error) {
+	if m.ListGCHeadroom == "" {
+		return 0, nil
+	}
+	b, err := units.ParseBase2Bytes(m.ListGCHeadroom)
+	if err != nil || b < 0 {
+		return 0, fmt.Errorf("list-gc-headroom %q: want a size such as 64MiB, or 0", m.ListGCHeadroom)
+	}
+	return int64(b), nil
 }
 
 // startupGOGC is the GC target while the gateway starts: replaying the WAL,
@@ -106,6 +127,8 @@ func (m MemoryOptions) Apply(gogcFlagSet bool, logger *slog.Logger) (started fun
 	release()
 	started = func() {
 		debug.SetGCPercent(gogc)
+		headroom, _ := m.listGCHeadroom() // validated
+		gcHeadroom.enable(gogc, headroom)
 		release()
 	}
 	if !m.AutoGoMemLimit {

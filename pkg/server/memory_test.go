@@ -22,6 +22,7 @@ import (
 func TestMemoryApply(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	defer gcHeadroom.enable(0, 0) // started() enables it for the process
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, tc := range []struct {
 		name     string
@@ -65,7 +66,7 @@ func TestMemoryApply(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []MemoryOptions{{Ratio: 0, GOGC: 50}, {Ratio: 1.5, GOGC: 50}, {Ratio: 0.9, GOGC: 0}} {
+	for _, bad := range []MemoryOptions{{Ratio: 0, GOGC: 50}, {Ratio: 1.5, GOGC: 50}, {Ratio: 0.9, GOGC: 0}, {Ratio: 0.9, GOGC: 50, ListGCHeadroom: "lots"}, {Ratio: 0.9, GOGC: 50, ListGCHeadroom: "-1MiB"}} {
 		if len(bad.validate()) == 0 {
 			t.Errorf("%+v accepted", bad)
 		}

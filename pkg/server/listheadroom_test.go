@@ -1,0 +1,150 @@
+package server
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	genericapiserver "k8s.io/apiserver/pkg/server"
+)
+
+// fakeRuntime records the GC percentages a listHeadroom sets.
+type fakeRuntime struct {
+	mu  sync.Mutex
+	set []int
+}
+
+func (f *fakeRuntime) setGCPercent(p int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.set = append(f.set, p)
+	return 0
+}
+
+func (f *fakeRuntime) calls() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.set)
+}
+
+// newTestHeadroom lends 8 KiB per item on a live heap of 80 MiB, in a
+// cluster of 10,000 pods and 100 nodes.
+func newTestHeadroom(linger time.Duration) (*listHeadroom, *fakeRuntime) {
+	f := &fakeRuntime{}
+	h := &listHeadroom{perItem: 8 << 10, linger: linger, setGCPercent: f.setGCPercent, liveHeap: func() uint64 { return 80 << 20 }}
+	h.count(func(nodes bool) int {
+		if nodes {
+			return 100
+		}
+		return 10_000
+	})
+	return h, f
+}
+
+func TestListHeadroomLendsOnceAndTakesBack(t *testing.T) {
+	h, f := newTestHeadroom(time.Hour) // the test fires the timer itself
+	h.enable(25, 64<<20)
+
+	leave1 := h.enter(false)
+	leave2 := h.enter(false)
+	// 10,000 pods × 8 KiB, at most 64 MiB, on a live heap of 80 MiB:
+	// 80 percentage points above 25.
+	if got := f.calls(); !slices.Equal(got, []int{105}) {
+		t.Fatalf("two overlapping lists set %v, want [105] once", got)
+	}
+	leave1()
+	h.takeBack() // a timer from before the second list must not end it
+	if got := f.calls(); !slices.Equal(got, []int{105}) {
+		t.Fatalf("taken back while a list was in flight: %v", got)
+	}
+	leave2()
+	if h.restore == nil {
+		t.Fatal("no restore scheduled after the last list")
+	}
+	// A list within the linger keeps the headroom and cancels the restore.
+	leave3 := h.enter(true) // nodes: less than is lent already
+	if h.restore != nil {
+		t.Fatal("restore still scheduled during a list")
+	}
+	leave3()
+	h.takeBack()
+	if got := f.calls(); !slices.Equal(got, []int{105, 25}) {
+		t.Fatalf("after the last list and the linger: %v, want [105 25]", got)
+	}
+	h.takeBack()
+	if got := f.calls(); len(got) != 2 {
+		t.Fatalf("taken back twice: %v", got)
+	}
+}
+
+// TestListHeadroomInProportionAndTimerRestoresBase: a node list borrows
+// the floor, and a pod list that follows it more; the timer restores the base.
+func TestListHeadroomInProportionAndTimerRestoresBase(t *testing.T) {
+	h, f := newTestHeadroom(time.Millisecond)
+	h.enable(25, 64<<20)
+	leave := h.enter(true) // 100 nodes × 8 KiB = 800 KiB, raised to the 8 MiB floor: 10 points
+	h.enter(false)()       // 10,000 pods: capped at 64 MiB
+	leave()
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Equal(f.calls(), []int{35, 105, 25}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("base not restored after the linger: %v", f.calls())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestListHeadroomDisabled(t *testing.T) {
+	for name, enable := range map[string]func(h *listHeadroom){
+		"never enabled": func(*listHeadroom) {},
+		"0 bytes":       func(h *listHeadroom) { h.enable(25, 0) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			h, f := newTestHeadroom(time.Millisecond)
+			enable(h)
+			h.enter(false)()
+			time.Sleep(5 * time.Millisecond)
+			if got := f.calls(); len(got) != 0 {
+				t.Fatalf("set GC percent %v", got)
+			}
+		})
+	}
+}
+
+func TestWithListHeadroomLendsToKubectlTopOnly(t *testing.T) {
+	h, f := newTestHeadroom(time.Hour)
+	h.enable(25, 64<<20)
+	var lentDuring []bool
+	api := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		h.mu.Lock()
+		lentDuring = append(lentDuring, h.lent > 0 && h.inflight > 0)
+		h.mu.Unlock()
+	})
+	handler := withListHeadroom(h, func(inner http.Handler, _ *genericapiserver.Config) http.Handler { return inner })(api, nil)
+	for _, c := range []struct {
+		method, target string
+		lends          bool
+	}{
+		{"GET", "/apis/metrics.k8s.io/v1beta1/pods", true},
+		{"GET", "/apis/metrics.k8s.io/v1beta1/namespaces/big/pods", true},
+		{"GET", "/apis/metrics.k8s.io/v1beta1/nodes", true},
+		{"GET", "/apis/metrics.k8s.io/v1beta1/namespaces/big/pods?labelSelector=app%3Dweb", false},
+		{"GET", "/apis/metrics.k8s.io/v1beta1/namespaces/big/pods/web-1", false},
+		{"GET", "/apis/metrics.k8s.io/v1beta1/nodes/node-a", false},
+		{"GET", "/apis/custom.metrics.k8s.io/v1beta2/namespaces/big/pods/*/http_requests", false},
+		{"POST", "/apis/metrics.k8s.io/v1beta1/pods", false},
+	} {
+		lentDuring = nil
+		handler.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(c.method, c.target, nil))
+		if len(lentDuring) != 1 || lentDuring[0] != c.lends {
+			t.Errorf("%s %s: lent %v, want %v", c.method, c.target, lentDuring, c.lends)
+		}
+		h.takeBack()
+	}
+	if got := f.calls(); len(got) != 6 {
+		t.Errorf("GC percent set %v: want lent and taken back for each of the 3 lists", got)
+	}
+}
