@@ -63,8 +63,8 @@ soak: e2e-build ## The gateway under churn at the shipped memory limit for SOAK_
 # Fuzz targets that take outside input, each run for FUZZTIME. The corpora
 # that found bugs are committed under each package's testdata/fuzz.
 FUZZTIME ?= 60s
-FUZZ_TARGETS := FuzzMetricsAPIs:./pkg/server FuzzSelectorQuery:./pkg/custom/rules \
-	FuzzLoad:./pkg/custom/rules FuzzConfig:./pkg/scrape
+FUZZ_TARGETS := FuzzMetricsAPIs:./pkg/server FuzzSelectorQuery:./pkg/rules \
+	FuzzLoad:./pkg/rules FuzzConfig:./pkg/scrape
 
 .PHONY: fuzz
 fuzz: ## Each fuzz target for FUZZTIME (60s): HTTP on the metrics APIs, selectors into PromQL, adapter and scrape configs.
@@ -74,13 +74,15 @@ fuzz: ## Each fuzz target for FUZZTIME (60s): HTTP on the metrics APIs, selector
 	done
 
 .PHONY: lint
-lint: ## gofmt (prints nothing) and go vet.
+lint: ## gofmt (prints nothing), go vet, and the generated flags reference still the flag set's.
 	@echo "gofmt -l ."
 	@out="$$(gofmt -l .)"; if [[ -n "$$out" ]]; then \
 		echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$out"; exit 1; \
 	fi
 	go vet ./...
 	cd test && go vet ./...
+	@# docs/configuration.md's flag tables are generated (make flags).
+	go test -count=1 -run '^TestConfigurationDoc$$' ./manifests
 
 # Side-by-side benchmarks (issue 5), not part of make test; about 30 minutes.
 BENCH_ARGS ?=

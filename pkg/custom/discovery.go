@@ -13,7 +13,7 @@ import (
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
-	"github.com/metrics-gateway/metrics-gateway/pkg/custom/rules"
+	"github.com/metrics-gateway/metrics-gateway/pkg/rules"
 )
 
 // source is what a discovered API metric is computed from: the rule that

@@ -9,7 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/metrics-gateway/metrics-gateway/pkg/custom/rules"
+	"github.com/metrics-gateway/metrics-gateway/pkg/rules"
 )
 
 // fakeMapper knows the resources the tests use, singular and plural.

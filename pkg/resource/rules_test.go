@@ -19,7 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/metrics-gateway/metrics-gateway/pkg/custom/rules"
+	"github.com/metrics-gateway/metrics-gateway/pkg/rules"
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 )
@@ -37,7 +37,7 @@ func coreMapper() meta.RESTMapper {
 // adapterDefaults compiles the adapter's published resourceRules.
 func adapterDefaults(t *testing.T) *rules.Rules {
 	t.Helper()
-	data, err := os.ReadFile("../custom/rules/testdata/adapter-default.yaml")
+	data, err := os.ReadFile("../rules/testdata/adapter-default.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

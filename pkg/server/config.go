@@ -31,10 +31,10 @@ import (
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom"
-	"github.com/metrics-gateway/metrics-gateway/pkg/custom/rules"
 	"github.com/metrics-gateway/metrics-gateway/pkg/pods"
 	"github.com/metrics-gateway/metrics-gateway/pkg/query"
 	"github.com/metrics-gateway/metrics-gateway/pkg/resource"
+	"github.com/metrics-gateway/metrics-gateway/pkg/rules"
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 )

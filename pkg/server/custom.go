@@ -30,8 +30,8 @@ import (
 	"sigs.k8s.io/metrics-server/pkg/api"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom"
-	"github.com/metrics-gateway/metrics-gateway/pkg/custom/rules"
 	"github.com/metrics-gateway/metrics-gateway/pkg/resource"
+	"github.com/metrics-gateway/metrics-gateway/pkg/rules"
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 )
 

@@ -36,12 +36,12 @@ func TestOptionsValidate(t *testing.T) {
 		}, []string{"metric-resolution", "kubelet-request-timeout", "storage-path", "storage-retention", "query-timeout", "--secure-port"}},
 		{"config files", func(o *Options) {
 			o.ConfigFile = "../scrape/testdata/config/good_full.yaml"
-			o.AdapterConfig = "../custom/rules/testdata/adapter-default.yaml"
+			o.AdapterConfig = "../rules/testdata/adapter-default.yaml"
 		}, nil},
 		{"bad config files", func(o *Options) {
 			o.ConfigFile = "../scrape/testdata/config/bad_interval.yaml"
-			o.AdapterConfig = "../custom/rules/testdata/bad-regex.yaml"
-		}, []string{"scrapeInterval", "adapter-config ../custom/rules/testdata/bad-regex.yaml"}},
+			o.AdapterConfig = "../rules/testdata/bad-regex.yaml"
+		}, []string{"scrapeInterval", "adapter-config ../rules/testdata/bad-regex.yaml"}},
 		{"query API limits", func(o *Options) {
 			o.QueryMaxSamples = 0
 			o.QueryAPI.MaxConcurrent = 0

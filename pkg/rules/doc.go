@@ -1,4 +1,5 @@
-// Package rules is the rules engine behind custom.metrics.k8s.io and
+// Package rules is the prometheus-adapter rules engine behind metrics.k8s.io
+// (resourceRules), custom.metrics.k8s.io and
 // external.metrics.k8s.io. It reads prometheus-adapter's configuration file
 // unchanged (rules, externalRules, resourceRules), validates it reporting
 // every problem at once, and compiles each rule into the pieces the providers

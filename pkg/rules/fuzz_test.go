@@ -22,7 +22,7 @@ import (
 // stalls the worker on a loaded machine, and the dependency graph
 // (promql/parser, apimachinery) makes new coverage frequent:
 //
-//	go test -run '^$' -fuzz FuzzLoad -fuzztime 30s -fuzzminimizetime 50x ./pkg/custom/rules/
+//	go test -run '^$' -fuzz FuzzLoad -fuzztime 30s -fuzzminimizetime 50x ./pkg/rules/
 func FuzzLoad(f *testing.F) {
 	files, err := filepath.Glob("testdata/*.yaml")
 	if err != nil {
@@ -77,7 +77,7 @@ func FuzzLoad(f *testing.F) {
 // error for a valid request (app.kubernetes.io/name=web did, before label
 // names were quoted).
 //
-//	go test -run '^$' -fuzz FuzzSelectorQuery -fuzztime 60s ./pkg/custom/rules/
+//	go test -run '^$' -fuzz FuzzSelectorQuery -fuzztime 60s ./pkg/rules/
 func FuzzSelectorQuery(f *testing.F) {
 	for _, s := range []string{
 		"", "verb=GET", "app.kubernetes.io/name=web", "a!=b", "a in (x,y)", "a notin (x)",
