@@ -35,15 +35,19 @@ test: ## Every test: unit and whole-path (-race), the test/ module, and end-to-e
 	@# (-count=1: the cache does not see fixture edits outside the module), the
 	@# simulated kubelets, and the control-plane harness.
 	cd test && go test -count=1 ./cmd/... ./sim/... ./cluster/... ./env/... ./image/... ./bench/...
+	@# The Helm chart (its own module: Helm's dependencies stay out of both
+	@# go.mods): rendered equal to manifests/base and the ha overlay, linted.
+	cd test/helm && go test -count=1 ./...
 	$(MAKE) e2e
 
 TEST_BIN := $(CURDIR)/test/bin
 
 .PHONY: e2e-build
-e2e-build: build ## etcd (apt), control plane v1.37.2 (cached in test/bin), simkubelet, gateway.
+e2e-build: build ## etcd (apt), control plane v1.37.2 (cached in test/bin), simkubelet, helmchart, gateway.
 	test/hack/install-etcd.sh
 	test/hack/build-control-plane.sh $(TEST_BIN)
 	cd test && go build -o $(TEST_BIN)/simkubelet ./cmd/simkubelet
+	cd test/helm && go build -o $(TEST_BIN)/helmchart ./cmd/helmchart
 	go build -o $(TEST_BIN)/dashcheck ./hack/dashcheck
 
 .PHONY: e2e
@@ -81,6 +85,7 @@ lint: ## gofmt (prints nothing), go vet, and the generated flags reference still
 	fi
 	go vet ./...
 	cd test && go vet ./...
+	cd test/helm && go vet ./...
 	@# docs/configuration.md's flag tables are generated (make flags).
 	go test -count=1 -run '^TestConfigurationDoc$$' ./manifests
 
