@@ -108,6 +108,7 @@ func TestEndToEnd(t *testing.T) {
 		{"gateway SIGKILL and restart", testGatewaySurvivesSIGKILL},
 		{"gateway SIGTERM with a request held open", testGatewaySIGTERM},
 		{"metrics-gateway doctor on a healthy and a broken cluster", testDoctor},
+		{"Helm chart installed as a release, its gateway ready", testHelmChartInstall},
 		{"self-managed serving certificate shared by two replicas, and its rotation", testManagedServingCert},
 	} {
 		if !t.Run(s.name, s.f) {

@@ -22,9 +22,11 @@ import (
 const scratchNS = "e2e-manifests"
 
 // testManifestsDryRun renders manifests/base and every overlay with
-// kubectl's kustomize and sends every object to the real kube-apiserver as
-// a server-side dry run: validation and admission pass for each. (The
-// gateway itself already runs as the base's ServiceAccount with its RBAC.)
+// kubectl's kustomize, and the Helm chart with its defaults and each values
+// file under its ci/ (Helm's Go library, test/helm), and sends every object
+// to the real kube-apiserver as a server-side dry run: validation and
+// admission pass for each. (The gateway itself already runs as the base's
+// ServiceAccount with its RBAC.)
 func testManifestsDryRun(t *testing.T) {
 	logsOnFailure(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -38,13 +40,30 @@ func testManifestsDryRun(t *testing.T) {
 		t.Fatalf("no overlays: %v", err)
 	}
 	dirs = append(dirs, overlays...)
+	renders := map[string]func() (string, error){}
 	for _, dir := range dirs {
-		name := filepath.Base(dir)
+		renders[filepath.Base(dir)] = func() (string, error) { return e.Kubectl(ctx, "kustomize", dir) }
+	}
+	chartValues, _ := filepath.Glob(filepath.Join(chartDir(), "ci", "*.yaml"))
+	for _, values := range append([]string{""}, chartValues...) {
+		name := "chart"
+		args := []string{"render", "--chart", chartDir()}
+		if values != "" {
+			if strings.Contains(values, "servicemonitor") {
+				continue // the ServiceMonitor CRD is not installed here
+			}
+			name += "-" + strings.TrimSuffix(filepath.Base(values), ".yaml")
+			args = append(args, "-f", values)
+		}
+		renders[name] = func() (string, error) { return helmchart(ctx, args...) }
+	}
+	for name, render := range renders {
 		t.Run(name, func(t *testing.T) {
-			rendered, err := e.Kubectl(ctx, "kustomize", dir)
+			rendered, err := render()
 			if err != nil {
 				t.Fatal(err)
 			}
+			rendered = strings.TrimPrefix(strings.TrimSpace(rendered), "---\n")
 			var rest, services []string
 			kinds := map[string]int{}
 			for _, doc := range strings.Split(rendered, "\n---\n") {

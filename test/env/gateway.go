@@ -1,6 +1,7 @@
 package env
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -46,8 +47,14 @@ type Gateway struct {
 	managedCert []string
 	// fixed are the arguments every start shares.
 	fixed []string
-	proc  *proc
-	env   *Env
+	// serverName is the name Get verifies (the harness's Service's when
+	// empty), and certSecret the namespace and name of the Secret a
+	// gateway managing its certificate keeps its CA in (the harness's when
+	// empty).
+	serverName string
+	certSecret [2]string
+	proc       *proc
+	env        *Env
 }
 
 func (e *Env) startGateway(ctx context.Context) error {
@@ -325,7 +332,11 @@ func (g *Gateway) caBundle(ctx context.Context) ([]byte, error) {
 	if g.managedCert == nil {
 		return g.CABundle, nil
 	}
-	s, err := g.env.Client.CoreV1().Secrets(cluster.GatewayServiceNamespace).Get(ctx, ServingCertSecret, metav1.GetOptions{})
+	ns, name := cluster.GatewayServiceNamespace, ServingCertSecret
+	if g.certSecret[1] != "" {
+		ns, name = g.certSecret[0], g.certSecret[1]
+	}
+	s, err := g.env.Client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("gateway's serving-certificate Secret: %w", err)
 	}
@@ -408,7 +419,7 @@ func (g *Gateway) Get(ctx context.Context, path string) (int, string, error) {
 		return 0, "", err
 	}
 	cfg.TLSClientConfig.CAData, cfg.TLSClientConfig.CAFile = ca, ""
-	cfg.TLSClientConfig.ServerName = "metrics-gateway.kube-system.svc"
+	cfg.TLSClientConfig.ServerName = cmp.Or(g.serverName, "metrics-gateway.kube-system.svc")
 	c, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return 0, "", err
