@@ -360,8 +360,8 @@ func checkServingCertSecret(r *rendering, want string) []error {
 	if s.Type != corev1.SecretTypeOpaque {
 		errs = append(errs, fmt.Errorf("Secret %s is of type %s, want %s (empty, so not kubernetes.io/tls)", want, s.Type, corev1.SecretTypeOpaque))
 	}
-	if s.Labels[certs.ManagedByLabel] != certs.ManagedByValue {
-		errs = append(errs, fmt.Errorf("Secret %s lacks the label %s=%s: the gateway would not write it", want, certs.ManagedByLabel, certs.ManagedByValue))
+	if s.Labels[certs.OwnerLabel] != certs.OwnerValue {
+		errs = append(errs, fmt.Errorf("Secret %s lacks the label %s=%s: the gateway would not write it once Helm or another tool sets app.kubernetes.io/managed-by", want, certs.OwnerLabel, certs.OwnerValue))
 	}
 	return errs
 }

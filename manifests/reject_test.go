@@ -65,8 +65,8 @@ func TestChecksReject(t *testing.T) {
 			o["data"] = map[string]any{"tls.crt": "Cg=="}
 		}), "has data: re-applying"},
 		{"serving-certificate Secret not labeled", edit("Secret", "metrics-gateway-serving-cert", func(o object) {
-			delete(get(o, "metadata", "labels").(map[string]any), "app.kubernetes.io/managed-by")
-		}), "lacks the label app.kubernetes.io/managed-by=metrics-gateway"},
+			delete(get(o, "metadata", "labels").(map[string]any), "metrics-gateway.io/serving-cert")
+		}), "lacks the label metrics-gateway.io/serving-cert=owned"},
 		{"insecureSkipTLSVerify", edit("APIService", "v1beta1.metrics.k8s.io", func(o object) {
 			get(o, "spec").(map[string]any)["insecureSkipTLSVerify"] = true
 		}), "sets insecureSkipTLSVerify"},

@@ -28,11 +28,22 @@ const (
 )
 
 // The Secret's labels say the gateway owns it; a Secret without them is
-// never written.
+// never written. OwnerLabel is the mark: Helm sets
+// app.kubernetes.io/managed-by=Helm on every object it installs, the
+// shipped Secret included, so that label cannot be it. ManagedByLabel =
+// ManagedByValue, the mark of earlier manifests, is still accepted, and a
+// Secret the gateway creates carries both.
 const (
+	OwnerLabel     = "metrics-gateway.io/serving-cert"
+	OwnerValue     = "owned"
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	ManagedByValue = "metrics-gateway"
 )
+
+// Owns says whether a Secret with these labels is the gateway's to write.
+func Owns(labels map[string]string) bool {
+	return labels[OwnerLabel] == OwnerValue || labels[ManagedByLabel] == ManagedByValue
+}
 
 // Options configure a Manager. Zero durations take their defaults.
 type Options struct {

@@ -89,8 +89,8 @@ func TestEnsureFirstRun(t *testing.T) {
 	ensure(t, m)
 
 	s := c.secret(t)
-	if s.Type != corev1.SecretTypeTLS || s.Labels[ManagedByLabel] != ManagedByValue {
-		t.Errorf("secret type %s labels %v, want %s and %s=%s", s.Type, s.Labels, corev1.SecretTypeTLS, ManagedByLabel, ManagedByValue)
+	if s.Type != corev1.SecretTypeTLS || s.Labels[OwnerLabel] != OwnerValue || s.Labels[ManagedByLabel] != ManagedByValue {
+		t.Errorf("secret type %s labels %v, want %s, %s=%s and %s=%s", s.Type, s.Labels, corev1.SecretTypeTLS, OwnerLabel, OwnerValue, ManagedByLabel, ManagedByValue)
 	}
 	for _, k := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey, caCertKey, caKeyKey} {
 		if len(s.Data[k]) == 0 {

@@ -36,8 +36,8 @@ func (m *Manager) trySyncSecret(ctx context.Context) (material, error) {
 		sec = nil
 	case err != nil:
 		return material{}, fmt.Errorf("get secret %s: %w", m.secretRef(), err)
-	case sec.Labels[ManagedByLabel] != ManagedByValue:
-		return material{}, fmt.Errorf("secret %s is not labeled %s=%s: not overwriting a Secret the gateway does not own", m.secretRef(), ManagedByLabel, ManagedByValue)
+	case !Owns(sec.Labels):
+		return material{}, fmt.Errorf("secret %s is not labeled %s=%s: not overwriting a Secret the gateway does not own", m.secretRef(), OwnerLabel, OwnerValue)
 	case sec.Type != corev1.SecretTypeTLS && sec.Type != corev1.SecretTypeOpaque:
 		return material{}, fmt.Errorf("secret %s has type %s, want %s or %s", m.secretRef(), sec.Type, corev1.SecretTypeTLS, corev1.SecretTypeOpaque)
 	}
@@ -60,7 +60,7 @@ func (m *Manager) trySyncSecret(ctx context.Context) (material, error) {
 			ObjectMeta: metav1.ObjectMeta{
 				Name:      m.o.SecretName,
 				Namespace: m.o.Namespace,
-				Labels:    map[string]string{ManagedByLabel: ManagedByValue},
+				Labels:    map[string]string{OwnerLabel: OwnerValue, ManagedByLabel: ManagedByValue},
 			},
 			Type: corev1.SecretTypeTLS,
 			Data: data,
