@@ -58,7 +58,7 @@ func defaultServingCertOptions() ServingCertOptions {
 func (s *ServingCertOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&s.Manage, "manage-serving-cert", s.Manage, "Create the serving certificate and its CA, keep them in a Secret, put the CA in the caBundle of the gateway's APIServices and rotate before expiry. Off when --tls-cert-file is given, and outside a cluster unless --serving-cert-namespace is.")
 	fs.StringVar(&s.Namespace, "serving-cert-namespace", s.Namespace, "Namespace of the serving-certificate Secret and of the gateway's Service (default: the pod's namespace).")
-	fs.StringVar(&s.SecretName, "serving-cert-secret", s.SecretName, "Name of the Secret holding the CA and serving certificate (manifests/base ships it empty; created if missing where RBAC allows). Written only while labeled app.kubernetes.io/managed-by=metrics-gateway.")
+	fs.StringVar(&s.SecretName, "serving-cert-secret", s.SecretName, "Name of the Secret holding the CA and serving certificate (manifests/base ships it empty; created if missing where RBAC allows). Written only while labeled metrics-gateway.io/serving-cert=owned (or, as earlier manifests did, app.kubernetes.io/managed-by=metrics-gateway).")
 	fs.StringVar(&s.ServiceName, "serving-cert-service", s.ServiceName, "Name of the Service in front of the gateway: the certificate names <service>.<namespace>.svc.")
 	fs.StringSliceVar(&s.APIServiceNames, "apiservice-names", s.APIServiceNames, "APIServices whose caBundle the gateway sets (only those pointing at its Service are changed).")
 	fs.DurationVar(&s.Validity, "serving-cert-validity", s.Validity, "Validity of each serving certificate.")
@@ -129,14 +129,23 @@ func (o *Options) servingCert(restConfig *rest.Config) (*certs.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	var last error
+	// The cause is what failed before the deadline: the last attempt often
+	// fails only on the deadline itself (or the client's rate limiter
+	// waiting for it).
+	var cause error
 	ctx, cancel := context.WithTimeout(context.Background(), startupCertTimeout)
 	defer cancel()
 	if err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
-		last = m.Ensure(ctx)
-		return last == nil, nil
+		err := m.Ensure(ctx)
+		if deadline, _ := ctx.Deadline(); err != nil && (cause == nil || time.Until(deadline) > 2*time.Second) {
+			if cause == nil || err.Error() != cause.Error() {
+				klog.ErrorS(err, "Serving certificate not ready; retrying", "secret", s.Namespace+"/"+s.SecretName)
+			}
+			cause = err
+		}
+		return err == nil, nil
 	}); err != nil {
-		return nil, fmt.Errorf("serving certificate in Secret %s/%s: %w", s.Namespace, s.SecretName, last)
+		return nil, fmt.Errorf("serving certificate in Secret %s/%s: %w", s.Namespace, s.SecretName, cause)
 	}
 	o.SecureServing.ServerCert.CertKey.CertFile = m.CertFile()
 	o.SecureServing.ServerCert.CertKey.KeyFile = m.KeyFile()
