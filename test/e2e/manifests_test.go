@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,9 +59,9 @@ func testManifestsDryRun(t *testing.T) {
 		}
 		renders[name] = func() (string, error) { return helmchart(ctx, args...) }
 	}
-	for name, render := range renders {
+	for _, name := range slices.Sorted(maps.Keys(renders)) {
 		t.Run(name, func(t *testing.T) {
-			rendered, err := render()
+			rendered, err := renders[name]()
 			if err != nil {
 				t.Fatal(err)
 			}
