@@ -21,6 +21,7 @@ import (
 // metric side by side: the HPA's waits are set by the rate window, and the
 // discovery measurement needs only a quiet minute of its own.
 func testZeroConfigCustomMetrics(t *testing.T) {
+	ensureZeroConfig(context.Background(), t)
 	t.Run("HPA scales on http_requests", func(t *testing.T) {
 		t.Parallel()
 		testHPAScalesOnRequests(t)

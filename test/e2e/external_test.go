@@ -3,12 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
-
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
-	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // The queue scenario: one pod whose queue_depth gauge the test sets, and a
@@ -31,22 +27,7 @@ const perWorker = 5
 func testHPAScalesOnExternalMetric(t *testing.T) {
 	logsOnFailure(t)
 	ctx := context.Background()
-	adapterConfig, err := os.ReadFile("testdata/adapter-config.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if err := e.Gateway.Restart(ctx, string(adapterConfig)); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("gateway restarted with --adapter-config %s; every API answers again after %v", e.Gateway.AdapterConfigFile, time.Since(start).Round(100*time.Millisecond))
-
-	queue.create(ctx, t)
-	worker.create(ctx, t)
-	createHPA(ctx, t, worker, 1, 10, autoscalingv2.MetricSpec{Type: autoscalingv2.ExternalMetricSourceType, External: &autoscalingv2.ExternalMetricSource{
-		Metric: autoscalingv2.MetricIdentifier{Name: "queue_depth"},
-		Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: resource.NewQuantity(perWorker, resource.DecimalSI)},
-	}})
+	ensureQueueWorkers(ctx, t)
 	path := externalV1beta1 + "/namespaces/" + queue.ns + "/queue_depth"
 	eventually(t, 90*time.Second, "queue_depth on external.metrics.k8s.io", func() error {
 		if err := requireListed(ctx, externalV1beta1, "queue_depth"); err != nil {
@@ -60,7 +41,7 @@ func testHPAScalesOnExternalMetric(t *testing.T) {
 	want := int32(hpaConverge(1, 1, 10, func(n int) float64 { return depth / float64(perWorker*n) }))
 	t.Logf("queue depth %d, %d per worker: the HPA formula predicts %d workers", depth, perWorker, want)
 	setQueueDepth(ctx, t, depth)
-	start = time.Now()
+	start := time.Now()
 	eventually(t, 2*time.Minute, fmt.Sprintf("scale 1 → %d", want), func() error { return replicas(ctx, worker, want) })
 	t.Logf("scaled up to %d in %v", want, time.Since(start).Round(time.Second))
 	if err := externalValue(ctx, path, depth); err != nil {

@@ -57,6 +57,10 @@ func testHostileTargets(t *testing.T) {
 	ctx := context.Background()
 	const ns = "e2e-hostile"
 	modes := []sim.MetricsMode{sim.MetricsGarbage, sim.MetricsHuge, sim.MetricsCardinality, sim.MetricsChurn}
+	// The good workloads the hostile ones must not disturb, before the
+	// head is measured: podinfo's HPA and the workers' External HPA.
+	ensurePodinfo(ctx, t)
+	ensureQueueWorkers(ctx, t)
 	before, err := gatewayMetrics(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -85,10 +85,13 @@ func pollEvery(t *testing.T, period, timeout time.Duration, what string, f func(
 	}
 }
 
-// TestEndToEnd runs the scenarios in order: later ones build on the
-// workloads of earlier ones. The zero-config custom metrics come before the
-// restart onto an adapter config file; the hostile targets, the kubelet and
-// the restart tests disturb the gateway on purpose, so they come last.
+// TestEndToEnd runs the scenarios in order on one cluster. Each can also
+// run alone (go test -run 'TestEndToEnd/<name>'): what it needs from those
+// before it, it makes itself (prereq_test.go), and in the full run finds
+// already made. The zero-config custom metrics come before the restart
+// onto an adapter config file; the hostile targets, the kubelet and the
+// restart tests disturb the gateway on purpose, so they come later; the
+// self-managed certificate last, since it leaves the gateway on it.
 func TestEndToEnd(t *testing.T) {
 	for _, s := range []struct {
 		name string

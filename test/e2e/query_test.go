@@ -35,6 +35,7 @@ func testPrometheusAPI(t *testing.T) {
 	logsOnFailure(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	ensurePodinfo(ctx, t) // the dashboards' workload
 	grafana, nobody := queryTokens(ctx, t)
 	client := gatewayHTTPClient(t)
 	// The datasource URL docs/grafana.md gives: the API under /prometheus.

@@ -105,6 +105,16 @@ var headMinTime = regexp.MustCompile(`(?m)^prometheus_tsdb_head_min_time (\S+)$`
 func testGatewaySurvivesSIGKILL(t *testing.T) {
 	logsOnFailure(t)
 	ctx := context.Background()
+	ensureTopWorkloads(ctx, t)
+	// Samples from well before the kill (below), also when the gateway
+	// started moments ago.
+	eventually(t, 2*e.Resolution+30*time.Second, "samples older than a scrape interval", func() error {
+		minT, err := oldestSample(ctx)
+		if err == nil && !minT.Before(time.Now().Add(-e.Resolution)) {
+			err = fmt.Errorf("oldest sample %v", minT)
+		}
+		return err
+	})
 	if _, err := e.Kubectl(ctx, "top", "pods", "-n", "e2e-top"); err != nil {
 		t.Fatalf("before the kill: %v", err)
 	}
@@ -118,20 +128,27 @@ func testGatewaySurvivesSIGKILL(t *testing.T) {
 	restarted := time.Now()
 	topAfterRestart(ctx, t, 15*time.Second)
 	t.Logf("kubectl top answered %v after the restart (%v after the kill)", time.Since(restarted).Round(100*time.Millisecond), time.Since(killedAt).Round(100*time.Millisecond))
-	_, body, err := e.Gateway.Get(ctx, "/metrics")
+	oldest, err := oldestSample(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := headMinTime.FindStringSubmatch(body)
-	if m == nil {
-		t.Fatal("no prometheus_tsdb_head_min_time")
-	}
-	minT, _ := strconv.ParseFloat(m[1], 64)
-	// A scrape interval before the kill: the scenario may run alone on a
-	// gateway started moments before.
-	if oldest := time.UnixMilli(int64(minT)); !oldest.Before(killedAt.Add(-e.Resolution)) {
+	if !oldest.Before(killedAt.Add(-e.Resolution)) {
 		t.Errorf("oldest sample %v is not from well before the kill at %v", oldest, killedAt)
 	}
+}
+
+// oldestSample is the gateway's TSDB head's oldest sample time.
+func oldestSample(ctx context.Context) (time.Time, error) {
+	_, body, err := e.Gateway.Get(ctx, "/metrics")
+	if err != nil {
+		return time.Time{}, err
+	}
+	m := headMinTime.FindStringSubmatch(body)
+	if m == nil {
+		return time.Time{}, fmt.Errorf("no prometheus_tsdb_head_min_time")
+	}
+	minT, err := strconv.ParseFloat(m[1], 64)
+	return time.UnixMilli(int64(minT)), err
 }
 
 // testGatewaySIGTERM: SIGTERM while a query API request is held open (a
@@ -142,6 +159,7 @@ func testGatewaySurvivesSIGKILL(t *testing.T) {
 func testGatewaySIGTERM(t *testing.T) {
 	logsOnFailure(t)
 	ctx := context.Background()
+	ensureTopWorkloads(ctx, t)
 	grafana, _ := queryTokens(ctx, t)
 	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", e.Gateway.Port), &tls.Config{InsecureSkipVerify: true})
 	if err != nil {

@@ -28,9 +28,7 @@ func within5(got, want float64) bool { return math.Abs(got-want) <= 0.05*want }
 func testKubectlTop(t *testing.T) {
 	logsOnFailure(t)
 	ctx := context.Background()
-	for _, d := range topWorkloads {
-		d.create(ctx, t)
-	}
+	ensureTopWorkloads(ctx, t)
 	eventually(t, 90*time.Second, "kubectl top pods matches the truth", func() error {
 		out, err := e.Kubectl(ctx, "top", "pods", "-A", "--containers", "--no-headers")
 		if err != nil {
@@ -113,6 +111,7 @@ func compare(what, cpu, mem string, wantCPU, wantMem float64) error {
 func testRawResourceAPI(t *testing.T) {
 	logsOnFailure(t)
 	ctx := context.Background()
+	ensureTopWorkloads(ctx, t)
 	eventually(t, 90*time.Second, "web pods answered", func() error {
 		out, err := e.Kubectl(ctx, "get", "--raw", "/apis/metrics.k8s.io/v1beta1/namespaces/e2e-top/pods?labelSelector=app%3Dweb")
 		if err != nil {

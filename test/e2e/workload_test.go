@@ -72,22 +72,38 @@ func (d deployment) object() *appsv1.Deployment {
 	}
 }
 
-// create makes the namespace and deployment and waits for every replica to run.
+// create makes the namespace and deployment and waits for every replica to
+// run. A deployment an earlier scenario made is kept as it is, and its
+// replicas now (an HPA may have scaled it) are waited for: scenarios that
+// need another's workload create it too, so each can run alone.
 func (d deployment) create(ctx context.Context, t *testing.T) {
 	t.Helper()
-	d.submit(ctx, t)
-	eventually(t, 2*time.Minute, d.name+" running", func() error { return runningPods(ctx, d.ns, "app="+d.name, int(d.replicas)) })
+	existed := d.submit(ctx, t)
+	eventually(t, 2*time.Minute, d.name+" running", func() error {
+		want := int(d.replicas)
+		if existed {
+			cur, err := e.Client.AppsV1().Deployments(d.ns).Get(ctx, d.name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			want = int(ptr.Deref(cur.Spec.Replicas, 1))
+		}
+		return runningPods(ctx, d.ns, "app="+d.name, want)
+	})
 }
 
-// submit makes the namespace and deployment without waiting.
-func (d deployment) submit(ctx context.Context, t *testing.T) {
+// submit makes the namespace and deployment without waiting, and says
+// whether the deployment existed already.
+func (d deployment) submit(ctx context.Context, t *testing.T) (existed bool) {
 	t.Helper()
 	if _, err := e.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: d.ns}}, metav1.CreateOptions{}); err != nil && !isAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	if _, err := e.Client.AppsV1().Deployments(d.ns).Create(ctx, d.object(), metav1.CreateOptions{}); err != nil {
+	_, err := e.Client.AppsV1().Deployments(d.ns).Create(ctx, d.object(), metav1.CreateOptions{})
+	if err != nil && !isAlreadyExists(err) {
 		t.Fatal(err)
 	}
+	return err != nil
 }
 
 func runningPods(ctx context.Context, ns, selector string, want int) error {
