@@ -221,6 +221,18 @@ func TestGatewayServesCustomMetrics(t *testing.T) {
 		}
 	})
 
+	// Rates differ from run to run in their last digits; the gauge and the
+	// discovery documents do not.
+	t.Run("golden answers", func(t *testing.T) {
+		g.goldenAnswers(t, time.Time{}, map[string]string{
+			"custom.metrics.k8s.io-v1beta2-discovery":   "/apis/custom.metrics.k8s.io/v1beta2",
+			"custom.metrics.k8s.io-v1beta1-discovery":   "/apis/custom.metrics.k8s.io/v1beta1",
+			"custom.metrics.k8s.io-v1beta2-queue_depth": "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/queue_depth?labelSelector=app%3Dweb",
+			"custom.metrics.k8s.io-v1beta1-queue_depth": "/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/*/queue_depth?labelSelector=app%3Dweb",
+			"custom.metrics.k8s.io-not-found":           "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/no_such_metric",
+		}, http.StatusNotFound)
+	})
+
 	t.Run("namespace aggregate", func(t *testing.T) {
 		eventually(t, 20*time.Second, "http_requests of namespace default", func() error {
 			v, err := preferred.RootScopedMetrics().GetForObject(schema.GroupKind{Kind: "Namespace"}, "default", "http_requests", labels.Everything())
@@ -377,6 +389,10 @@ func TestGatewayServesAdapterConfig(t *testing.T) {
 			return fmt.Errorf("got %+v", l.Items)
 		}
 		return nil
+	})
+	g.goldenAnswers(t, time.Time{}, map[string]string{
+		"external.metrics.k8s.io-discovery":   "/apis/external.metrics.k8s.io/v1beta1",
+		"external.metrics.k8s.io-queue_depth": "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_depth",
 	})
 	l, err := ext.NamespacedMetrics("kube-system").List("queue_depth", labels.Everything())
 	if err != nil || len(l.Items) != 1 || l.Items[0].Value.Value() != 7 {

@@ -73,6 +73,17 @@ func TestGatewayServesKubeletFixtures(t *testing.T) {
 		})
 	})
 
+	t.Run("golden answers", func(t *testing.T) {
+		g.goldenAnswers(t, base, map[string]string{
+			"metrics.k8s.io-discovery":   "/apis/metrics.k8s.io/v1beta1",
+			"metrics.k8s.io-pods":        "/apis/metrics.k8s.io/v1beta1/pods",
+			"metrics.k8s.io-nodes":       "/apis/metrics.k8s.io/v1beta1/nodes",
+			"metrics.k8s.io-pod-web-1":   "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/web-1",
+			"metrics.k8s.io-pods-select": "/apis/metrics.k8s.io/v1beta1/namespaces/kube-system/pods?labelSelector=app%3Ddns",
+			"metrics.k8s.io-not-found":   "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/no-such-pod",
+		}, http.StatusNotFound)
+	})
+
 	t.Run("list nodes", func(t *testing.T) {
 		l, err := g.client.MetricsV1beta1().NodeMetricses().List(ctx, metav1.ListOptions{})
 		if err != nil {
