@@ -307,20 +307,29 @@ func (g *Gateway) StartReplica(ctx context.Context, name, hostname string) (*Gat
 		return nil, err
 	}
 	r.proc.hostname = hostname
-	if err := r.Start(ctx); err != nil {
+	if err := r.startReady(ctx); err != nil {
 		return nil, err
 	}
-	if err := poll(ctx, 2*time.Minute, name+" /readyz", func() error {
-		code, body, err := r.Get(ctx, "/readyz")
+	return r, nil
+}
+
+// startReady starts g and waits until its /readyz answers 200; it stops g
+// if that does not come within 2 minutes.
+func (g *Gateway) startReady(ctx context.Context) error {
+	if err := g.Start(ctx); err != nil {
+		return err
+	}
+	if err := poll(ctx, 2*time.Minute, g.proc.name+" /readyz", func() error {
+		code, body, err := g.Get(ctx, "/readyz")
 		if err == nil && code != http.StatusOK {
 			err = fmt.Errorf("/readyz %d: %s", code, body)
 		}
 		return err
 	}); err != nil {
-		_ = r.Stop()
-		return nil, err
+		_ = g.Stop()
+		return fmt.Errorf("%w; log:\n%s", err, g.LogTail(30))
 	}
-	return r, nil
+	return nil
 }
 
 // Stop ends the gateway gently.

@@ -3,7 +3,6 @@ package env
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,18 +83,8 @@ func (e *Env) StartInstalled(ctx context.Context, o InstalledGateway) (*Gateway,
 		"--v", "2",
 	)
 	g.proc = &proc{name: o.Name, path: e.GatewayBin, logPath: filepath.Join(e.Dir, o.Name+".log"), detach: e.Detach, args: g.args()}
-	if err := g.Start(ctx); err != nil {
+	if err := g.startReady(ctx); err != nil {
 		return nil, err
-	}
-	if err := poll(ctx, 2*time.Minute, o.Name+" /readyz", func() error {
-		code, body, err := g.Get(ctx, "/readyz")
-		if err == nil && code != http.StatusOK {
-			err = fmt.Errorf("/readyz %d: %s", code, body)
-		}
-		return err
-	}); err != nil {
-		_ = g.Stop()
-		return nil, fmt.Errorf("%w; log:\n%s", err, g.LogTail(30))
 	}
 	return g, nil
 }
