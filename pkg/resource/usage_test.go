@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/promql"
-	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 func TestUsage(t *testing.T) {
@@ -101,12 +101,26 @@ func fpoints(ps []point) []promql.FPoint {
 	return out
 }
 
+// TestQuantityOverflow: values past int64 keep their magnitude (one digit
+// of precision dropped) instead of wrapping negative, as metrics-server's
+// uint64 to Quantity conversion does; smaller ones are exact.
 func TestQuantityOverflow(t *testing.T) {
-	q := quantity(math.MaxUint64, "DecimalSI", 0)
-	if q.Sign() <= 0 {
-		t.Errorf("overflowed to %v", q.String())
+	for _, tc := range []struct {
+		v     uint64
+		scale resource.Scale
+		want  string
+	}{
+		{math.MaxUint64, 0, "18446744073709551610"},
+		{math.MaxInt64 + 1, 0, "9223372036854775800"},
+		{math.MaxInt64, 0, "9223372036854775807"},
+		{250_000_000, resource.Nano, "250m"},
+		{106954752, 0, "106954752"},
+	} {
+		q := quantity(tc.v, resource.DecimalSI, tc.scale)
+		if got := q.String(); got != tc.want {
+			t.Errorf("quantity(%d, scale %d) = %s, want %s", tc.v, tc.scale, got, tc.want)
+		}
 	}
-	_ = corev1.ResourceCPU
 }
 
 func TestMatcher(t *testing.T) {
