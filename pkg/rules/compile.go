@@ -20,11 +20,13 @@ type Rules struct {
 	Window      time.Duration
 }
 
-// Compile validates cfg and compiles every rule, normalizing resources
-// through mapper. Validation problems are all reported, joined.
+// Compile validates cfg (unless its Validate already passed) and compiles
+// every rule, normalizing resources through mapper. Validation problems are all reported, joined.
 func Compile(cfg *Config, mapper ResourceMapper) (*Rules, error) {
-	if errs := cfg.Validate(); len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if !cfg.validated {
+		if errs := cfg.Validate(); len(errs) > 0 {
+			return nil, errors.Join(errs...)
+		}
 	}
 	out := &Rules{}
 	for i, rc := range cfg.Rules {

@@ -20,6 +20,10 @@ type Config struct {
 	ResourceRules *ResourceRules `json:"resourceRules,omitempty"`
 	// ExternalRules map series to external.metrics.k8s.io metrics.
 	ExternalRules []DiscoveryRule `json:"externalRules,omitempty"`
+
+	// validated is set by a Validate that found nothing, so Compile does
+	// not check the file a second time.
+	validated bool
 }
 
 // DiscoveryRule selects series and says how they are named, which resources

@@ -16,7 +16,8 @@ import (
 // with its field path, e.g. "rules[3].name.matches: error parsing regexp:
 // ...". Whether override resources exist is checked by Compile, which has
 // a ResourceMapper.
-func (c *Config) Validate() []error {
+func (c *Config) Validate() (errs []error) {
+	defer func() { c.validated = len(errs) == 0 }()
 	v := &validator{}
 	for i, r := range c.Rules {
 		v.rule(fmt.Sprintf("rules[%d]", i), r, true)

@@ -80,7 +80,10 @@ func DefaultKubeletOptions() KubeletOptions {
 	}
 }
 
-func (o KubeletOptions) interval() time.Duration {
+// Interval is how often kubelets (and the gateway itself, by the self job)
+// are scraped: ScrapeInterval when set, else Resolution. metrics.k8s.io
+// reads Resolution: the window its answers are computed over.
+func (o KubeletOptions) Interval() time.Duration {
 	if o.ScrapeInterval > 0 {
 		return o.ScrapeInterval
 	}
@@ -95,8 +98,8 @@ func (o KubeletOptions) Validate() []error {
 	}
 	if o.RequestTimeout <= 0 {
 		errs = append(errs, errors.New("kubelet-request-timeout must be positive"))
-	} else if o.RequestTimeout > o.interval() {
-		errs = append(errs, fmt.Errorf("kubelet-request-timeout (%v) must not exceed metric-resolution (%v)", o.RequestTimeout, o.interval()))
+	} else if o.RequestTimeout > o.Interval() {
+		errs = append(errs, fmt.Errorf("kubelet-request-timeout (%v) must not exceed metric-resolution (%v)", o.RequestTimeout, o.Interval()))
 	}
 	if len(o.PreferredAddressTypes) == 0 {
 		errs = append(errs, errors.New("kubelet-preferred-address-types is empty"))
@@ -160,7 +163,7 @@ func (c Credentials) WithBearerOnly(token, tokenFile string) Credentials {
 // The node's address and port are chosen by relabeling, as metrics-server
 // chooses them; only the series the resource API reads are kept.
 func KubeletJobYAML(o KubeletOptions, c Credentials) (string, error) {
-	job := kubeletJob(KubeletJobName, "/metrics/resource", o.interval(), o.RequestTimeout, o, c)
+	job := kubeletJob(KubeletJobName, "/metrics/resource", o.Interval(), o.RequestTimeout, o, c)
 	// The kubelet stamps every sample with its own time; a vanished pod must
 	// still get staleness markers.
 	job["honor_timestamps"] = true
@@ -187,7 +190,7 @@ func CadvisorJobYAML(o KubeletOptions, c Credentials, cfg CadvisorConfig) (strin
 	if !cfg.Enabled {
 		return "", nil
 	}
-	interval, timeout := o.interval(), o.RequestTimeout
+	interval, timeout := o.Interval(), o.RequestTimeout
 	if cfg.ScrapeInterval != 0 {
 		interval = time.Duration(cfg.ScrapeInterval)
 		timeout = min(timeout, interval)

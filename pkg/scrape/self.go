@@ -81,7 +81,3 @@ func SelfFamilyFilter() func(family string) bool {
 		return false
 	}
 }
-
-// Interval is how often kubelets are scraped: ScrapeInterval when set,
-// else Resolution. The self job uses it too.
-func (o KubeletOptions) Interval() time.Duration { return o.interval() }

@@ -28,6 +28,7 @@ import (
 	generatedopenapi "sigs.k8s.io/metrics-server/pkg/api/generated/openapi"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/query"
+	"github.com/metrics-gateway/metrics-gateway/pkg/rules"
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 )
@@ -67,6 +68,9 @@ type Options struct {
 	ShowVersion               bool
 	// flags are those Flags returned, to tell a value given from a default.
 	flags cliflag.NamedFlagSets
+	// files are the --config and --adapter-config files as Validate read
+	// and checked them, for Config: each file is read and validated once.
+	files *loadedFiles
 
 	// DisableAuthForTesting serves without delegated authn/authz; tests only.
 	DisableAuthForTesting bool
@@ -173,16 +177,37 @@ func addFeatureFlags(fs *pflag.FlagSet, o *genericoptions.FeatureOptions) {
 	}
 }
 
+// loadedFiles are the configuration files, read and validated.
+type loadedFiles struct {
+	gateway *scrape.GatewayConfig
+	adapter *rules.Config
+}
+
+// configFiles are the configuration files as Validate read them; without
+// a Validate that passed, it validates now.
+func (o *Options) configFiles() (*loadedFiles, error) {
+	if o.files == nil {
+		if errs := o.Validate(); len(errs) > 0 {
+			return nil, errors.Join(errs...)
+		}
+	}
+	return o.files, nil
+}
+
 // Validate reports every problem with the options at once.
 func (o *Options) Validate() []error {
+	o.files = nil
 	errs := o.Kubelet.Validate()
 	gateway, configErrs := scrape.LoadConfigFile(o.ConfigFile)
 	errs = append(errs, configErrs...)
 	if err := o.checkPodBytes(gateway); err != nil {
 		errs = append(errs, err)
 	}
-	_, adapterErrs := loadAdapterConfig(o.AdapterConfig)
+	adapter, adapterErrs := loadAdapterConfig(o.AdapterConfig)
 	errs = append(errs, adapterErrs...)
+	if len(configErrs) == 0 && len(adapterErrs) == 0 {
+		o.files = &loadedFiles{gateway: gateway, adapter: adapter}
+	}
 	if o.StoragePath == "" {
 		errs = append(errs, errors.New("storage-path must not be empty"))
 	}
@@ -317,19 +342,18 @@ func (o *Options) Config() (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	gateway, errs := scrape.LoadConfigFile(o.ConfigFile)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	files, err := o.configFiles()
+	if err != nil {
+		return nil, err
 	}
+	// A copy: the memory fit below sets the head-series cap on it.
+	gw := *files.gateway
+	gateway, adapter := &gw, files.adapter
 	sizes, err := o.fitRuntimeMemoryLimit(gateway)
 	if err != nil {
 		return nil, err
 	}
 	gateway.Storage.MaxHeadSeries = sizes.maxHeadSeries
-	adapter, errs := loadAdapterConfig(o.AdapterConfig)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
 	return &Config{
 		Adapter:     adapter,
 		Apiserver:   apiserver,

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +103,40 @@ func TestFlagNamesMatchMetricsServer(t *testing.T) {
 		if !names[n] {
 			t.Errorf("flag --%s missing", n)
 		}
+	}
+}
+
+// TestConfigFilesReadOnce: Config uses the files as Validate read and
+// checked them; it does not read them again (here they are gone by then).
+func TestConfigFilesReadOnce(t *testing.T) {
+	dir := t.TempDir()
+	o := NewOptions()
+	o.StoragePath = dir
+	for src, dst := range map[string]*string{
+		"../scrape/testdata/config/good_full.yaml": &o.ConfigFile,
+		"../rules/testdata/adapter-default.yaml":   &o.AdapterConfig,
+	} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*dst = filepath.Join(dir, filepath.Base(src))
+		if err := os.WriteFile(*dst, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if errs := o.Validate(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	_ = os.Remove(o.ConfigFile)
+	_ = os.Remove(o.AdapterConfig)
+	files, err := o.configFiles()
+	if err != nil || files.gateway == nil || files.adapter == nil || len(files.adapter.Rules) == 0 {
+		t.Fatalf("files %+v, %v", files, err)
+	}
+	// Without a passing Validate the files are read now: gone, an error.
+	o.files = nil
+	if _, err := o.configFiles(); err == nil {
+		t.Error("configFiles read nothing and reported nothing")
 	}
 }
