@@ -5,11 +5,12 @@ import (
 	"os"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/metrics-server/pkg/api"
+
 	"github.com/metrics-gateway/metrics-gateway/pkg/resource"
 	"github.com/metrics-gateway/metrics-gateway/pkg/rules"
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
-	"k8s.io/apimachinery/pkg/api/meta"
-	"sigs.k8s.io/metrics-server/pkg/api"
 )
 
 // The prometheus-adapter rules (pkg/rules) as the gateway wires them: the
