@@ -1,7 +1,6 @@
 package custom
 
 import (
-	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -10,37 +9,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/rules"
+	"github.com/metrics-gateway/metrics-gateway/pkg/rules/rulestest"
 )
 
 // fakeMapper knows the resources the tests use, singular and plural.
-type fakeMapper struct{}
+type fakeMapper = rulestest.Mapper
 
 var _ rules.ResourceMapper = fakeMapper{}
-
-var fakeResources = []struct{ group, plural, singular string }{
-	{"", "pods", "pod"},
-	{"", "namespaces", "namespace"},
-	{"", "services", "service"},
-	{"apps", "deployments", "deployment"},
-}
-
-func (fakeMapper) ResourceFor(in schema.GroupVersionResource) (schema.GroupVersionResource, error) {
-	for _, r := range fakeResources {
-		if (in.Group == "" || in.Group == r.group) && (in.Resource == r.plural || in.Resource == r.singular) {
-			return schema.GroupVersionResource{Group: r.group, Version: "v1", Resource: r.plural}, nil
-		}
-	}
-	return schema.GroupVersionResource{}, fmt.Errorf("no matches for %v", in)
-}
-
-func (fakeMapper) ResourceSingularizer(resource string) (string, error) {
-	for _, r := range fakeResources {
-		if resource == r.plural || resource == r.singular {
-			return r.singular, nil
-		}
-	}
-	return "", fmt.Errorf("no singular of resource %q", resource)
-}
 
 // fakeLister holds object labels by resource and namespace.
 type fakeLister struct {
