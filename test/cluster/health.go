@@ -65,27 +65,14 @@ func probe(ctx context.Context, client *http.Client, url, want string) error {
 // The error carries the last check failure and, if the process died, how it ended:
 // together with LogTails that is usually the whole diagnosis.
 func waitReady(ctx context.Context, p *proc, timeout time.Duration, check func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	ticker := time.NewTicker(pollInterval)
-	defer ticker.Stop()
-	var last error
-	for {
+	return Poll(ctx, pollInterval, timeout, p.name+" ready", func() error {
 		if gone, how := p.exited(); gone {
-			return fmt.Errorf("%s exited during start-up (%v); see %s", p.name, how, p.logPath)
+			return StopPoll{fmt.Errorf("%s exited during start-up (%v); see %s", p.name, how, p.logPath)}
 		}
-		checkCtx, checkCancel := context.WithTimeout(ctx, 5*time.Second)
-		last = check(checkCtx)
-		checkCancel()
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready after %s: %w (last check: %v)", p.name, timeout, ctx.Err(), last)
-		case <-ticker.C:
-		}
-	}
+		checkCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return check(checkCtx)
+	})
 }
 
 // lastLines returns at most n trailing lines of s.

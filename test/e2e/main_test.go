@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metrics-gateway/metrics-gateway/test/cluster"
 	"github.com/metrics-gateway/metrics-gateway/test/env"
 )
 
@@ -72,16 +73,8 @@ func eventually(t *testing.T, timeout time.Duration, what string, f func() error
 // for the waits whose length is itself measured.
 func pollEvery(t *testing.T, period, timeout time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for {
-		if err = f(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(period)
+	if err := cluster.Poll(context.Background(), period, timeout, what, f); err != nil {
+		t.Fatal(err)
 	}
 }
 

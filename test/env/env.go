@@ -187,7 +187,7 @@ func (e *Env) startSim(ctx context.Context) error {
 	}
 	if err := poll(ctx, 60*time.Second, "simulated kubelets' control API", func() error {
 		if e.sim.exited() {
-			return errStop{fmt.Errorf("simkubelet exited:\n%s", e.sim.tail(20))}
+			return cluster.StopPoll{Err: fmt.Errorf("simkubelet exited:\n%s", e.sim.tail(20))}
 		}
 		b, err := os.ReadFile(controlFile)
 		if err != nil || len(strings.TrimSpace(string(b))) == 0 {
@@ -290,28 +290,10 @@ func (e *Env) Kubectl(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// errStop ends a poll early.
-type errStop struct{ error }
-
-// poll runs f every 250ms until it succeeds, returns errStop, or timeout.
+// poll runs f every 250ms until it succeeds, returns a
+// cluster.StopPoll, or timeout (cluster.Poll).
 func poll(ctx context.Context, timeout time.Duration, what string, f func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last error
-	for {
-		if last = f(); last == nil {
-			return nil
-		}
-		var stop errStop
-		if errors.As(last, &stop) {
-			return stop.error
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: not within %v: %w", what, timeout, last)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+	return cluster.Poll(ctx, 250*time.Millisecond, timeout, what, f)
 }
 
 // Root is the repository's top directory.

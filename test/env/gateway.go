@@ -159,7 +159,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 func (g *Gateway) waitLive(ctx context.Context) error {
 	return poll(ctx, 60*time.Second, "gateway /livez", func() error {
 		if g.proc.exited() {
-			return errStop{fmt.Errorf("metrics-gateway exited:\n%s", g.proc.tail(30))}
+			return cluster.StopPoll{Err: fmt.Errorf("metrics-gateway exited:\n%s", g.proc.tail(30))}
 		}
 		code, body, err := g.Get(ctx, "/livez")
 		if err != nil {
