@@ -183,9 +183,7 @@ func (p *podStorage) Get(ctx context.Context, name string, _ *metav1.GetOptions)
 // barriers while the GC runs), and the getters answer in the order asked.
 // A getter that does not is sorted after it. pods is reordered.
 func (p *podStorage) metrics(pods ...*metav1.PartialObjectMetadata) ([]metrics.PodMetrics, error) {
-	slices.SortFunc(pods, func(a, b *metav1.PartialObjectMetadata) int {
-		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
-	})
+	slices.SortFunc(pods, func(a, b *metav1.PartialObjectMetadata) int { return byNamespaceName(&a.ObjectMeta, &b.ObjectMeta) })
 	ms, err := p.o.Getter.GetPodMetrics(pods...)
 	if err != nil {
 		return nil, err
@@ -193,9 +191,7 @@ func (p *podStorage) metrics(pods ...*metav1.PartialObjectMetadata) ([]metrics.P
 	for i := range ms {
 		p.o.observe(ms[i].Timestamp.Time)
 	}
-	byName := func(a, b metrics.PodMetrics) int {
-		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
-	}
+	byName := func(a, b metrics.PodMetrics) int { return byNamespaceName(&a.ObjectMeta, &b.ObjectMeta) }
 	if !slices.IsSortedFunc(ms, byName) {
 		slices.SortFunc(ms, byName)
 	}
@@ -310,4 +306,9 @@ func clear2(s fields.Set) fields.Set {
 	}
 	clear(s)
 	return s
+}
+
+// byNamespaceName orders objects as the lists answer them.
+func byNamespaceName(a, b *metav1.ObjectMeta) int {
+	return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
 }

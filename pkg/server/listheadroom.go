@@ -144,15 +144,20 @@ func liveHeapBytes() uint64 {
 // its small, frequent lists borrow nothing, so a cluster with many HPAs
 // keeps the base target.
 func isMetricsList(r *http.Request) (list, nodes bool) {
-	if r.Method != http.MethodGet || r.URL.Query().Get("labelSelector") != "" {
+	if r.Method != http.MethodGet {
 		return false, false
 	}
+	// The path first: it rules out nearly every request without parsing
+	// the query string.
 	rest, ok := strings.CutPrefix(r.URL.Path, "/apis/"+metricsapi.GroupName+"/")
 	if !ok {
 		return false, false
 	}
 	nodes = strings.HasSuffix(rest, "/nodes")
-	return nodes || strings.HasSuffix(rest, "/pods"), nodes
+	if !nodes && !strings.HasSuffix(rest, "/pods") || r.URL.Query().Get("labelSelector") != "" {
+		return false, false
+	}
+	return true, nodes
 }
 
 // withListHeadroom wraps the API handler so metrics.k8s.io lists run with
