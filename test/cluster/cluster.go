@@ -57,7 +57,7 @@ type Cluster struct {
 
 	layout layout
 	out    io.Writer
-	procs  []*proc
+	procs  []*Process
 	// opts are Start's, kept for RestartAPIServer.
 	opts Options
 }
@@ -223,9 +223,9 @@ func (c *Cluster) components(opts Options) []component {
 // launch starts s, records it as c.procs[slot] (appending when slot is
 // len(c.procs)) and in the PID file before waiting, so a failed start is
 // still stopped, and waits until it is ready.
-func (c *Cluster) launch(ctx context.Context, s component, slot int) (*proc, error) {
+func (c *Cluster) launch(ctx context.Context, s component, slot int) (*Process, error) {
 	start := time.Now()
-	p, err := startProc(s.name, s.path, s.args, c.layout.log(s.name), c.opts.Detach)
+	p, err := StartProcess(s.name, s.path, s.args, c.layout.log(s.name), c.opts.Detach)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +255,7 @@ func (c *Cluster) Stop() error {
 	var errs []error
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		p := c.procs[i]
-		if err := p.stop(15 * time.Second); err != nil {
+		if err := p.Stop(15 * time.Second); err != nil {
 			errs = append(errs, err)
 		}
 	}

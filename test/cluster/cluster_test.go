@@ -90,7 +90,7 @@ func TestControlPlaneRunsDeployments(t *testing.T) {
 		!strings.Contains(tails, "----- kube-scheduler") {
 		t.Errorf("LogTails lacks component sections:\n%s", tails)
 	}
-	pids := make([]*proc, len(c.procs))
+	pids := make([]*Process, len(c.procs))
 	copy(pids, c.procs)
 	if err := c.Stop(); err != nil {
 		t.Fatalf("stop: %v", err)

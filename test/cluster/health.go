@@ -64,7 +64,7 @@ func probe(ctx context.Context, client *http.Client, url, want string) error {
 // waitReady polls check until it succeeds, the process dies, ctx ends or timeout passes.
 // The error carries the last check failure and, if the process died, how it ended:
 // together with LogTails that is usually the whole diagnosis.
-func waitReady(ctx context.Context, p *proc, timeout time.Duration, check func(context.Context) error) error {
+func waitReady(ctx context.Context, p *Process, timeout time.Duration, check func(context.Context) error) error {
 	return Poll(ctx, pollInterval, timeout, p.name+" ready", func() error {
 		if gone, how := p.exited(); gone {
 			return StopPoll{fmt.Errorf("%s exited during start-up (%v); see %s", p.name, how, p.logPath)}

@@ -13,9 +13,11 @@ import (
 	"time"
 )
 
-// proc is one control-plane process: either started by this process (cmd set, done
-// closed when it exits) or found again by Attach from Dir/pids (pid only).
-type proc struct {
+// Process is a child process: a control-plane component, a simulated
+// kubelet or a server under test. Either it was started by this process
+// (cmd set, done closed when it exits) or found again by Attach from
+// Dir/pids (pid only). Its output is appended to a log file.
+type Process struct {
 	name    string
 	pid     int
 	logPath string
@@ -24,7 +26,7 @@ type proc struct {
 	waitErr error
 }
 
-// startProc runs path with args, stdout and stderr appended to logPath.
+// StartProcess runs path with args, stdout and stderr appended to logPath.
 //
 // Attached (detach=false) children get Pdeathsig=SIGKILL so a test binary that panics or
 // is killed by `go test -timeout` leaves no apiserver behind. Pdeathsig fires when the
@@ -33,7 +35,7 @@ type proc struct {
 //
 // Detached children get their own session (Setsid) so they outlive the CLI and ignore
 // the terminal's SIGINT/SIGHUP; `localcluster down` stops them by PID.
-func startProc(name, path string, args []string, logPath string, detach bool) (*proc, error) {
+func StartProcess(name, path string, args []string, logPath string, detach bool) (*Process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open %s log: %w", name, err)
@@ -53,7 +55,7 @@ func startProc(name, path string, args []string, logPath string, detach bool) (*
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, pid: cmd.Process.Pid, logPath: logPath, cmd: cmd, done: make(chan struct{})}
+	p := &Process{name: name, pid: cmd.Process.Pid, logPath: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.done)
@@ -62,7 +64,7 @@ func startProc(name, path string, args []string, logPath string, detach bool) (*
 }
 
 // exited reports whether the process is gone, and how it ended when we know.
-func (p *proc) exited() (bool, error) {
+func (p *Process) exited() (bool, error) {
 	if p.done != nil {
 		select {
 		case <-p.done:
@@ -80,9 +82,9 @@ func (p *proc) exited() (bool, error) {
 	return true, errors.New("not running")
 }
 
-// stop sends SIGTERM, waits up to grace for a clean exit (etcd and the apiserver flush
+// Stop sends SIGTERM, waits up to grace for a clean exit (etcd and the apiserver flush
 // on TERM), then SIGKILLs.
-func (p *proc) stop(grace time.Duration) error {
+func (p *Process) Stop(grace time.Duration) error {
 	if gone, _ := p.exited(); gone {
 		return nil
 	}
@@ -101,7 +103,7 @@ func (p *proc) stop(grace time.Duration) error {
 	return nil
 }
 
-func (p *proc) waitGone(timeout time.Duration) bool {
+func (p *Process) waitGone(timeout time.Duration) bool {
 	if p.done != nil {
 		select {
 		case <-p.done:

@@ -15,7 +15,7 @@ import (
 // to misconfigure the aggregation layer on purpose, then to restore it.
 // Only a Cluster from Start can restart; one found by Attach cannot.
 func (c *Cluster) RestartAPIServer(ctx context.Context, edit func(args []string) []string) error {
-	slot := slices.IndexFunc(c.procs, func(p *proc) bool { return p.name == apiserverComponent })
+	slot := slices.IndexFunc(c.procs, func(p *Process) bool { return p.name == apiserverComponent })
 	if slot < 0 || c.opts.BinDir == "" {
 		return errors.New("cluster: no kube-apiserver started by this process to restart")
 	}
@@ -23,7 +23,7 @@ func (c *Cluster) RestartAPIServer(ctx context.Context, edit func(args []string)
 	// kube-apiserver keeps nothing of its own (etcd has it all), but on
 	// TERM it waits for the controllers' open watches to drain, which
 	// they never do: 30 s until the SIGKILL, for nothing.
-	if err := c.procs[slot].stop(apiserverRestartGrace); err != nil {
+	if err := c.procs[slot].Stop(apiserverRestartGrace); err != nil {
 		return fmt.Errorf("stop kube-apiserver: %w", err)
 	}
 	all := c.components(c.opts)

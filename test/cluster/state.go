@@ -30,7 +30,7 @@ func writeState(l layout, s state) error {
 
 // writePids rewrites Dir/pids ("<component> <pid>" per line) after every start, so a
 // start-up that dies half way still leaves `localcluster down` enough to clean up.
-func writePids(l layout, procs []*proc) error {
+func writePids(l layout, procs []*Process) error {
 	var b strings.Builder
 	for _, p := range procs {
 		fmt.Fprintf(&b, "%s %d\n", p.name, p.pid)
@@ -42,13 +42,13 @@ func writePids(l layout, procs []*proc) error {
 	return os.Rename(tmp, l.pidsFile())
 }
 
-func readPids(l layout) ([]*proc, error) {
+func readPids(l layout) ([]*Process, error) {
 	f, err := os.Open(l.pidsFile())
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var procs []*proc
+	var procs []*Process
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
@@ -59,7 +59,7 @@ func readPids(l layout) ([]*proc, error) {
 		if err != nil || pid <= 0 {
 			return nil, fmt.Errorf("%s: bad line %q", l.pidsFile(), sc.Text())
 		}
-		procs = append(procs, &proc{name: fields[0], pid: pid, logPath: l.log(fields[0])})
+		procs = append(procs, &Process{name: fields[0], pid: pid, logPath: l.log(fields[0])})
 	}
 	return procs, sc.Err()
 }

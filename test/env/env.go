@@ -58,7 +58,7 @@ type Env struct {
 	// SimToken is the bearer token the simulated kubelets accept.
 	SimToken string
 	Gateway  *Gateway
-	sim      *proc
+	sim      *Command
 	// root is the repository's top directory (manifests/ is read from it).
 	root string
 }
@@ -180,14 +180,14 @@ func (e *Env) startSim(ctx context.Context) error {
 	if e.PodCIDRBase != "" {
 		args = append(args, "--pod-cidr-base", e.PodCIDRBase)
 	}
-	e.sim = &proc{name: "simkubelet", path: filepath.Join(e.BinDir, "simkubelet"), logPath: filepath.Join(e.Dir, "simkubelet.log"), detach: e.Detach, args: args}
+	e.sim = &Command{Name: "simkubelet", Path: filepath.Join(e.BinDir, "simkubelet"), LogPath: filepath.Join(e.Dir, "simkubelet.log"), Detach: e.Detach, Args: args}
 	start := time.Now()
-	if err := e.sim.start(); err != nil {
+	if err := e.sim.Start(); err != nil {
 		return err
 	}
 	if err := poll(ctx, 60*time.Second, "simulated kubelets' control API", func() error {
-		if e.sim.exited() {
-			return cluster.StopPoll{Err: fmt.Errorf("simkubelet exited:\n%s", e.sim.tail(20))}
+		if e.sim.Exited() {
+			return cluster.StopPoll{Err: fmt.Errorf("simkubelet exited:\n%s", e.sim.Tail(20))}
 		}
 		b, err := os.ReadFile(controlFile)
 		if err != nil || len(strings.TrimSpace(string(b))) == 0 {
@@ -236,10 +236,10 @@ func (e *Env) nodesReady(ctx context.Context) error {
 func (e *Env) Down() error {
 	var errs []error
 	if e.Gateway != nil && e.Gateway.proc != nil {
-		errs = append(errs, e.Gateway.proc.stop())
+		errs = append(errs, e.Gateway.proc.Stop())
 	}
 	if e.sim != nil {
-		errs = append(errs, e.sim.stop())
+		errs = append(errs, e.sim.Stop())
 	}
 	if e.Cluster != nil {
 		errs = append(errs, e.Cluster.Stop())
@@ -265,15 +265,15 @@ func (e *Env) LogTails(n int) string {
 	if e.Cluster != nil {
 		b.WriteString(e.Cluster.LogTails(n))
 	}
-	for _, p := range []*proc{e.sim, e.gatewayProc()} {
+	for _, p := range []*Command{e.sim, e.gatewayProc()} {
 		if p != nil {
-			fmt.Fprintf(&b, "\n===== %s (%s) =====\n%s\n", p.name, p.logPath, p.tail(n))
+			fmt.Fprintf(&b, "\n===== %s (%s) =====\n%s\n", p.Name, p.LogPath, p.Tail(n))
 		}
 	}
 	return b.String()
 }
 
-func (e *Env) gatewayProc() *proc {
+func (e *Env) gatewayProc() *Command {
 	if e.Gateway == nil {
 		return nil
 	}

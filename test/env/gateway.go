@@ -53,7 +53,7 @@ type Gateway struct {
 	// empty).
 	serverName string
 	certSecret [2]string
-	proc       *proc
+	proc       *Command
 	env        *Env
 }
 
@@ -93,7 +93,7 @@ func (e *Env) startGateway(ctx context.Context) error {
 		"--kubelet-service-account", KubeletServiceAccount,
 		"--v", "2",
 	}
-	g.proc = &proc{name: "metrics-gateway", path: e.GatewayBin, logPath: filepath.Join(e.Dir, "metrics-gateway.log"), detach: e.Detach, args: g.args(), cgroup: e.GatewayCgroup}
+	g.proc = &Command{Name: "metrics-gateway", Path: e.GatewayBin, LogPath: filepath.Join(e.Dir, "metrics-gateway.log"), Detach: e.Detach, Args: g.args(), Cgroup: e.GatewayCgroup}
 	e.Gateway = g
 	start := time.Now()
 	if err := g.Start(ctx); err != nil {
@@ -149,7 +149,7 @@ func (g *Gateway) args() []string {
 // Start starts the gateway (again, after Kill) on the same port and
 // storage, and waits until it is live.
 func (g *Gateway) Start(ctx context.Context) error {
-	if err := g.proc.start(); err != nil {
+	if err := g.proc.Start(); err != nil {
 		return err
 	}
 	return g.waitLive(ctx)
@@ -158,8 +158,8 @@ func (g *Gateway) Start(ctx context.Context) error {
 // waitLive waits until the started gateway answers /livez.
 func (g *Gateway) waitLive(ctx context.Context) error {
 	return poll(ctx, 60*time.Second, "gateway /livez", func() error {
-		if g.proc.exited() {
-			return cluster.StopPoll{Err: fmt.Errorf("metrics-gateway exited:\n%s", g.proc.tail(30))}
+		if g.proc.Exited() {
+			return cluster.StopPoll{Err: fmt.Errorf("metrics-gateway exited:\n%s", g.proc.Tail(30))}
 		}
 		code, body, err := g.Get(ctx, "/livez")
 		if err != nil {
@@ -191,10 +191,10 @@ func (g *Gateway) Restart(ctx context.Context, adapterConfig string) error {
 // restart stops the gateway gracefully, starts it with the arguments as
 // they now are, and waits until every API answers through the aggregator.
 func (g *Gateway) restart(ctx context.Context) error {
-	if err := g.proc.stop(); err != nil {
+	if err := g.proc.Stop(); err != nil {
 		return fmt.Errorf("stop gateway: %w", err)
 	}
-	g.proc.args = g.args()
+	g.proc.Args = g.args()
 	if err := g.Start(ctx); err != nil {
 		return err
 	}
@@ -231,7 +231,7 @@ func (g *Gateway) RestartWithManagedCertReplicas(ctx context.Context, validity, 
 	if err != nil {
 		return nil, err
 	}
-	if err := g.proc.stop(); err != nil {
+	if err := g.proc.Stop(); err != nil {
 		return nil, fmt.Errorf("stop gateway: %w", err)
 	}
 	// Back to the Secret as manifests/base ships it, empty: the gateway
@@ -244,23 +244,23 @@ func (g *Gateway) RestartWithManagedCertReplicas(ctx context.Context, validity, 
 		return nil, fmt.Errorf("re-apply manifests/base's empty serving-certificate Secret: %w", err)
 	}
 	g.managedCert = managed("gateway-serving-cert")
-	g.proc.args = g.args()
-	if err := g.proc.start(); err != nil {
+	g.proc.Args = g.args()
+	if err := g.proc.Start(); err != nil {
 		return nil, err
 	}
-	if err := r.proc.start(); err != nil {
+	if err := r.proc.Start(); err != nil {
 		return nil, err
 	}
 	if err := r.waitLive(ctx); err != nil {
-		_ = r.proc.stop()
+		_ = r.proc.Stop()
 		return nil, fmt.Errorf("replica: %w", err)
 	}
 	if err := g.waitLive(ctx); err != nil {
-		_ = r.proc.stop()
+		_ = r.proc.Stop()
 		return nil, err
 	}
 	if err := g.env.WaitAPIsServed(ctx, 2*time.Minute); err != nil {
-		_ = r.proc.stop()
+		_ = r.proc.Stop()
 		return nil, err
 	}
 	return r, nil
@@ -289,7 +289,7 @@ func (g *Gateway) newReplica(name, storageDir string, managedCert []string) (*Ga
 			i++
 		}
 	}
-	r.proc = &proc{name: name, path: g.proc.path, logPath: filepath.Join(g.env.Dir, name+".log"), detach: g.proc.detach, args: r.args()}
+	r.proc = &Command{Name: name, Path: g.proc.Path, LogPath: filepath.Join(g.env.Dir, name+".log"), Detach: g.proc.Detach, Args: r.args()}
 	return r, nil
 }
 
@@ -306,7 +306,7 @@ func (g *Gateway) StartReplica(ctx context.Context, name, hostname string) (*Gat
 	if err != nil {
 		return nil, err
 	}
-	r.proc.hostname = hostname
+	r.proc.Hostname = hostname
 	if err := r.startReady(ctx); err != nil {
 		return nil, err
 	}
@@ -319,7 +319,7 @@ func (g *Gateway) startReady(ctx context.Context) error {
 	if err := g.Start(ctx); err != nil {
 		return err
 	}
-	if err := poll(ctx, 2*time.Minute, g.proc.name+" /readyz", func() error {
+	if err := poll(ctx, 2*time.Minute, g.proc.Name+" /readyz", func() error {
 		code, body, err := g.Get(ctx, "/readyz")
 		if err == nil && code != http.StatusOK {
 			err = fmt.Errorf("/readyz %d: %s", code, body)
@@ -333,7 +333,7 @@ func (g *Gateway) startReady(ctx context.Context) error {
 }
 
 // Stop ends the gateway gently.
-func (g *Gateway) Stop() error { return g.proc.stop() }
+func (g *Gateway) Stop() error { return g.proc.Stop() }
 
 // caBundle is what Get trusts: env's CA, or the gateway's own once it
 // manages its certificate.
@@ -371,23 +371,20 @@ func (e *Env) WaitAPIsServed(ctx context.Context, timeout time.Duration) error {
 }
 
 // Kill ends the gateway with SIGKILL: no shutdown, no flush.
-func (g *Gateway) Kill() error { return g.proc.kill() }
+func (g *Gateway) Kill() error { return g.proc.Kill() }
 
 // Terminate sends SIGTERM and waits up to grace, then SIGKILLs; it reports
 // whether the gateway ended within grace.
 func (g *Gateway) Terminate(grace time.Duration) (bool, error) {
-	if g.proc.p == nil {
-		return true, nil
-	}
-	return g.proc.p.Terminate(grace)
+	return g.proc.Terminate(grace)
 }
 
 // ExitErr is how the gateway ended ("signal: killed" after an OOM kill),
 // nil while it runs.
-func (g *Gateway) ExitErr() error { return g.proc.exitErr() }
+func (g *Gateway) ExitErr() error { return g.proc.ExitErr() }
 
 // PID is the running gateway's process id, 0 if none.
-func (g *Gateway) PID() int { return g.proc.pid() }
+func (g *Gateway) PID() int { return g.proc.PID() }
 
 // PeakRSS is the gateway process's peak resident set size since it started
 // (VmHWM), which catches a spike between two looks at its current RSS.
@@ -448,7 +445,7 @@ func (g *Gateway) Get(ctx context.Context, path string) (int, string, error) {
 }
 
 // LogPath is the gateway's log file, appended to across restarts.
-func (g *Gateway) LogPath() string { return g.proc.logPath }
+func (g *Gateway) LogPath() string { return g.proc.LogPath }
 
 // DoctorArgs are the flags `metrics-gateway doctor` needs to check this
 // gateway as it would in the gateway's pod: the gateway's kubeconfig (its
@@ -472,7 +469,7 @@ func (g *Gateway) DoctorArgs() []string {
 }
 
 // Bin is the gateway binary, for its subcommands.
-func (g *Gateway) Bin() string { return g.proc.path }
+func (g *Gateway) Bin() string { return g.proc.Path }
 
 // LogTail is the last n lines of the gateway's log.
-func (g *Gateway) LogTail(n int) string { return g.proc.tail(n) }
+func (g *Gateway) LogTail(n int) string { return g.proc.Tail(n) }

@@ -82,7 +82,7 @@ func (e *Env) StartInstalled(ctx context.Context, o InstalledGateway) (*Gateway,
 		"--serving-cert-namespace", o.Namespace,
 		"--v", "2",
 	)
-	g.proc = &proc{name: o.Name, path: e.GatewayBin, logPath: filepath.Join(e.Dir, o.Name+".log"), detach: e.Detach, args: g.args()}
+	g.proc = &Command{Name: o.Name, Path: e.GatewayBin, LogPath: filepath.Join(e.Dir, o.Name+".log"), Detach: e.Detach, Args: g.args()}
 	if err := g.startReady(ctx); err != nil {
 		return nil, err
 	}
