@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/wait"
+	"github.com/metrics-gateway/metrics-gateway/test/cluster"
 )
 
 // Query is one kind of request, with its path under the server.
@@ -229,38 +229,36 @@ func (w *World) get(ctx context.Context, s *Server, via, path string) (int, []by
 // waitComplete waits until the server's answers cover every node and pod (and,
 // for the custom query, all 100 pods of the group).
 func (w *World) waitComplete(ctx context.Context, s *Server, o RunOptions) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	last := "no answer yet"
-	err := wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
+	err := cluster.Poll(ctx, 2*time.Second, 5*time.Minute, string(s.Kind)+" serving the whole cluster", func() error {
 		if s.Kind == Prometheus {
 			n, err := promCount(ctx, s, `count(up == 1)`)
-			last = fmt.Sprintf("%v targets up of %d (%v)", n, w.Scale.Nodes+w.Scale.Pods(), err)
-			return err == nil && n >= float64(w.Scale.Nodes+w.Scale.Pods()), nil
+			if err == nil && n < float64(w.Scale.Nodes+w.Scale.Pods()) {
+				err = fmt.Errorf("%v targets up of %d", n, w.Scale.Nodes+w.Scale.Pods())
+			}
+			return err
 		}
 		nodes, err := itemCount(w.get(ctx, s, "direct", ResourceQueries()[0].Path))
 		if err != nil {
-			last = err.Error()
-			return false, nil
+			return err
 		}
 		pods, err := itemCount(w.get(ctx, s, "direct", ResourceQueries()[1].Path))
 		if err != nil {
-			last = err.Error()
-			return false, nil
+			return err
 		}
-		last = fmt.Sprintf("%d of %d nodes, %d of %d pods", nodes, w.Scale.Nodes, pods, w.Scale.Pods())
 		if nodes < w.Scale.Nodes || pods < w.Scale.Pods() {
-			return false, nil
+			return fmt.Errorf("%d of %d nodes, %d of %d pods", nodes, w.Scale.Nodes, pods, w.Scale.Pods())
 		}
 		if (o.Custom || o.Ingest) && s.Kind == Gateway {
 			n, err := itemCount(w.get(ctx, s, "direct", CustomQuery().Path))
-			last = fmt.Sprintf("custom metric: %d of %d pods (%v)", n, GroupSize, err)
-			return err == nil && n >= min(GroupSize, w.Scale.Pods()), nil
+			if err == nil && n < min(GroupSize, w.Scale.Pods()) {
+				err = fmt.Errorf("custom metric: %d of %d pods", n, GroupSize)
+			}
+			return err
 		}
-		return true, nil
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("%s never served the whole cluster: %s (log %s)", s.Kind, last, s.LogPath())
+		return fmt.Errorf("%w (log %s)", err, s.LogPath())
 	}
 	return nil
 }

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 
 	"github.com/metrics-gateway/metrics-gateway/test/cluster"
+	"github.com/metrics-gateway/metrics-gateway/test/env"
 )
 
 // Kind names a server under test.
@@ -34,7 +34,7 @@ type Server struct {
 	Kind Kind
 	Port int
 	Dir  string
-	proc *cluster.Process
+	proc *env.Command
 	w    *World
 	// direct is an admin client for the server's own port, verifying its
 	// serving certificate as the aggregator does.
@@ -52,71 +52,34 @@ type Tools struct {
 
 // StartServer starts kind against w with matching settings: 15 s (resolution),
 // kubelets reached by InternalIP on the node status port, verified against the
-// simulators' CA, with the kubeconfig's client certificate; serving on
-// 127.0.0.1 with the cluster-signed certificate the APIService trusts.
+// simulators' CA; serving on 127.0.0.1 with the cluster-signed certificate the
+// APIService trusts. The gateway runs as env runs it, as installed: the
+// ServiceAccount and RBAC of manifests/base, kubelet tokens of its read-only
+// account. metrics-server and Prometheus get what metrics-server's manifests
+// grant (cluster.GatewayCredentials), with a client certificate kubelets
+// trust.
 func (w *World) StartServer(ctx context.Context, kind Kind, t Tools, resolution time.Duration, prefill time.Duration) (*Server, error) {
-	port, err := cluster.FreePort()
+	dir, err := os.MkdirTemp(w.Dir, string(kind)+"-")
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Kind: kind, Port: port, Dir: filepath.Join(w.Dir, fmt.Sprintf("%s-%d", kind, port)), w: w}
-	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
-		return nil, err
-	}
-	user := "bench-" + string(kind)
-	kubeconfig, err := w.Cluster.GatewayCredentials(user)
-	if err != nil {
-		return nil, fmt.Errorf("credentials for %s: %w", kind, err)
-	}
-	certFile, keyFile, _, err := w.Cluster.GatewayServingCert()
-	if err != nil {
-		return nil, err
-	}
-	common := []string{
-		"--kubeconfig", kubeconfig, "--authentication-kubeconfig", kubeconfig, "--authorization-kubeconfig", kubeconfig,
-		"--bind-address", "127.0.0.1", "--secure-port", fmt.Sprint(port),
-		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile,
-		"--metric-resolution", resolution.String(),
-		"--kubelet-use-node-status-port", "--kubelet-preferred-address-types", "InternalIP",
-		"--kubelet-certificate-authority", w.KubeletCA,
-		"--v", "1",
-	}
-	var path string
-	var args []string
+	s := &Server{Kind: kind, Dir: dir, w: w}
 	switch kind {
-	case MetricsServer:
-		path, args = t.MetricsServer, append(common, "--cert-dir", s.Dir)
+	case MetricsServer, Prometheus:
+		err = s.command(ctx, t, resolution)
 	case Gateway:
-		storage := filepath.Join(s.Dir, "data")
-		if prefill > 0 {
-			if err := w.prefill(ctx, t.BenchTool, storage, prefill, resolution); err != nil {
-				return nil, err
-			}
-		}
-		path, args = t.Gateway, append(common, "--storage-path", storage, "--cert-dir", s.Dir)
-	case Prometheus:
-		cfg := filepath.Join(s.Dir, "prometheus.yml")
-		out, err := exec.CommandContext(ctx, t.BenchTool, "prom-config", "--kubeconfig", kubeconfig,
-			"--kubelet-certificate-authority", w.KubeletCA, "--metric-resolution", resolution.String()).Output()
-		if err != nil {
-			return nil, fmt.Errorf("benchtool prom-config: %w", exitErr(err))
-		}
-		if err := os.WriteFile(cfg, out, 0o644); err != nil {
-			return nil, err
-		}
-		path, args = t.Prometheus, []string{
-			"--config.file", cfg, "--storage.tsdb.path", filepath.Join(s.Dir, "data"),
-			"--web.listen-address", fmt.Sprintf("127.0.0.1:%d", port), "--log.level", "warn",
-			"--storage.tsdb.retention.time", "6h",
-		}
+		err = s.gatewayCommand(ctx, t, resolution, prefill)
 	default:
-		return nil, fmt.Errorf("unknown server %q", kind)
+		err = fmt.Errorf("unknown server %q", kind)
 	}
-	if err := evictPageCache(path); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	s.proc, err = cluster.StartProcess(string(kind), path, args, filepath.Join(s.Dir, string(kind)+".log"), false)
-	if err != nil {
+	s.proc.StopGrace = 30 * time.Second
+	if err := evictPageCache(s.proc.Path); err != nil {
+		return nil, err
+	}
+	if err := s.proc.Start(); err != nil {
 		return nil, err
 	}
 	if err := s.client(); err != nil {
@@ -126,6 +89,72 @@ func (w *World) StartServer(ctx context.Context, kind Kind, t Tools, resolution 
 		return nil, errors.Join(err, s.Stop())
 	}
 	return s, nil
+}
+
+// gatewayCommand is the gateway as env starts it, on the world's resolution,
+// with the annotated-pod job's defaults (no --config), on prefilled storage
+// when prefill is set.
+func (s *Server) gatewayCommand(ctx context.Context, t Tools, resolution, prefill time.Duration) error {
+	storage := filepath.Join(s.Dir, "data")
+	if prefill > 0 {
+		if err := s.w.prefill(ctx, t.BenchTool, storage, prefill, resolution); err != nil {
+			return err
+		}
+	}
+	g, err := s.w.Env.NewGateway(ctx, env.GatewayOptions{
+		Bin: t.Gateway, StoragePath: storage, Resolution: resolution, Verbosity: 1, Args: []string{"--cert-dir", s.Dir},
+	})
+	if err != nil {
+		return err
+	}
+	s.Port, s.proc = g.Port, g.Command()
+	s.proc.LogPath = filepath.Join(s.Dir, string(s.Kind)+".log")
+	return nil
+}
+
+// command is metrics-server's or Prometheus' command line.
+func (s *Server) command(ctx context.Context, t Tools, resolution time.Duration) error {
+	port, err := cluster.FreePort()
+	if err != nil {
+		return err
+	}
+	s.Port = port
+	kubeconfig, err := s.w.Cluster.GatewayCredentials("bench-" + string(s.Kind))
+	if err != nil {
+		return fmt.Errorf("credentials for %s: %w", s.Kind, err)
+	}
+	s.proc = &env.Command{Name: string(s.Kind), LogPath: filepath.Join(s.Dir, string(s.Kind)+".log")}
+	if s.Kind == Prometheus {
+		cfg := filepath.Join(s.Dir, "prometheus.yml")
+		out, err := exec.CommandContext(ctx, t.BenchTool, "prom-config", "--kubeconfig", kubeconfig,
+			"--kubelet-certificate-authority", s.w.KubeletCA, "--metric-resolution", resolution.String()).Output()
+		if err != nil {
+			return fmt.Errorf("benchtool prom-config: %w", exitErr(err))
+		}
+		if err := os.WriteFile(cfg, out, 0o644); err != nil {
+			return err
+		}
+		s.proc.Path, s.proc.Args = t.Prometheus, []string{
+			"--config.file", cfg, "--storage.tsdb.path", filepath.Join(s.Dir, "data"),
+			"--web.listen-address", fmt.Sprintf("127.0.0.1:%d", port), "--log.level", "warn",
+			"--storage.tsdb.retention.time", "6h",
+		}
+		return nil
+	}
+	certFile, keyFile, _, err := s.w.Cluster.GatewayServingCert()
+	if err != nil {
+		return err
+	}
+	s.proc.Path, s.proc.Args = t.MetricsServer, []string{
+		"--kubeconfig", kubeconfig, "--authentication-kubeconfig", kubeconfig, "--authorization-kubeconfig", kubeconfig,
+		"--bind-address", "127.0.0.1", "--secure-port", fmt.Sprint(port),
+		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile, "--cert-dir", s.Dir,
+		"--metric-resolution", resolution.String(),
+		"--kubelet-use-node-status-port", "--kubelet-preferred-address-types", "InternalIP",
+		"--kubelet-certificate-authority", s.w.KubeletCA,
+		"--v", "1",
+	}
+	return nil
 }
 
 // evictPageCache drops the clean page-cache pages of the binary at path, so
@@ -185,12 +214,15 @@ func (s *Server) waitLive(ctx context.Context) error {
 	if s.Kind == Prometheus {
 		path = "/-/ready"
 	}
-	return wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+	return cluster.Poll(ctx, 500*time.Millisecond, 2*time.Minute, string(s.Kind)+" "+path, func() error {
 		if s.proc.Exited() {
-			return false, fmt.Errorf("%s exited; see %s", s.Kind, filepath.Join(s.Dir, string(s.Kind)+".log"))
+			return cluster.StopPoll{Err: fmt.Errorf("%s exited; see %s", s.Kind, s.LogPath())}
 		}
 		code, _, err := s.Get(ctx, path)
-		return err == nil && code == http.StatusOK, nil
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("%s %d", path, code)
+		}
+		return err
 	})
 }
 
@@ -231,10 +263,10 @@ func (s *Server) Register(ctx context.Context, gvs ...[2]string) error {
 }
 
 // Stop ends the server.
-func (s *Server) Stop() error { return s.proc.Stop(30 * time.Second) }
+func (s *Server) Stop() error { return s.proc.Stop() }
 
 // LogPath is the server's log.
-func (s *Server) LogPath() string { return filepath.Join(s.Dir, string(s.Kind)+".log") }
+func (s *Server) LogPath() string { return s.proc.LogPath }
 
 // Metric reads the first sample of name (with every label in match) from the
 // server's /metrics.

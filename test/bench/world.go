@@ -2,12 +2,10 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,11 +15,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/metrics-gateway/metrics-gateway/test/cluster"
-	"github.com/metrics-gateway/metrics-gateway/test/sim"
+	"github.com/metrics-gateway/metrics-gateway/test/env"
 )
 
 // Scale is a simulated cluster size.
@@ -56,13 +53,19 @@ const (
 	nodesPerSim = 250
 	firstNodeIP = "127.0.0.10"
 	firstPodIP  = "127.1.0.1"
+	podCIDRBase = "127.1.0.0"
 	podPort     = 8080
 )
 
-// World is a control plane with simulated nodes and pods.
+// World is a control plane with simulated nodes and pods: an env.Env
+// without its gateway, whose pods the benchmark creates before the
+// simulators start.
 type World struct {
-	Scale   Scale
-	Dir     string
+	Scale Scale
+	Dir   string
+	Env   *env.Env
+	// Cluster is Env's, and Client an admin client allowed the rates that
+	// creating thousands of pods needs.
 	Cluster *cluster.Cluster
 	Client  kubernetes.Interface
 	// KubeletCA is a bundle of every simulator's kubelet CA.
@@ -70,7 +73,6 @@ type World struct {
 	// Token is what the simulated kubelets accept besides cluster-CA client certs.
 	Token string
 	Nodes []SimNode
-	sims  []*cluster.Process
 	out   io.Writer
 }
 
@@ -85,36 +87,11 @@ func (w *World) progress(format string, args ...any) {
 }
 
 // Up starts the control plane, creates the pods (Running, with their IPs) and then
-// the simulators, which adopt them. annotateAll makes every pod a scrape target;
-// otherwise only the selector group is.
+// the simulators, which adopt them. No pod is a scrape target yet
+// (AnnotateAll, AnnotateGroup).
 func Up(ctx context.Context, dir, binDir string, scale Scale, out io.Writer) (w *World, err error) {
-	// The returns below set w to nil: the cleanup keeps its own reference.
-	world := &World{Scale: scale, Dir: dir, out: out}
-	w = world
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, world.Down())
-		}
-	}()
+	w = &World{Scale: scale, Dir: dir, out: out}
 	if err := os.RemoveAll(dir); err != nil {
-		return nil, err
-	}
-	w.Cluster, err = cluster.Start(ctx, cluster.Options{
-		Dir: filepath.Join(dir, "cluster"), BinDir: binDir, Stdout: io.Discard,
-		// No node lifecycle or pod GC: pods are bound to nodes before the
-		// simulators register them, and no controller should touch them.
-		Controllers: []string{"serviceaccount-controller", "namespace-controller"},
-	})
-	if err != nil {
-		return nil, err
-	}
-	w.progress("control plane up")
-	cfg, err := w.Cluster.RESTConfig()
-	if err != nil {
-		return nil, err
-	}
-	cfg.QPS, cfg.Burst = 2000, 4000
-	if w.Client, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, err
 	}
 	ip := netip.MustParseAddr(firstNodeIP)
@@ -123,16 +100,44 @@ func Up(ctx context.Context, dir, binDir string, scale Scale, out io.Writer) (w 
 		ip = ip.Next()
 	}
 	start := time.Now()
-	if err := w.createPods(ctx); err != nil {
+	e, err := env.Up(ctx, env.Options{
+		Dir: dir, BinDir: binDir, Nodes: scale.Nodes, NodesPerSim: nodesPerSim,
+		FirstNodeIP: firstNodeIP, PodCIDRBase: podCIDRBase, SimTimeout: 10 * time.Minute,
+		// No node lifecycle or pod GC: pods are bound to nodes before the
+		// simulators register them, and no controller should touch them.
+		Controllers: []string{"serviceaccount-controller", "namespace-controller"},
+		NoGateway:   true, Stdout: io.Discard,
+		BeforeSims: func(ctx context.Context, e *env.Env) error {
+			w.progress("control plane up")
+			if err := w.connect(e.Cluster); err != nil {
+				return err
+			}
+			if err := w.createPods(ctx); err != nil {
+				return err
+			}
+			w.progress("%d pods created and Running in %s", scale.Pods(), time.Since(start).Round(time.Second))
+			start = time.Now()
+			return nil
+		},
+	})
+	if err != nil {
 		return nil, err
 	}
-	w.progress("%d pods created and Running in %s", scale.Pods(), time.Since(start).Round(time.Second))
-	start = time.Now()
-	if err := w.startSims(ctx, binDir); err != nil {
-		return nil, err
-	}
+	w.Env, w.KubeletCA, w.Token = e, e.KubeletCA, e.SimToken
 	w.progress("%d simulated nodes Ready in %s", scale.Nodes, time.Since(start).Round(time.Second))
 	return w, nil
+}
+
+// connect makes Client, with rates for creating thousands of pods.
+func (w *World) connect(c *cluster.Cluster) error {
+	w.Cluster = c
+	cfg, err := c.RESTConfig()
+	if err != nil {
+		return err
+	}
+	cfg.QPS, cfg.Burst = 2000, 4000
+	w.Client, err = kubernetes.NewForConfig(cfg)
+	return err
 }
 
 // simNodeName is node i's name: simkubelet process i/nodesPerSim names its
@@ -163,11 +168,11 @@ func (w *World) createPods(ctx context.Context) error {
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			return err
 		}
-		if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		if err := cluster.Poll(ctx, 200*time.Millisecond, time.Minute, "namespace "+ns+"'s default ServiceAccount", func() error {
 			_, err := w.Client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-			return err == nil, nil
+			return err
 		}); err != nil {
-			return fmt.Errorf("namespace %s: no default service account: %w", ns, err)
+			return err
 		}
 	}
 	return parallel(ctx, w.Scale.Pods(), 16, func(ctx context.Context, i int) error {
@@ -275,102 +280,10 @@ func parallel(ctx context.Context, n, workers int, f func(context.Context, int) 
 	return first
 }
 
-// startSims runs one simkubelet per nodesPerSim nodes and waits for every node
-// to be Ready.
-func (w *World) startSims(ctx context.Context, binDir string) error {
-	simDir := filepath.Join(w.Dir, "sim")
-	ca, err := w.Cluster.CACert()
-	if err != nil {
-		return err
-	}
-	auth, err := sim.WriteClientAuth(simDir, ca)
-	if err != nil {
-		return err
-	}
-	w.Token = auth.Token
-	var controls []string
-	for k := 0; k*nodesPerSim < w.Scale.Nodes; k++ {
-		n := min(nodesPerSim, w.Scale.Nodes-k*nodesPerSim)
-		dir := filepath.Join(simDir, fmt.Sprint(k))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		control := filepath.Join(dir, "control")
-		controls = append(controls, control)
-		p, err := cluster.StartProcess(fmt.Sprintf("simkubelet-%d", k), filepath.Join(binDir, "simkubelet"), []string{
-			"--kubeconfig", w.Cluster.Kubeconfig, "--nodes", fmt.Sprint(n),
-			"--node-prefix", fmt.Sprintf("sim-%d-", k), "--first-ip", w.Nodes[k*nodesPerSim].IP.String(),
-			"--pod-cidr-base", "127.1.0.0",
-			"--cert-dir", dir, "--token-file", auth.TokenFile, "--client-ca-file", auth.CAFile, "--control-file", control,
-			"--v", "0",
-		}, filepath.Join(dir, "simkubelet.log"), false)
-		if err != nil {
-			return err
-		}
-		w.sims = append(w.sims, p)
-	}
-	// Adopting thousands of pods takes a while before the control file appears.
-	if err := wait.PollUntilContextTimeout(ctx, time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
-		for i, p := range w.sims {
-			if p.Exited() {
-				return false, fmt.Errorf("simkubelet-%d exited; see %s", i, filepath.Join(simDir, fmt.Sprint(i), "simkubelet.log"))
-			}
-		}
-		for _, c := range controls {
-			if _, err := os.Stat(c); err != nil {
-				return false, nil
-			}
-		}
-		return true, nil
-	}); err != nil {
-		return err
-	}
-	var bundle []byte
-	for k := range w.sims {
-		b, err := os.ReadFile(filepath.Join(simDir, fmt.Sprint(k), "ca.crt"))
-		if err != nil {
-			return err
-		}
-		bundle = append(bundle, b...)
-	}
-	w.KubeletCA = filepath.Join(simDir, "kubelet-ca-bundle.crt")
-	if err := os.WriteFile(w.KubeletCA, bundle, 0o644); err != nil {
-		return err
-	}
-	return wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
-		nodes, err := w.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{ResourceVersion: "0"})
-		if err != nil {
-			return false, nil
-		}
-		ready := 0
-		for _, n := range nodes.Items {
-			for _, c := range n.Status.Conditions {
-				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
-					ready++
-				}
-			}
-		}
-		return ready >= w.Scale.Nodes, nil
-	})
-}
-
-// SimPIDs are the simulators' process ids.
-func (w *World) SimPIDs() []int {
-	var out []int
-	for _, p := range w.sims {
-		out = append(out, p.PID())
-	}
-	return out
-}
-
 // Down stops the simulators and the control plane.
 func (w *World) Down() error {
-	var errs []error
-	for _, p := range w.sims {
-		errs = append(errs, p.Stop(20*time.Second))
+	if w.Env == nil {
+		return nil
 	}
-	if w.Cluster != nil {
-		errs = append(errs, w.Cluster.Stop())
-	}
-	return errors.Join(errs...)
+	return w.Env.Down()
 }

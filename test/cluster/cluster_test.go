@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -11,7 +12,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 )
@@ -107,18 +107,18 @@ func TestControlPlaneRunsDeployments(t *testing.T) {
 func waitReplicaSet(ctx context.Context, t *testing.T, client kubernetes.Interface, ns, name string) string {
 	t.Helper()
 	var rsName string
-	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	err := Poll(ctx, 200*time.Millisecond, time.Minute, "ReplicaSet of "+name, func() error {
 		list, err := client.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
-			return false, err
+			return StopPoll{err}
 		}
 		for _, rs := range list.Items {
 			if ref := metav1.GetControllerOf(&rs); ref != nil && ref.Kind == "Deployment" && ref.Name == name {
 				rsName = rs.Name
-				return true, nil
+				return nil
 			}
 		}
-		return false, nil
+		return errors.New("none yet")
 	})
 	if err != nil {
 		t.Fatalf("no ReplicaSet for deployment %s/%s: %v", ns, name, err)
@@ -131,10 +131,10 @@ func waitReplicaSet(ctx context.Context, t *testing.T, client kubernetes.Interfa
 func waitPods(ctx context.Context, t *testing.T, client kubernetes.Interface, ns, rsName string, want int) {
 	t.Helper()
 	var last string
-	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	err := Poll(ctx, 200*time.Millisecond, time.Minute, fmt.Sprintf("%d pods of %s", want, rsName), func() error {
 		list, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
-			return false, err
+			return StopPoll{err}
 		}
 		n := 0
 		var phases []string
@@ -145,7 +145,10 @@ func waitPods(ctx context.Context, t *testing.T, client kubernetes.Interface, ns
 			}
 		}
 		last = strings.Join(phases, " ")
-		return n == want, nil
+		if n != want {
+			return fmt.Errorf("%d pods: %s", n, last)
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatalf("want %d pods of %s, have [%s]: %v", want, rsName, last, err)

@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
 	"k8s.io/client-go/kubernetes"
@@ -195,43 +194,38 @@ func (c *Cluster) RegisterAPIService(ctx context.Context, group, version string,
 // APIService that was already Available this can return before the aggregator has
 // re-checked it; delete the APIService first when that matters.
 func (c *Cluster) WaitAPIServiceAvailable(ctx context.Context, name string) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
+	timeout := 2 * time.Minute
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
 	}
 	agg, err := c.aggregatorClient()
 	if err != nil {
 		return err
 	}
-	last := "APIService not found"
-	err = wait.PollUntilContextCancel(ctx, pollInterval, true, func(ctx context.Context) (bool, error) {
+	last := errors.New("APIService not found")
+	return Poll(ctx, pollInterval, timeout, "APIService "+name+" Available", func() error {
 		svc, err := agg.ApiregistrationV1().APIServices().Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return false, nil
+			return last
 		}
 		if err != nil {
 			// A failed Get as ctx expires says nothing about the APIService; keep
 			// the condition seen before it.
 			if ctx.Err() == nil {
-				last = err.Error()
+				last = err
 			}
-			return false, nil
+			return last
 		}
 		for _, cond := range svc.Status.Conditions {
 			if cond.Type == apiregv1.Available {
 				if cond.Status == apiregv1.ConditionTrue {
-					return true, nil
+					return nil
 				}
-				last = fmt.Sprintf("%s: %s", cond.Reason, cond.Message)
+				last = fmt.Errorf("%s: %s", cond.Reason, cond.Message)
 			}
 		}
-		return false, nil
+		return last
 	})
-	if err != nil {
-		return fmt.Errorf("APIService %s not available: %s", name, last)
-	}
-	return nil
 }
 
 // AggregatorClient is an admin client of the APIService API.
@@ -253,16 +247,10 @@ func (c *Cluster) waitDefaultServiceAccount(ctx context.Context, timeout time.Du
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	err = wait.PollUntilContextCancel(ctx, pollInterval, true, func(ctx context.Context) (bool, error) {
+	return Poll(ctx, pollInterval, timeout, "ServiceAccount default/default", func() error {
 		_, err := client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
-		return err == nil, nil
+		return err
 	})
-	if err != nil {
-		return fmt.Errorf("default service account not created: %w", err)
-	}
-	return nil
 }
 
 // TokenKubeconfig writes a kubeconfig that authenticates with a bearer

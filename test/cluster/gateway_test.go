@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,7 +21,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	apiregv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
@@ -138,22 +137,24 @@ func TestAggregationThroughExternalNameLocalhost(t *testing.T) {
 		t.Fatal(err)
 	}
 	var verdict string
-	err = wait.PollUntilContextTimeout(ctx, pollInterval, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+	err = Poll(ctx, pollInterval, 90*time.Second, "APIService "+name+" unavailable for its certificate", func() error {
 		svc, err := agg.ApiregistrationV1().APIServices().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return false, nil
+			return err
 		}
 		for _, cond := range svc.Status.Conditions {
 			if cond.Type != apiregv1.Available {
 				continue
 			}
 			if cond.Status == apiregv1.ConditionTrue {
-				return false, fmt.Errorf("APIService with the wrong caBundle became Available: TLS is not verified")
+				return StopPoll{errors.New("APIService with the wrong caBundle became Available: TLS is not verified")}
 			}
 			verdict = cond.Reason + ": " + cond.Message
-			return strings.Contains(cond.Message, "certificate"), nil
+			if strings.Contains(cond.Message, "certificate") {
+				return nil
+			}
 		}
-		return false, nil
+		return errors.New("no certificate error yet")
 	})
 	if err != nil {
 		t.Fatalf("APIService with the wrong caBundle: %v (last condition %q), want unavailable with a certificate error", err, verdict)
@@ -274,17 +275,17 @@ func waitAggregatedIntoView(ctx context.Context, t *testing.T, c *Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+	err = Poll(ctx, 200*time.Millisecond, time.Minute, "view ClusterRole aggregating metrics.k8s.io", func() error {
 		view, err := admin.RbacV1().ClusterRoles().Get(ctx, "view", metav1.GetOptions{})
 		if err != nil {
-			return false, err
+			return StopPoll{err}
 		}
 		for _, r := range view.Rules {
 			if slices.Contains(r.APIGroups, "metrics.k8s.io") {
-				return true, nil
+				return nil
 			}
 		}
-		return false, nil
+		return errors.New("not yet")
 	})
 	if err != nil {
 		t.Errorf("view ClusterRole never gained metrics.k8s.io rules: %v", err)

@@ -8,15 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/metrics-gateway/metrics-gateway/test/cluster"
-	"github.com/metrics-gateway/metrics-gateway/test/sim"
 )
 
 // Options describe the environment.
@@ -39,6 +37,23 @@ type Options struct {
 	// machine only with ranges apart: every node's kubelet listens on
 	// port 10250 of its own address.
 	FirstNodeIP, PodCIDRBase string
+	// NodesPerSim splits the nodes over simkubelet processes of this
+	// many nodes each, named sim-<process>-<index> (0: one process, with
+	// simkubelet's node names); FirstNodeIP must then be set.
+	NodesPerSim int
+	// SimTimeout bounds each wait for the simulators (default 1 minute;
+	// adopting thousands of pods takes several).
+	SimTimeout time.Duration
+	// Controllers, when set, are the only controllers
+	// kube-controller-manager runs.
+	Controllers []string
+	// BeforeSims runs once the control plane is up and before the
+	// simulated kubelets start, which adopt the pods it binds to their
+	// nodes (the benchmark creates thousands that way).
+	BeforeSims func(ctx context.Context, e *Env) error
+	// NoGateway leaves the gateway unstarted: the benchmark starts the
+	// servers it compares itself (NewGateway).
+	NoGateway bool
 	// GatewayCgroup, when set, is the memory cgroup the gateway runs in,
 	// as in a pod with limits.memory.
 	GatewayCgroup *MemoryCgroup
@@ -57,8 +72,10 @@ type Env struct {
 	SimControl string
 	// SimToken is the bearer token the simulated kubelets accept.
 	SimToken string
-	Gateway  *Gateway
-	sim      *Command
+	// KubeletCA is the bundle of the simulated kubelets' serving CAs.
+	KubeletCA string
+	Gateway   *Gateway
+	sims      []*Command
 	// root is the repository's top directory (manifests/ is read from it).
 	root string
 }
@@ -83,10 +100,20 @@ func (o *Options) complete() error {
 	if o.Resolution <= 0 {
 		o.Resolution = 15 * time.Second
 	}
+	if o.SimTimeout <= 0 {
+		o.SimTimeout = time.Minute
+	}
+	if o.NodesPerSim > 0 && o.FirstNodeIP == "" {
+		return errors.New("env: NodesPerSim needs FirstNodeIP")
+	}
 	if o.Stdout == nil {
 		o.Stdout = os.Stdout
 	}
-	for _, b := range []string{o.GatewayBin, filepath.Join(o.BinDir, "simkubelet"), filepath.Join(o.BinDir, "kubectl")} {
+	bins := []string{filepath.Join(o.BinDir, "simkubelet"), filepath.Join(o.BinDir, "kubectl")}
+	if !o.NoGateway {
+		bins = append(bins, o.GatewayBin)
+	}
+	for _, b := range bins {
 		if _, err := os.Stat(b); err != nil {
 			return fmt.Errorf("env: %s missing (run make e2e-build): %w", b, err)
 		}
@@ -133,103 +160,32 @@ func Up(ctx context.Context, o Options) (_ *Env, err error) {
 			_ = e.Down()
 		}
 	}()
-	e.Cluster, err = cluster.Start(ctx, cluster.Options{Dir: filepath.Join(o.Dir, "cluster"), BinDir: o.BinDir, Stdout: o.Stdout, Detach: o.Detach})
+	e.Cluster, err = cluster.Start(ctx, cluster.Options{Dir: filepath.Join(o.Dir, "cluster"), BinDir: o.BinDir, Stdout: o.Stdout, Detach: o.Detach, Controllers: o.Controllers})
 	if err != nil {
 		return nil, err
 	}
 	if e.Client, err = e.Cluster.Client(); err != nil {
 		return nil, err
 	}
-	if err := e.startSim(ctx); err != nil {
+	if o.BeforeSims != nil {
+		if err := o.BeforeSims(ctx, e); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.startSims(ctx); err != nil {
 		return nil, err
 	}
-	if err := e.startGateway(ctx); err != nil {
-		return nil, err
+	if !o.NoGateway {
+		if err := e.startGateway(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if o.Detach {
-		if err := writePIDs(o.Dir, e.sim, e.Gateway.proc); err != nil {
+		if err := writePIDs(o.Dir, slices.Concat(e.sims, []*Command{e.gatewayProc()})...); err != nil {
 			return nil, err
 		}
 	}
 	return e, nil
-}
-
-func (e *Env) startSim(ctx context.Context) error {
-	simDir := filepath.Join(e.Dir, "sim")
-	if err := os.MkdirAll(simDir, 0o755); err != nil {
-		return err
-	}
-	controlFile := filepath.Join(simDir, "control")
-	_ = os.Remove(controlFile)
-	ca, err := e.Cluster.CACert()
-	if err != nil {
-		return err
-	}
-	auth, err := sim.WriteClientAuth(simDir, ca)
-	if err != nil {
-		return err
-	}
-	e.SimToken = auth.Token
-	args := []string{
-		"--kubeconfig", e.Cluster.Kubeconfig, "--nodes", fmt.Sprint(e.Nodes), "--cert-dir", simDir,
-		"--token-file", auth.TokenFile, "--client-ca-file", auth.CAFile, "--control-file", controlFile,
-	}
-	if e.FirstNodeIP != "" {
-		args = append(args, "--first-ip", e.FirstNodeIP)
-	}
-	if e.PodCIDRBase != "" {
-		args = append(args, "--pod-cidr-base", e.PodCIDRBase)
-	}
-	e.sim = &Command{Name: "simkubelet", Path: filepath.Join(e.BinDir, "simkubelet"), LogPath: filepath.Join(e.Dir, "simkubelet.log"), Detach: e.Detach, Args: args}
-	start := time.Now()
-	if err := e.sim.Start(); err != nil {
-		return err
-	}
-	if err := poll(ctx, 60*time.Second, "simulated kubelets' control API", func() error {
-		if e.sim.Exited() {
-			return cluster.StopPoll{Err: fmt.Errorf("simkubelet exited:\n%s", e.sim.Tail(20))}
-		}
-		b, err := os.ReadFile(controlFile)
-		if err != nil || len(strings.TrimSpace(string(b))) == 0 {
-			return fmt.Errorf("no control file yet")
-		}
-		e.SimControl = strings.TrimSpace(string(b))
-		if !strings.HasPrefix(e.SimControl, "http") {
-			e.SimControl = "http://" + e.SimControl
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	if err := poll(ctx, 60*time.Second, "simulated nodes Ready", func() error { return e.nodesReady(ctx) }); err != nil {
-		return err
-	}
-	e.progress("%d simulated nodes ready (%.1fs), control API %s", e.Nodes, time.Since(start).Seconds(), e.SimControl)
-	return nil
-}
-
-func (e *Env) nodesReady(ctx context.Context) error {
-	nodes, err := e.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return err
-	}
-	ready := 0
-	for _, n := range nodes.Items {
-		for _, c := range n.Status.Conditions {
-			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
-				ready++
-			}
-		}
-		for _, t := range n.Spec.Taints {
-			if t.Key == "node.kubernetes.io/not-ready" {
-				return fmt.Errorf("node %s still tainted not-ready", n.Name)
-			}
-		}
-	}
-	if ready < e.Nodes {
-		return fmt.Errorf("%d of %d nodes Ready", ready, e.Nodes)
-	}
-	return nil
 }
 
 // Down stops the gateway, the simulated kubelets and the control plane.
@@ -238,8 +194,8 @@ func (e *Env) Down() error {
 	if e.Gateway != nil && e.Gateway.proc != nil {
 		errs = append(errs, e.Gateway.proc.Stop())
 	}
-	if e.sim != nil {
-		errs = append(errs, e.sim.Stop())
+	for _, c := range e.sims {
+		errs = append(errs, c.Stop())
 	}
 	if e.Cluster != nil {
 		errs = append(errs, e.Cluster.Stop())
@@ -265,7 +221,7 @@ func (e *Env) LogTails(n int) string {
 	if e.Cluster != nil {
 		b.WriteString(e.Cluster.LogTails(n))
 	}
-	for _, p := range []*Command{e.sim, e.gatewayProc()} {
+	for _, p := range slices.Concat(e.sims, []*Command{e.gatewayProc()}) {
 		if p != nil {
 			fmt.Fprintf(&b, "\n===== %s (%s) =====\n%s\n", p.Name, p.LogPath, p.Tail(n))
 		}

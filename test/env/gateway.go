@@ -57,43 +57,90 @@ type Gateway struct {
 	env        *Env
 }
 
-func (e *Env) startGateway(ctx context.Context) error {
-	// The gateway runs as manifests/base's ServiceAccount, with that RBAC
-	// only: every scenario then shows the RBAC is sufficient.
+// GatewayOptions say how NewGateway runs a gateway.
+type GatewayOptions struct {
+	// Name names the process and its log (default metrics-gateway).
+	Name string
+	// Bin is the gateway binary (default Options.GatewayBin).
+	Bin string
+	// StoragePath is --storage-path (default Dir/<Name>-data).
+	StoragePath string
+	// Config is the GatewayConfig passed as --config; nil passes none.
+	Config []byte
+	// Resolution is --metric-resolution (default Options.Resolution).
+	Resolution time.Duration
+	// Verbosity is --v.
+	Verbosity int
+	// Args are more flags.
+	Args []string
+	// Cgroup, when set, is the memory cgroup the gateway runs in.
+	Cgroup *MemoryCgroup
+}
+
+// NewGateway prepares a gateway as manifests/base runs one: as its
+// ServiceAccount with exactly its RBAC (applied from the manifests), giving
+// kubelets tokens of its read-only kubelet ServiceAccount, serving on a free
+// port of 127.0.0.1 with a certificate of the cluster CA for the Service's
+// name, at the environment's resolution. It is not started.
+func (e *Env) NewGateway(ctx context.Context, o GatewayOptions) (*Gateway, error) {
+	o.Name = cmp.Or(o.Name, "metrics-gateway")
+	o.StoragePath = cmp.Or(o.StoragePath, filepath.Join(e.Dir, o.Name+"-data"))
 	kubeconfig, err := e.gatewayServiceAccount(ctx)
 	if err != nil {
-		return fmt.Errorf("gateway credentials: %w", err)
+		return nil, fmt.Errorf("gateway credentials: %w", err)
 	}
 	certFile, keyFile, caBundle, err := e.Cluster.GatewayServingCert()
 	if err != nil {
-		return fmt.Errorf("gateway serving cert: %w", err)
+		return nil, fmt.Errorf("gateway serving cert: %w", err)
 	}
 	port, err := cluster.FreePort()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	configFile := filepath.Join(e.Dir, "gateway-config.yaml")
-	if err := os.WriteFile(configFile, gatewayConfig(e.Resolution), 0o644); err != nil {
-		return err
+	g := &Gateway{Port: port, StoragePath: o.StoragePath, CABundle: caBundle, env: e}
+	if o.Config != nil {
+		g.ConfigFile = filepath.Join(e.Dir, o.Name+"-config.yaml")
+		if err := os.WriteFile(g.ConfigFile, o.Config, 0o644); err != nil {
+			return nil, err
+		}
 	}
-	g := &Gateway{Port: port, StoragePath: filepath.Join(e.Dir, "gateway-data"), CABundle: caBundle, ConfigFile: configFile, env: e}
 	g.fixed = []string{
 		"--kubeconfig", kubeconfig,
 		"--bind-address", "127.0.0.1", "--secure-port", fmt.Sprint(port),
 		"--tls-cert-file", certFile, "--tls-private-key-file", keyFile,
 		"--storage-path", g.StoragePath,
-		"--metric-resolution", e.Resolution.String(),
-		"--config", configFile,
+		"--metric-resolution", cmp.Or(o.Resolution, e.Resolution).String(),
 		"--kubelet-use-node-status-port",
 		"--kubelet-preferred-address-types", "InternalIP",
-		"--kubelet-certificate-authority", filepath.Join(e.Dir, "sim", "ca.crt"),
+		"--kubelet-certificate-authority", e.KubeletCA,
 		// As manifests/base: kubelets get tokens of the read-only
 		// ServiceAccount, which the simulated kubelets review with the
 		// API server as a kubelet in webhook mode does.
 		"--kubelet-service-account", KubeletServiceAccount,
-		"--v", "2",
+		"--v", fmt.Sprint(o.Verbosity),
 	}
-	g.proc = &Command{Name: "metrics-gateway", Path: e.GatewayBin, LogPath: filepath.Join(e.Dir, "metrics-gateway.log"), Detach: e.Detach, Args: g.args(), Cgroup: e.GatewayCgroup}
+	if g.ConfigFile != "" {
+		g.fixed = append(g.fixed, "--config", g.ConfigFile)
+	}
+	g.fixed = append(g.fixed, o.Args...)
+	g.proc = &Command{Name: o.Name, Path: cmp.Or(o.Bin, e.GatewayBin), LogPath: filepath.Join(e.Dir, o.Name+".log"), Detach: e.Detach, Args: g.args(), Cgroup: o.Cgroup}
+	return g, nil
+}
+
+// Command is how the gateway is started, for a caller that starts and
+// measures it itself (the benchmark).
+func (g *Gateway) Command() *Command { return g.proc }
+
+// startGateway starts the environment's gateway (as its ServiceAccount:
+// every scenario then shows manifests/base's RBAC is sufficient) and points
+// every APIService it serves at it.
+func (e *Env) startGateway(ctx context.Context) error {
+	g, err := e.NewGateway(ctx, GatewayOptions{
+		StoragePath: filepath.Join(e.Dir, "gateway-data"), Config: gatewayConfig(e.Resolution), Verbosity: 2, Cgroup: e.GatewayCgroup,
+	})
+	if err != nil {
+		return err
+	}
 	e.Gateway = g
 	start := time.Now()
 	if err := g.Start(ctx); err != nil {
@@ -101,7 +148,7 @@ func (e *Env) startGateway(ctx context.Context) error {
 	}
 	var names []string
 	for _, gv := range GatewayAPIs() {
-		if err := e.Cluster.RegisterAPIService(ctx, gv.Group, gv.Version, port, caBundle); err != nil {
+		if err := e.Cluster.RegisterAPIService(ctx, gv.Group, gv.Version, g.Port, g.CABundle); err != nil {
 			return err
 		}
 		names = append(names, gv.Version+"."+gv.Group)
@@ -111,7 +158,7 @@ func (e *Env) startGateway(ctx context.Context) error {
 			return err
 		}
 	}
-	e.progress("metrics-gateway serving on 127.0.0.1:%d, %s Available (%.1fs)", port, strings.Join(names, ", "), time.Since(start).Seconds())
+	e.progress("metrics-gateway serving on 127.0.0.1:%d, %s Available (%.1fs)", g.Port, strings.Join(names, ", "), time.Since(start).Seconds())
 	return nil
 }
 

@@ -8,9 +8,6 @@ import (
 	"strings"
 	"time"
 
-	authnv1 "k8s.io/api/authentication/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/metrics-gateway/metrics-gateway/test/cluster"
 )
 
@@ -42,13 +39,7 @@ type InstalledGateway struct {
 // scraped twice with the install's kubelet account's token. The caller
 // stops it.
 func (e *Env) StartInstalled(ctx context.Context, o InstalledGateway) (*Gateway, error) {
-	expiry := int64(time.Hour.Seconds())
-	tr, err := e.Client.CoreV1().ServiceAccounts(o.Namespace).CreateToken(ctx, o.ServiceAccount,
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("token of %s/%s: %w", o.Namespace, o.ServiceAccount, err)
-	}
-	kubeconfig, err := e.Cluster.TokenKubeconfig("system:serviceaccount:"+o.Namespace+":"+o.ServiceAccount, tr.Status.Token)
+	kubeconfig, err := e.serviceAccountKubeconfig(ctx, o.Namespace, o.ServiceAccount, time.Hour)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +69,7 @@ func (e *Env) StartInstalled(ctx context.Context, o InstalledGateway) (*Gateway,
 		"--cert-dir", filepath.Join(dir, "certs"),
 		"--storage-path", g.StoragePath,
 		"--config", configFile,
-		"--kubelet-certificate-authority", filepath.Join(e.Dir, "sim", "ca.crt"),
+		"--kubelet-certificate-authority", e.KubeletCA,
 		"--serving-cert-namespace", o.Namespace,
 		"--v", "2",
 	)

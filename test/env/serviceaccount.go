@@ -54,13 +54,19 @@ func (e *Env) gatewayServiceAccount(ctx context.Context) (kubeconfig string, err
 		return "", err
 	}
 	// Long enough for a demo left running; the e2e suite takes minutes.
-	expiry := int64((48 * time.Hour).Seconds())
-	tr, err := e.Client.CoreV1().ServiceAccounts(cluster.GatewayServiceNamespace).CreateToken(ctx, GatewayServiceAccount,
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
+	return e.serviceAccountKubeconfig(ctx, cluster.GatewayServiceNamespace, GatewayServiceAccount, 48*time.Hour)
+}
+
+// serviceAccountKubeconfig writes a kubeconfig with a token of ServiceAccount
+// ns/name valid for expiry (TokenRequest) and returns its path.
+func (e *Env) serviceAccountKubeconfig(ctx context.Context, ns, name string, expiry time.Duration) (string, error) {
+	seconds := int64(expiry.Seconds())
+	tr, err := e.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name,
+		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &seconds}}, metav1.CreateOptions{})
 	if err != nil {
-		return "", fmt.Errorf("token of %s/%s: %w", cluster.GatewayServiceNamespace, GatewayServiceAccount, err)
+		return "", fmt.Errorf("token of %s/%s: %w", ns, name, err)
 	}
-	return e.Cluster.TokenKubeconfig("system:serviceaccount:kube-system:"+GatewayServiceAccount, tr.Status.Token)
+	return e.Cluster.TokenKubeconfig("system:serviceaccount:"+ns+":"+name, tr.Status.Token)
 }
 
 // baseObjectsFile holds the objects of manifests/base the harness applied.
