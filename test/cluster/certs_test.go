@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/metrics-gateway/metrics-gateway/test/pki"
 )
 
 func readCert(t *testing.T, dir, name string) *x509.Certificate {
@@ -20,7 +22,7 @@ func readCert(t *testing.T, dir, name string) *x509.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := parseCertPEM(data)
+	cert, err := pki.ParseCertPEM(data)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
@@ -153,32 +155,5 @@ func TestServiceAccountKeyPair(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(dir, serviceAccountKeyName+".key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("sa.key mode = %v, %v; want 0600", fi.Mode().Perm(), err)
-	}
-}
-
-func TestLoadAuthorityRoundTrip(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := newAuthority("test-ca")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ca.write(dir, "x"); err != nil {
-		t.Fatal(err)
-	}
-	loaded, err := loadAuthority(dir, "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, _, err := loaded.issue(certSpec{cn: "metrics-gateway", client: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := parseCertPEM(certPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := x509.VerifyOptions{Roots: pool(ca.cert), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	if _, err := leaf.Verify(opts); err != nil {
-		t.Errorf("cert from reloaded CA does not verify against the original: %v", err)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/metrics-gateway/metrics-gateway/test/pki"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,16 +56,16 @@ func (c *Cluster) GatewayCredentials(name string) (kubeconfigPath string, err er
 	if name == "" {
 		name = DefaultGatewayUser
 	}
-	ca, err := loadAuthority(c.layout.pkiDir(), caName)
+	ca, err := pki.LoadCA(c.layout.pkiDir(), caName)
 	if err != nil {
 		return "", fmt.Errorf("load cluster CA: %w", err)
 	}
-	certPEM, keyPEM, err := ca.issue(certSpec{cn: name, client: true})
+	certPEM, keyPEM, err := issue(ca, pki.Leaf{CN: name, Client: true})
 	if err != nil {
 		return "", err
 	}
 	kubeconfigPath = c.layout.kubeconfig(strings.ReplaceAll(name, ":", "-"))
-	if err := writeKubeconfig(kubeconfigPath, c.Host, name, ca.certPEM, certPEM, keyPEM); err != nil {
+	if err := writeKubeconfig(kubeconfigPath, c.Host, name, ca.CertPEM, certPEM, keyPEM); err != nil {
 		return "", err
 	}
 	client, err := c.Client()
@@ -123,25 +125,25 @@ func applyGatewayRBAC(ctx context.Context, client kubernetes.Interface, user str
 // (what the aggregator verifies), its .cluster.local form, localhost and 127.0.0.1. It
 // returns the file paths under Dir/pki and the CA bundle to put in the APIService.
 func (c *Cluster) GatewayServingCert() (certFile, keyFile string, caBundle []byte, err error) {
-	ca, err := loadAuthority(c.layout.pkiDir(), caName)
+	ca, err := pki.LoadCA(c.layout.pkiDir(), caName)
 	if err != nil {
 		return "", "", nil, fmt.Errorf("load cluster CA: %w", err)
 	}
 	svc := GatewayServiceName + "." + GatewayServiceNamespace + ".svc"
-	certPEM, keyPEM, err := ca.issue(certSpec{
-		cn:     svc,
-		dns:    []string{svc, svc + ".cluster.local", "localhost"},
-		ips:    []net.IP{net.IPv4(127, 0, 0, 1)},
-		server: true,
+	certPEM, keyPEM, err := issue(ca, pki.Leaf{
+		CN:     svc,
+		DNS:    []string{svc, svc + ".cluster.local", "localhost"},
+		IPs:    []net.IP{net.IPv4(127, 0, 0, 1)},
+		Server: true,
 	})
 	if err != nil {
 		return "", "", nil, err
 	}
 	const name = "metrics-gateway-serving"
-	if err := writePair(c.layout.pkiDir(), name, certPEM, keyPEM); err != nil {
+	if err := pki.WritePair(c.layout.pkiDir(), name, certPEM, keyPEM); err != nil {
 		return "", "", nil, err
 	}
-	return c.layout.pki(name + ".crt"), c.layout.pki(name + ".key"), ca.certPEM, nil
+	return c.layout.pki(name + ".crt"), c.layout.pki(name + ".key"), ca.CertPEM, nil
 }
 
 // RegisterAPIService points <version>.<group> at a server listening on 127.0.0.1:port.
@@ -256,12 +258,12 @@ func (c *Cluster) waitDefaultServiceAccount(ctx context.Context, timeout time.Du
 // TokenKubeconfig writes a kubeconfig that authenticates with a bearer
 // token (a ServiceAccount's, from TokenRequest) and returns its path.
 func (c *Cluster) TokenKubeconfig(name, token string) (string, error) {
-	ca, err := loadAuthority(c.layout.pkiDir(), caName)
+	ca, err := pki.LoadCA(c.layout.pkiDir(), caName)
 	if err != nil {
 		return "", fmt.Errorf("load cluster CA: %w", err)
 	}
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: ca.certPEM}
+	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: ca.CertPEM}
 	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: token}
 	cfg.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: name}
 	cfg.CurrentContext = "local"
@@ -276,16 +278,16 @@ func (c *Cluster) TokenKubeconfig(name, token string) (string, error) {
 // cluster CA (which the simulated kubelets trust as their client CA), and
 // returns the paths of the certificate and key under Dir/pki.
 func (c *Cluster) ClientCertFiles(name string) (certFile, keyFile string, err error) {
-	ca, err := loadAuthority(c.layout.pkiDir(), caName)
+	ca, err := pki.LoadCA(c.layout.pkiDir(), caName)
 	if err != nil {
 		return "", "", fmt.Errorf("load cluster CA: %w", err)
 	}
-	certPEM, keyPEM, err := ca.issue(certSpec{cn: name, client: true})
+	certPEM, keyPEM, err := issue(ca, pki.Leaf{CN: name, Client: true})
 	if err != nil {
 		return "", "", err
 	}
 	leaf := strings.ReplaceAll(name, ":", "-")
-	if err := writePair(c.layout.pkiDir(), leaf, certPEM, keyPEM); err != nil {
+	if err := pki.WritePair(c.layout.pkiDir(), leaf, certPEM, keyPEM); err != nil {
 		return "", "", err
 	}
 	return c.layout.pki(leaf + ".crt"), c.layout.pki(leaf + ".key"), nil

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/metrics-gateway/metrics-gateway/test/pki"
+
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
@@ -47,24 +49,24 @@ var apiserverDNSNames = []string{
 func leafSpecs() []struct {
 	name       string
 	frontProxy bool
-	spec       certSpec
+	spec       pki.Leaf
 } {
 	loopback := []net.IP{net.IPv4(127, 0, 0, 1)}
 	return []struct {
 		name       string
 		frontProxy bool
-		spec       certSpec
+		spec       pki.Leaf
 	}{
-		{apiserverName, false, certSpec{cn: "kube-apiserver", dns: apiserverDNSNames,
-			ips: []net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP(firstServiceIP)}, server: true}},
-		{frontProxyClientName, true, certSpec{cn: "front-proxy-client", client: true}},
-		{adminName, false, certSpec{cn: "admin", orgs: []string{"system:masters"}, client: true}},
-		{kcmClientName, false, certSpec{cn: "system:kube-controller-manager", client: true}},
-		{schedulerClientName, false, certSpec{cn: "system:kube-scheduler", client: true}},
-		{kcmServingName, false, certSpec{cn: "kube-controller-manager", dns: []string{"localhost"},
-			ips: loopback, server: true}},
-		{schedulerServingName, false, certSpec{cn: "kube-scheduler", dns: []string{"localhost"},
-			ips: loopback, server: true}},
+		{apiserverName, false, pki.Leaf{CN: "kube-apiserver", DNS: apiserverDNSNames,
+			IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP(firstServiceIP)}, Server: true}},
+		{frontProxyClientName, true, pki.Leaf{CN: "front-proxy-client", Client: true}},
+		{adminName, false, pki.Leaf{CN: "admin", Orgs: []string{"system:masters"}, Client: true}},
+		{kcmClientName, false, pki.Leaf{CN: "system:kube-controller-manager", Client: true}},
+		{schedulerClientName, false, pki.Leaf{CN: "system:kube-scheduler", Client: true}},
+		{kcmServingName, false, pki.Leaf{CN: "kube-controller-manager", DNS: []string{"localhost"},
+			IPs: loopback, Server: true}},
+		{schedulerServingName, false, pki.Leaf{CN: "kube-scheduler", DNS: []string{"localhost"},
+			IPs: loopback, Server: true}},
 	}
 }
 
@@ -73,18 +75,18 @@ func generatePKI(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	ca, err := newAuthority("metrics-gateway-harness-ca")
+	ca, err := pki.NewCA("metrics-gateway-harness-ca", caValidity)
 	if err != nil {
 		return err
 	}
-	frontProxyCA, err := newAuthority("front-proxy-ca")
+	frontProxyCA, err := pki.NewCA("front-proxy-ca", caValidity)
 	if err != nil {
 		return err
 	}
-	if err := ca.write(dir, caName); err != nil {
+	if err := ca.Write(dir, caName); err != nil {
 		return err
 	}
-	if err := frontProxyCA.write(dir, frontProxyCAName); err != nil {
+	if err := frontProxyCA.Write(dir, frontProxyCAName); err != nil {
 		return err
 	}
 	for _, l := range leafSpecs() {
@@ -92,11 +94,11 @@ func generatePKI(dir string) error {
 		if l.frontProxy {
 			signer = frontProxyCA
 		}
-		certPEM, keyPEM, err := signer.issue(l.spec)
+		certPEM, keyPEM, err := issue(signer, l.spec)
 		if err != nil {
 			return err
 		}
-		if err := writePair(dir, l.name, certPEM, keyPEM); err != nil {
+		if err := pki.WritePair(dir, l.name, certPEM, keyPEM); err != nil {
 			return err
 		}
 	}

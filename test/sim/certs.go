@@ -1,19 +1,14 @@
 package sim
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/metrics-gateway/metrics-gateway/test/pki"
 )
 
 // File names written into the cert dir.
@@ -30,79 +25,32 @@ const certValidity = 7 * 24 * time.Hour
 // for every node IP and name (and localhost), writes the CA and the serving
 // certificate into dir and returns the serving pair. A fresh CA per run means a
 // gateway can only verify kubelets of the run whose ca.crt it was given.
-func GenerateCerts(dir string, nodes []NodeConfig, now time.Time) (tls.Certificate, error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+func GenerateCerts(dir string, nodes []NodeConfig) (tls.Certificate, error) {
+	ca, err := pki.NewCA("simkubelet-ca", certValidity)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("CA key: %w", err)
+		return tls.Certificate{}, err
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "simkubelet-ca"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(certValidity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("CA certificate: %w", err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("parse CA certificate: %w", err)
-	}
-
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("serving key: %w", err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "simkubelet", Organization: []string{"system:nodes"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(certValidity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+	leaf := pki.Leaf{
+		CN: "simkubelet", Orgs: []string{"system:nodes"}, Server: true, Validity: certValidity,
+		DNS: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")},
 	}
 	for _, n := range nodes {
-		tmpl.DNSNames = append(tmpl.DNSNames, n.Name)
-		tmpl.IPAddresses = append(tmpl.IPAddresses, net.IP(n.IP.AsSlice()))
+		leaf.DNS = append(leaf.DNS, n.Name)
+		leaf.IPs = append(leaf.IPs, net.IP(n.IP.AsSlice()))
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	certPEM, keyPEM, err := ca.Issue(leaf)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("serving certificate: %w", err)
+		return tls.Certificate{}, err
 	}
-
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return tls.Certificate{}, fmt.Errorf("create cert dir %s: %w", dir, err)
 	}
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	for name, b := range map[string][]byte{CAFile: caPEM, ServingCertFile: append(certPEM, caPEM...)} {
+	for name, b := range map[string][]byte{CAFile: ca.CertPEM, ServingCertFile: append(certPEM, ca.CertPEM...)} {
 		if err := writeFileAtomic(filepath.Join(dir, name), b, 0o644); err != nil {
 			return tls.Certificate{}, err
 		}
 	}
-	return tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: key, Leaf: mustParse(der)}, nil
-}
-
-func mustParse(der []byte) *x509.Certificate {
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		panic(fmt.Sprintf("parse certificate just created: %v", err))
-	}
-	return c
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		panic(fmt.Sprintf("crypto/rand: %v", err))
-	}
-	return n
+	return tls.X509KeyPair(append(certPEM, ca.CertPEM...), keyPEM)
 }
 
 // writeFileAtomic renames into place so a reader never sees half a file: the

@@ -2,14 +2,9 @@ package sim
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metrics-gateway/metrics-gateway/test/pki"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -233,7 +229,7 @@ func TestModes(t *testing.T) {
 func TestServeKubeletsTLS(t *testing.T) {
 	s, _ := newTestSim(t)
 	dir := t.TempDir()
-	cert, err := GenerateCerts(dir, []NodeConfig{{Name: "node-a", IP: testNodeIP}}, time.Now())
+	cert, err := GenerateCerts(dir, []NodeConfig{{Name: "node-a", IP: testNodeIP}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,19 +264,24 @@ func TestServeKubeletsTLS(t *testing.T) {
 // authenticates without a token, as a kubelet's --client-ca-file allows.
 func TestServeKubeletsClientCert(t *testing.T) {
 	s, _ := newTestSim(t)
-	cert, err := GenerateCerts(t.TempDir(), []NodeConfig{{Name: "node-a", IP: testNodeIP}}, time.Now())
+	cert, err := GenerateCerts(t.TempDir(), []NodeConfig{{Name: "node-a", IP: testNodeIP}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "client-ca"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	ca, _ := x509.ParseCertificate(caDER)
-	clientKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	clientTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "metrics-gateway"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
-	clientDER, _ := x509.CreateCertificate(rand.Reader, clientTmpl, ca, &clientKey.PublicKey, caKey)
+	ca, err := pki.NewCA("client-ca", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientPEM, clientKeyPEM, err := ca.Issue(pki.Leaf{CN: "metrics-gateway", Client: true, Validity: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCert, err := tls.X509KeyPair(clientPEM, clientKeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
 	pool := x509.NewCertPool()
-	pool.AddCert(ca)
+	pool.AddCert(ca.Cert)
 	port := freePort(t, testNodeIP)
 	if err := s.ServeKubelets(port, cert, testToken, pool); err != nil {
 		t.Fatal(err)
@@ -288,7 +289,7 @@ func TestServeKubeletsClientCert(t *testing.T) {
 	url := "https://" + net.JoinHostPort(testNodeIP.String(), strconv.Itoa(port)) + "/healthz"
 	withCert := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
 		InsecureSkipVerify: true, //nolint:gosec // the serving cert is checked in TestServeKubeletsTLS
-		Certificates:       []tls.Certificate{{Certificate: [][]byte{clientDER}, PrivateKey: clientKey}},
+		Certificates:       []tls.Certificate{clientCert},
 	}}}
 	if code, body := get(t, withCert, url, ""); code != http.StatusOK {
 		t.Errorf("client cert: %d %s", code, body)

@@ -62,7 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cert, err := sim.GenerateCerts(cfg.certDir, cfg.nodeConfigs, time.Now())
+	cert, err := sim.GenerateCerts(cfg.certDir, cfg.nodeConfigs)
 	if err != nil {
 		return err
 	}
