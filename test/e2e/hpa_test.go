@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metrics-gateway/metrics-gateway/test/env"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -120,15 +121,7 @@ func currentMetrics(h *autoscalingv2.HorizontalPodAutoscaler) string {
 // least and most replicas on one metric.
 func createHPA(ctx context.Context, t *testing.T, d deployment, least, most int32, metric autoscalingv2.MetricSpec) {
 	t.Helper()
-	hpa := &autoscalingv2.HorizontalPodAutoscaler{
-		ObjectMeta: metav1.ObjectMeta{Name: d.name, Namespace: d.ns},
-		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
-			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: d.name},
-			MinReplicas:    ptr.To(least),
-			MaxReplicas:    most,
-			Metrics:        []autoscalingv2.MetricSpec{metric},
-		},
-	}
+	hpa := env.HPA(d.ns, d.name, least, most, metric)
 	// One an earlier scenario made is kept (see deployment.create).
 	if _, err := e.Client.AutoscalingV2().HorizontalPodAutoscalers(d.ns).Create(ctx, hpa, metav1.CreateOptions{}); err != nil && !isAlreadyExists(err) {
 		t.Fatal(err)

@@ -122,15 +122,7 @@ func startWorkload(ctx context.Context, t *testing.T, e *env.Env) normalWorkload
 
 func createHPA(ctx context.Context, t *testing.T, e *env.Env, w workload, least, most int32, metric autoscalingv2.MetricSpec) {
 	t.Helper()
-	hpa := &autoscalingv2.HorizontalPodAutoscaler{
-		ObjectMeta: metav1.ObjectMeta{Name: w.name, Namespace: w.ns},
-		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
-			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: w.name},
-			MinReplicas:    ptr.To(least),
-			MaxReplicas:    most,
-			Metrics:        []autoscalingv2.MetricSpec{metric},
-		},
-	}
+	hpa := env.HPA(w.ns, w.name, least, most, metric)
 	if _, err := e.Client.AutoscalingV2().HorizontalPodAutoscalers(w.ns).Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
