@@ -108,7 +108,8 @@ func Up(ctx context.Context, dir, binDir string, scale Scale, out io.Writer) (w 
 		Controllers: []string{"serviceaccount-controller", "namespace-controller"},
 		NoGateway:   true, Stdout: io.Discard,
 		BeforeSims: func(ctx context.Context, e *env.Env) error {
-			w.progress("control plane up")
+			w.progress("control plane up in %s", time.Since(start).Round(time.Second))
+			start = time.Now()
 			if err := w.connect(e.Cluster); err != nil {
 				return err
 			}
