@@ -82,9 +82,9 @@ func renderAndCheck(t *testing.T, dir string) *rendering {
 }
 
 var (
-	allAPIServices    = []string{"v1beta1.custom.metrics.k8s.io", "v1beta1.external.metrics.k8s.io", "v1beta1.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io"}
+	allAPIServices    = []string{"v1.metrics.k8s.io", "v1beta1.custom.metrics.k8s.io", "v1beta1.external.metrics.k8s.io", "v1beta1.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io"}
 	customAPIServices = []string{"v1beta1.custom.metrics.k8s.io", "v1beta1.external.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io"}
-	baseKinds         = map[string]int{"APIService": 4, "ClusterRole": 6, "ClusterRoleBinding": 5, "ConfigMap": 1, "Deployment": 1, "Role": 2, "RoleBinding": 3, "Secret": 1, "Service": 1, "ServiceAccount": 2}
+	baseKinds         = map[string]int{"APIService": 5, "ClusterRole": 6, "ClusterRoleBinding": 5, "ConfigMap": 1, "Deployment": 1, "Role": 2, "RoleBinding": 3, "Secret": 1, "Service": 1, "ServiceAccount": 2}
 )
 
 // with returns baseKinds changed by delta.
@@ -146,7 +146,7 @@ func TestOverlays(t *testing.T) {
 				t.Errorf("strategy %+v: want Recreate (one ReadWriteOnce volume)", d.Spec.Strategy)
 			}
 		}},
-		{"overlays/resource-metrics-only", []string{"v1beta1.metrics.k8s.io"}, with(map[string]int{"APIService": -3, "ClusterRole": -1, "ClusterRoleBinding": -1}), func(t *testing.T, r *rendering, d *appsv1.Deployment) {
+		{"overlays/resource-metrics-only", []string{"v1.metrics.k8s.io", "v1beta1.metrics.k8s.io"}, with(map[string]int{"APIService": -3, "ClusterRole": -1, "ClusterRoleBinding": -1}), func(t *testing.T, r *rendering, d *appsv1.Deployment) {
 			wantPodsJob(t, r, d, false)
 			var granted []string
 			for _, rule := range r.clusterRoles["system:metrics-gateway"].Rules {
@@ -164,7 +164,7 @@ func TestOverlays(t *testing.T) {
 				t.Error("the custom metrics reader is left")
 			}
 		}},
-		{"overlays/custom-only", customAPIServices, with(map[string]int{"APIService": -1, "ClusterRole": -1}), func(t *testing.T, r *rendering, d *appsv1.Deployment) {
+		{"overlays/custom-only", customAPIServices, with(map[string]int{"APIService": -2, "ClusterRole": -1}), func(t *testing.T, r *rendering, d *appsv1.Deployment) {
 			wantPodsJob(t, r, d, true)
 			if r.clusterRoles["system:metrics-gateway:aggregated-metrics-reader"] != nil {
 				t.Error("the metrics.k8s.io reader is left beside metrics-server's")

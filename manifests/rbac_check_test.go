@@ -304,8 +304,10 @@ func checkServingCert(r *rendering, d *appsv1.Deployment, o *server.Options) []e
 	return errs
 }
 
-// wantPriorities are metrics-server's and prometheus-adapter's.
+// wantPriorities are metrics-server's and prometheus-adapter's; v1 of
+// metrics.k8s.io, which metrics-server does not serve, comes before v1beta1.
 var wantPriorities = map[string][2]int32{
+	"v1.metrics.k8s.io":               {100, 200},
 	"v1beta1.metrics.k8s.io":          {100, 100},
 	"v1beta1.custom.metrics.k8s.io":   {100, 100},
 	"v1beta2.custom.metrics.k8s.io":   {100, 200},

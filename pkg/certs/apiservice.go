@@ -17,6 +17,7 @@ import (
 // DefaultAPIServiceNames are the gateway's APIServices, as manifests/base
 // registers them.
 var DefaultAPIServiceNames = []string{
+	"v1.metrics.k8s.io",
 	"v1beta1.metrics.k8s.io",
 	"v1beta1.custom.metrics.k8s.io",
 	"v1beta2.custom.metrics.k8s.io",

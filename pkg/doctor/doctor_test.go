@@ -3,6 +3,7 @@ package doctor
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -120,6 +121,7 @@ func TestRun(t *testing.T) {
 		{name: "healthy", break_: func(*cluster) {}, wantIn: []string{
 			"PASS requestheader-client-ca\n",
 			"PASS requestheader-allowed-names: [front-proxy-client]",
+			"PASS apiservice v1.metrics.k8s.io\n",
 			"PASS apiservice v1beta1.metrics.k8s.io\n",
 			"PASS api-group-owner\n",
 			"PASS rbac get nodes/metrics\n",
@@ -151,7 +153,9 @@ func TestRun(t *testing.T) {
 			"FAIL requestheader-allowed-names: APIService v1beta1.metrics.k8s.io reports",
 			"FAIL apiservice v1beta1.metrics.k8s.io: the gateway rejected kube-apiserver's proxied request",
 		}, wantIn: []string{"must be one of [front-proxy-client]"}},
-		{name: "missing APIService", break_: func(c *cluster) { c.apiServices = c.apiServices[1:] },
+		{name: "missing APIService", break_: func(c *cluster) {
+			c.apiServices = slices.DeleteFunc(c.apiServices, func(a *unstructured.Unstructured) bool { return a.GetName() == "v1beta1.metrics.k8s.io" })
+		},
 			wantFail: []string{"FAIL apiservice v1beta1.metrics.k8s.io: it does not exist"}},
 		{name: "owned by metrics-server", break_: func(c *cluster) {
 			c.set("v1beta1.metrics.k8s.io", apiServiceObj("v1beta1.metrics.k8s.io", "kube-system", "metrics-server", "True", "Passed", "all checks passed"))

@@ -57,14 +57,24 @@ type InstallOptions struct {
 	Now func() time.Time
 }
 
-// Install serves metrics.k8s.io v1beta1 on s.
+// Versions are the versions of metrics.k8s.io served, preferred first: v1
+// (GA in Kubernetes 1.37, which kubectl top prefers) and v1beta1 (which the
+// HPA controller reads), both answered by the same storage and getter.
+var Versions = []string{"v1", "v1beta1"}
+
+// Install serves metrics.k8s.io v1 and v1beta1 on s.
 func Install(s *genericapiserver.GenericAPIServer, o InstallOptions) error {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	pods := &podStorage{groupResource: metrics.Resource("podmetrics"), o: o}
 	nodes := &nodeStorage{groupResource: metrics.Resource("nodemetrics"), o: o}
+	// metrics-server's api.Build installs every version of k8s.io/metrics
+	// into its scheme (v1 preferred) but maps storage for v1beta1 only.
 	info := api.Build(pods, nodes)
+	for _, v := range Versions {
+		info.VersionedResourcesStorageMap[v] = info.VersionedResourcesStorageMap["v1beta1"]
+	}
 	return s.InstallAPIGroup(&info)
 }
 

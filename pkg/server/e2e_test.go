@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -75,13 +76,43 @@ func TestGatewayServesKubeletFixtures(t *testing.T) {
 
 	t.Run("golden answers", func(t *testing.T) {
 		g.goldenAnswers(t, base, map[string]string{
-			"metrics.k8s.io-discovery":   "/apis/metrics.k8s.io/v1beta1",
-			"metrics.k8s.io-pods":        "/apis/metrics.k8s.io/v1beta1/pods",
-			"metrics.k8s.io-nodes":       "/apis/metrics.k8s.io/v1beta1/nodes",
-			"metrics.k8s.io-pod-web-1":   "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/web-1",
-			"metrics.k8s.io-pods-select": "/apis/metrics.k8s.io/v1beta1/namespaces/kube-system/pods?labelSelector=app%3Ddns",
-			"metrics.k8s.io-not-found":   "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/no-such-pod",
+			"metrics.k8s.io-discovery":    "/apis/metrics.k8s.io/v1beta1",
+			"metrics.k8s.io-pods":         "/apis/metrics.k8s.io/v1beta1/pods",
+			"metrics.k8s.io-nodes":        "/apis/metrics.k8s.io/v1beta1/nodes",
+			"metrics.k8s.io-pod-web-1":    "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/web-1",
+			"metrics.k8s.io-pods-select":  "/apis/metrics.k8s.io/v1beta1/namespaces/kube-system/pods?labelSelector=app%3Ddns",
+			"metrics.k8s.io-not-found":    "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/no-such-pod",
+			"metrics.k8s.io-group":        "/apis/metrics.k8s.io",
+			"metrics.k8s.io-v1-discovery": "/apis/metrics.k8s.io/v1",
+			"metrics.k8s.io-v1-pods":      "/apis/metrics.k8s.io/v1/pods",
 		}, http.StatusNotFound)
+	})
+
+	// kubectl 1.37 top reads v1, the HPA controller v1beta1: the same
+	// answer under either version, field for field.
+	t.Run("v1 and v1beta1 answer alike", func(t *testing.T) {
+		for _, path := range []string{"/pods", "/nodes", "/namespaces/default/pods/web-1", "/namespaces/kube-system/pods?labelSelector=app%3Ddns"} {
+			code1, v1 := g.get(t, "/apis/metrics.k8s.io/v1"+path, "application/json")
+			codeBeta, beta := g.get(t, "/apis/metrics.k8s.io/v1beta1"+path, "application/json")
+			if code1 != http.StatusOK || codeBeta != http.StatusOK {
+				t.Fatalf("%s: v1 %d %s, v1beta1 %d %s", path, code1, v1, codeBeta, beta)
+			}
+			asBeta := bytes.ReplaceAll(v1, []byte(`"apiVersion":"metrics.k8s.io/v1"`), []byte(`"apiVersion":"metrics.k8s.io/v1beta1"`))
+			if !bytes.Equal(asBeta, beta) {
+				t.Errorf("%s: v1 answered\n%s\nv1beta1\n%s", path, v1, beta)
+			}
+		}
+		if _, err := g.client.MetricsV1().PodMetricses("default").Get(ctx, "web-1", metav1.GetOptions{}); err != nil {
+			t.Errorf("client-go's metrics v1 client: %v", err)
+		}
+		// The OpenAPI document of v1 (kubectl explain, server-side apply
+		// tooling) has its own models, not v1beta1's.
+		code, doc := g.get(t, "/openapi/v3/apis/metrics.k8s.io/v1", "application/json")
+		if code != http.StatusOK || !bytes.Contains(doc, []byte(`"io.k8s.metrics.pkg.apis.metrics.v1.PodMetrics"`)) ||
+			!bytes.Contains(doc, []byte(`"$ref":"#/components/schemas/io.k8s.metrics.pkg.apis.metrics.v1.ContainerMetrics"`)) ||
+			bytes.Contains(doc, []byte("metrics.v1beta1.")) {
+			t.Errorf("/openapi/v3/apis/metrics.k8s.io/v1: %d\n%.2000s", code, doc)
+		}
 	})
 
 	t.Run("list nodes", func(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"k8s.io/component-base/logs"
 	logsapi "k8s.io/component-base/logs/api/v1"
 	openapicommon "k8s.io/kube-openapi/pkg/common"
+	"k8s.io/kube-openapi/pkg/validation/spec"
 	cmapiserver "sigs.k8s.io/custom-metrics-apiserver/pkg/apiserver"
 	cmopenapicore "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/core"
 	cmopenapicustom "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/custommetrics"
@@ -435,6 +436,7 @@ func (o *Options) apiserverConfig() (*genericapiserver.Config, error) {
 func openAPIDefinitions() (openapicommon.GetOpenAPIDefinitions, *openapinamer.DefinitionNamer) {
 	getters := []openapicommon.GetOpenAPIDefinitions{
 		generatedopenapi.GetOpenAPIDefinitions,
+		metricsV1Definitions,
 		cmopenapicore.GetOpenAPIDefinitions,
 		cmopenapicustom.GetOpenAPIDefinitions,
 		cmopenapiexternal.GetOpenAPIDefinitions,
@@ -449,6 +451,33 @@ func openAPIDefinitions() (openapicommon.GetOpenAPIDefinitions, *openapinamer.De
 		return out
 	}
 	return defs, openapinamer.NewDefinitionNamer(api.Scheme, cmapiserver.Scheme)
+}
+
+// metricsV1Definitions are the OpenAPI definitions of metrics.k8s.io/v1,
+// which metrics-server's generated ones (v1beta1 only) lack. k8s.io/metrics
+// generates v1 from the same types under another version, so each is the
+// v1beta1 definition with its name and every reference moved to v1.
+func metricsV1Definitions(ref openapicommon.ReferenceCallback) map[string]openapicommon.OpenAPIDefinition {
+	const beta, ga = "io.k8s.metrics.pkg.apis.metrics.v1beta1.", "io.k8s.metrics.pkg.apis.metrics.v1."
+	moved := func(name string) string {
+		if rest, ok := strings.CutPrefix(name, beta); ok {
+			return ga + rest
+		}
+		return name
+	}
+	out := map[string]openapicommon.OpenAPIDefinition{}
+	for name, def := range generatedopenapi.GetOpenAPIDefinitions(func(name string) spec.Ref { return ref(moved(name)) }) {
+		if !strings.HasPrefix(name, beta) {
+			continue
+		}
+		deps := make([]string, len(def.Dependencies))
+		for i, d := range def.Dependencies {
+			deps[i] = moved(d)
+		}
+		def.Dependencies = deps
+		out[moved(name)] = def
+	}
+	return out
 }
 
 // checkLoopback accepts host:port only on a loopback address.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +34,9 @@ func testHPAScalesOnCPU(t *testing.T) {
 	)
 	d := deployment{ns: "e2e-hpa", name: "podinfo", replicas: 2, containers: []string{"app"}, cpuRequest: "100m", cpuBase: base, cpuPerRequest: perRequest, memory: 64 << 20}
 	d.create(ctx, t)
+	// kubectl top reads v1 (testTopReadsV1) and nothing else here reads pod
+	// metrics: v1beta1 pod lists from now on are the HPA controller's.
+	betaBefore := podMetricsRequests(ctx, t, "v1beta1")
 	createHPA(ctx, t, d, 2, 10, autoscalingv2.MetricSpec{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
 		Name: corev1.ResourceCPU, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](50)},
 	}})
@@ -46,6 +51,9 @@ func testHPAScalesOnCPU(t *testing.T) {
 		}
 		return nil
 	})
+	if after := podMetricsRequests(ctx, t, "v1beta1"); after <= betaBefore {
+		t.Errorf("the HPA read cpu utilization, but the gateway served no v1beta1 pod metrics meanwhile (%v before, %v after)", betaBefore, after)
+	}
 
 	// The load is chosen so that the HPA's answer is robust to measurement
 	// noise: from 2 replicas the ratio is 1.7 (→ 4), at 4 it is 0.9, inside
@@ -115,6 +123,28 @@ func currentMetrics(h *autoscalingv2.HorizontalPodAutoscaler) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+var requestsLine = regexp.MustCompile(`(?m)^apiserver_request_total\{([^}]*)\} (\S+)$`)
+
+// podMetricsRequests is how many requests for metrics.k8s.io pods of
+// version the gateway has answered (apiserver_request_total, every verb and
+// code).
+func podMetricsRequests(ctx context.Context, t *testing.T, version string) float64 {
+	t.Helper()
+	code, body, err := e.Gateway.Get(ctx, "/metrics")
+	if err != nil || code != 200 {
+		t.Fatalf("gateway /metrics: %d %v", code, err)
+	}
+	var n float64
+	for _, m := range requestsLine.FindAllStringSubmatch(body, -1) {
+		labels := m[1]
+		if strings.Contains(labels, `group="metrics.k8s.io"`) && strings.Contains(labels, `resource="pods"`) && strings.Contains(labels, `version="`+version+`"`) {
+			v, _ := strconv.ParseFloat(m[2], 64)
+			n += v
+		}
+	}
+	return n
 }
 
 // createHPA makes an autoscaling/v2 HPA named after d, scaling it between

@@ -92,6 +92,7 @@ func TestEndToEnd(t *testing.T) {
 	}{
 		{"kubectl top matches the simulation", testKubectlTop},
 		{"raw metrics.k8s.io API", testRawResourceAPI},
+		{"kubectl top reads metrics.k8s.io v1", testTopReadsV1},
 		{"kubelets receive a read-only token", testKubeletLeastPrivilege},
 		{"manifests: every overlay passes a server-side dry run", testManifestsDryRun},
 		{"HPA scales on cpu", testHPAScalesOnCPU},

@@ -106,6 +106,41 @@ func compare(what, cpu, mem string, wantCPU, wantMem float64) error {
 	return nil
 }
 
+// testTopReadsV1: kubectl 1.37 top reads metrics.k8s.io/v1 when it is
+// served (its request log names the path), and v1 answers what v1beta1,
+// which the HPA controller reads, answers: the same pods, windows,
+// timestamps and usage, through the aggregator.
+func testTopReadsV1(t *testing.T) {
+	logsOnFailure(t)
+	ctx := context.Background()
+	ensureTopWorkloads(ctx, t)
+	out, err := e.Kubectl(ctx, "top", "pods", "-n", "e2e-top", "-v=6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "/apis/metrics.k8s.io/v1/namespaces/e2e-top/pods") || strings.Contains(out, "/apis/metrics.k8s.io/v1beta1/") {
+		t.Errorf("kubectl top did not read metrics.k8s.io/v1 alone:\n%s", out)
+	}
+	for _, path := range []string{"/namespaces/e2e-top/pods", "/nodes"} {
+		eventually(t, 60*time.Second, "v1 and v1beta1 answer alike for "+path, func() error {
+			// A scrape can land between the two reads: then the next try.
+			v1, err := e.Kubectl(ctx, "get", "--raw", "/apis/metrics.k8s.io/v1"+path)
+			if err != nil {
+				return err
+			}
+			beta, err := e.Kubectl(ctx, "get", "--raw", "/apis/metrics.k8s.io/v1beta1"+path)
+			if err != nil {
+				return err
+			}
+			asBeta := strings.ReplaceAll(v1, `"apiVersion":"metrics.k8s.io/v1"`, `"apiVersion":"metrics.k8s.io/v1beta1"`)
+			if asBeta != beta || !strings.Contains(v1, `"usage"`) {
+				return fmt.Errorf("v1 answered\n%s\nv1beta1\n%s", v1, beta)
+			}
+			return nil
+		})
+	}
+}
+
 // testRawResourceAPI reads metrics.k8s.io through the aggregator as kubectl
 // get --raw does, including selectors and a missing pod.
 func testRawResourceAPI(t *testing.T) {

@@ -24,6 +24,7 @@ import (
 // certificate, each registered as an APIService behind the aggregator.
 func GatewayAPIs() []schema.GroupVersion {
 	return []schema.GroupVersion{
+		{Group: "metrics.k8s.io", Version: "v1"},
 		{Group: "metrics.k8s.io", Version: "v1beta1"},
 		{Group: "custom.metrics.k8s.io", Version: "v1beta1"},
 		{Group: "custom.metrics.k8s.io", Version: "v1beta2"},

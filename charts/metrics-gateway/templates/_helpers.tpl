@@ -56,6 +56,7 @@ app.kubernetes.io/name: {{ include "metrics-gateway.fullname" . }}
 
 {{/* The APIServices the gateway serves, as group/version. */}}
 {{- define "metrics-gateway.apiServices" -}}
+- v1.metrics.k8s.io
 - v1beta1.metrics.k8s.io
 - v1beta1.custom.metrics.k8s.io
 - v1beta2.custom.metrics.k8s.io
