@@ -30,6 +30,8 @@ var SelfMetrics = []string{
 	"apiserver_request_total",
 	"apiserver_request_duration_seconds_(bucket|sum|count)",
 	"process_resident_memory_bytes",
+	// HorizontalPodAutoscalers (pkg/autoscaling), kube-state-metrics' names.
+	"kube_horizontalpodautoscaler_.+",
 	"process_cpu_seconds_total",
 	"go_goroutines",
 }

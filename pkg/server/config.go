@@ -29,6 +29,7 @@ import (
 	"k8s.io/klog/v2"
 	cmapiserver "sigs.k8s.io/custom-metrics-apiserver/pkg/apiserver"
 
+	"github.com/metrics-gateway/metrics-gateway/pkg/autoscaling"
 	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom"
 	"github.com/metrics-gateway/metrics-gateway/pkg/pods"
@@ -56,6 +57,9 @@ type Config struct {
 	// PodMaxBytesInFlight bounds the bytes read from annotated pods whose
 	// scrape is not stored yet; 0 for no bound.
 	PodMaxBytesInFlight int64
+	// RecordAutoscalers exports every HorizontalPodAutoscaler for the self
+	// job to store (pkg/autoscaling).
+	RecordAutoscalers bool
 	// CertManager keeps the self-managed serving certificate fresh; nil
 	// when the certificate is given or self-signed.
 	CertManager *certs.Manager
@@ -193,6 +197,12 @@ func (c *Config) buildScraping(s *Server, reg *prometheus.Registry, logger *slog
 	// selectors and the annotated-pod job's discovery.
 	s.podInformer = pods.NewInformer(client)
 	s.informersSynced = []func() bool{nodes.HasSynced, s.podInformer.HasSynced}
+	if c.RecordAutoscalers {
+		// Not a readiness condition: HPAs only feed the history.
+		hpas := s.nodeInformers.Autoscaling().V2().HorizontalPodAutoscalers()
+		hpas.Informer()
+		reg.MustRegister(autoscaling.Collector{HPAs: hpas.Lister()})
+	}
 	gcHeadroom.count(func(countNodes bool) int {
 		if countNodes {
 			return len(nodes.GetStore().ListKeys())

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,7 +38,8 @@ type fakeAPIServer struct {
 	rv       int
 	nodes    map[string]corev1.Node
 	pods     map[string]corev1.Pod
-	watchers map[string][]chan []byte // by view: nodes, pods, podmeta
+	hpas     map[string]autoscalingv2.HorizontalPodAutoscaler
+	watchers map[string][]chan []byte // by view: nodes, pods, podmeta, hpas
 	reviews  []authzv1.SubjectAccessReviewSpec
 	// Objects of the self-managed serving certificate.
 	secrets      map[string]corev1.Secret // by namespace/name
@@ -126,6 +128,24 @@ func (f *fakeAPIServer) deletePod(ns, name string) {
 	f.notifyPod("DELETED", p)
 }
 
+// addHPA adds or replaces a HorizontalPodAutoscaler.
+func (f *fakeAPIServer) addHPA(h autoscalingv2.HorizontalPodAutoscaler) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.hpas == nil {
+		f.hpas = map[string]autoscalingv2.HorizontalPodAutoscaler{}
+	}
+	f.rv++
+	h.TypeMeta = metav1.TypeMeta{Kind: "HorizontalPodAutoscaler", APIVersion: "autoscaling/v2"}
+	h.ResourceVersion = strconv.Itoa(f.rv)
+	typ := "ADDED"
+	if _, ok := f.hpas[h.Namespace+"/"+h.Name]; ok {
+		typ = "MODIFIED"
+	}
+	f.hpas[h.Namespace+"/"+h.Name] = h
+	f.notify("hpas", typ, h)
+}
+
 func podMeta(p corev1.Pod) metav1.PartialObjectMetadata {
 	return metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"}, ObjectMeta: p.ObjectMeta}
 }
@@ -161,6 +181,8 @@ func (f *fakeAPIServer) serve(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/api/v1/nodes":
 		view = "nodes"
+	case "/apis/autoscaling/v2/horizontalpodautoscalers":
+		view = "hpas"
 	case "/api/v1/pods":
 		view = "pods"
 		if strings.Contains(r.Header.Get("Accept"), "as=PartialObjectMetadata") {
@@ -227,6 +249,11 @@ func (f *fakeAPIServer) list(view string) (kind, apiVersion string, items []any)
 			items = append(items, p)
 		}
 		return "Pod", "v1", items
+	case "hpas":
+		for _, h := range f.hpas {
+			items = append(items, h)
+		}
+		return "HorizontalPodAutoscaler", "autoscaling/v2", items
 	default:
 		for _, p := range f.pods {
 			items = append(items, podMeta(p))

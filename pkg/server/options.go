@@ -66,7 +66,9 @@ type Options struct {
 	PodScrapeMaxBytesInFlight string
 	ServingCert               ServingCertOptions
 	Memory                    MemoryOptions
-	ShowVersion               bool
+	// RecordAutoscalers records every HorizontalPodAutoscaler each round.
+	RecordAutoscalers bool
+	ShowVersion       bool
 	// flags are those Flags returned, to tell a value given from a default.
 	flags cliflag.NamedFlagSets
 	// files are the --config and --adapter-config files as Validate read
@@ -115,6 +117,7 @@ func NewOptions() *Options {
 		PodScrapeMaxBytesInFlight: "32MiB",
 		ServingCert:               defaultServingCertOptions(),
 		Memory:                    defaultMemoryOptions(),
+		RecordAutoscalers:         true,
 	}
 
 	// An unprivileged port, as metrics-server's manifests use.
@@ -138,6 +141,7 @@ func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
 	g.IntVar(&o.QueryMaxSamples, "query-max-samples", o.QueryMaxSamples, "Maximum samples one PromQL evaluation may load into memory.")
 	g.StringVar(&o.PodScrapeMaxBytesInFlight, podBytesFlag, o.PodScrapeMaxBytesInFlight, "Most bytes read from annotated pods and held until their scrapes are stored, all pods together, e.g. 10MiB; at least pods.limits.bodySizeLimit. A pod scrape that finds no room waits, and fails at its timeout like any failed scrape (counted, logged); kubelet and other jobs' scrapes are never held. Pods are asked for uncompressed bodies; one that compresses anyway counts at its body size limit. Three bytes of memory budget per byte. When not given, lowered to fit a smaller memory limit, never below pods.limits.bodySizeLimit. 0 for no bound; 0 is required by a scrape job whose static targets or relabeling set __unix_socket__ (the bound dials every scrape itself, Prometheus' socket dialer included), and the gateway refuses to start otherwise.")
 	g.IntVar(&o.QueryMaxConcurrency, "query-max-concurrency", o.QueryMaxConcurrency, "Maximum PromQL evaluations of the metrics APIs (metrics.k8s.io, custom and external metrics) at once; further requests wait for a slot until their deadline. The query API has its own bound, so dashboards cannot starve autoscalers.")
+	g.BoolVar(&o.RecordAutoscalers, "record-autoscalers", o.RecordAutoscalers, "Record every HorizontalPodAutoscaler's replicas, limits, metrics and targets each round, as kube-state-metrics' kube_horizontalpodautoscaler_* series in the gateway's own job (docs/autoscaling.md). Needs list and watch on horizontalpodautoscalers.autoscaling; false where the ClusterRole lacks them.")
 	g.BoolVar(&o.ShowVersion, "version", false, "Show version and exit.")
 
 	q := fs.FlagSet("query API")
@@ -373,6 +377,7 @@ func (o *Options) Config() (*Config, error) {
 		},
 		QueryAPI:            o.QueryAPI,
 		PodMaxBytesInFlight: sizes.podBytesInFlight,
+		RecordAutoscalers:   o.RecordAutoscalers,
 		CertManager:         certManager,
 		Logger:              o.Logger,
 	}, nil

@@ -19,6 +19,10 @@ import (
 	promapi "github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 // promClient is the Prometheus Go client, as Grafana and client_golang
@@ -271,6 +275,47 @@ func TestGatewayServesPrometheusAPI(t *testing.T) {
 		var cfg struct{ Data struct{ YAML string } }
 		if err := json.Unmarshal(body, &cfg); err != nil || code != http.StatusOK || !strings.Contains(cfg.Data.YAML, "credentials: <secret>") || strings.Contains(cfg.Data.YAML, "test-token") {
 			t.Errorf("status/config must mask the kubelet token: %d %s", code, body)
+		}
+	})
+
+	// The gateway's own job stores every HPA each round (pkg/autoscaling):
+	// a change of the HPA's status is a new sample of the same series.
+	t.Run("HorizontalPodAutoscalers recorded", func(t *testing.T) {
+		hpa := autoscalingv2.HorizontalPodAutoscaler{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
+			Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+				ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"},
+				MaxReplicas:    10,
+				Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.PodsMetricSourceType, Pods: &autoscalingv2.PodsMetricSource{
+					Metric: autoscalingv2.MetricIdentifier{Name: "http_requests"},
+					Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: ptr.To(resource.MustParse("10"))}}}},
+			},
+			Status: autoscalingv2.HorizontalPodAutoscalerStatus{CurrentReplicas: 2, DesiredReplicas: 3},
+		}
+		g.api.addHPA(hpa)
+		desired := func(want float64) func() error {
+			return func() error {
+				v, _, _, err := api.Query(ctx, `kube_horizontalpodautoscaler_status_desired_replicas{job="metrics-gateway",namespace="default",horizontalpodautoscaler="web"}`, time.Now())
+				if err != nil {
+					return err
+				}
+				if vec := v.(model.Vector); len(vec) != 1 || float64(vec[0].Value) != want {
+					return fmt.Errorf("desired replicas %v, want %v", vec, want)
+				}
+				return nil
+			}
+		}
+		eventually(t, 15*time.Second, "desired replicas 3 stored", desired(3))
+		hpa.Status.CurrentReplicas, hpa.Status.DesiredReplicas = 3, 4
+		g.api.addHPA(hpa)
+		eventually(t, 15*time.Second, "desired replicas 4 stored", desired(4))
+		v, _, _, err := api.Query(ctx, `max_over_time(kube_horizontalpodautoscaler_spec_target_metric{horizontalpodautoscaler="web",metric_name="http_requests",metric_target_type="average"}[1m])`, time.Now())
+		if err != nil || v.(model.Vector).Len() != 1 || float64(v.(model.Vector)[0].Value) != 10 {
+			t.Errorf("target of http_requests: %v %v, want 10", v, err)
+		}
+		v, _, _, err = api.Query(ctx, `min_over_time(kube_horizontalpodautoscaler_status_desired_replicas{horizontalpodautoscaler="web"}[1m])`, time.Now())
+		if err != nil || v.(model.Vector).Len() != 1 || float64(v.(model.Vector)[0].Value) != 3 {
+			t.Errorf("history of desired replicas: %v %v, want the earlier 3 kept", v, err)
 		}
 	})
 

@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -81,6 +83,49 @@ func testHPAScalesOnCPU(t *testing.T) {
 	start = time.Now()
 	eventually(t, 4*time.Minute, "scale back to 2", func() error { return replicas(ctx, d, 2) })
 	t.Logf("scaled down to 2 in %v", time.Since(start).Round(time.Second))
+
+	// The gateway recorded the way up and back (docs/autoscaling.md).
+	sel := fmt.Sprintf(`{namespace=%q,horizontalpodautoscaler=%q}`, d.ns, d.name)
+	eventually(t, 30*time.Second, "autoscaling history recorded", func() error {
+		for expr, expect := range map[string]float64{
+			"max_over_time(kube_horizontalpodautoscaler_status_desired_replicas" + sel + "[15m])":                                     float64(want),
+			"kube_horizontalpodautoscaler_status_current_replicas" + sel:                                                              2,
+			`kube_horizontalpodautoscaler_spec_target_metric{metric_name="cpu",metric_target_type="utilization",namespace="e2e-hpa"}`: 50,
+		} {
+			got, err := promScalar(ctx, expr)
+			if err != nil {
+				return err
+			}
+			if got != expect {
+				return fmt.Errorf("%s = %v, want %v", expr, got, expect)
+			}
+		}
+		return nil
+	})
+}
+
+// promScalar evaluates expr through the gateway's query API and returns the
+// value of its one series.
+func promScalar(ctx context.Context, expr string) (float64, error) {
+	code, body, err := e.Gateway.Get(ctx, "/prometheus/api/v1/query?query="+url.QueryEscape(expr))
+	if err != nil {
+		return 0, err
+	}
+	var resp struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(body), &resp); err != nil || code != 200 {
+		return 0, fmt.Errorf("%s: %d %s", expr, code, body)
+	}
+	if len(resp.Data.Result) != 1 {
+		return 0, fmt.Errorf("%s: %d series: %s", expr, len(resp.Data.Result), body)
+	}
+	v, _ := resp.Data.Result[0].Value[1].(string)
+	return strconv.ParseFloat(v, 64)
 }
 
 func replicas(ctx context.Context, d deployment, want int32) error {
