@@ -114,11 +114,14 @@ func testTopReadsV1(t *testing.T) {
 	logsOnFailure(t)
 	ctx := context.Background()
 	ensureTopWorkloads(ctx, t)
-	out, err := e.Kubectl(ctx, "top", "pods", "-n", "e2e-top", "-v=6")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out, "/apis/metrics.k8s.io/v1/namespaces/e2e-top/pods") || strings.Contains(out, "/apis/metrics.k8s.io/v1beta1/") {
+	var out string
+	// Alone, the scenario starts before the pods' first scrapes.
+	eventually(t, 90*time.Second, "kubectl top pods answers", func() error {
+		var err error
+		out, err = e.Kubectl(ctx, "top", "pods", "-n", "e2e-top", "-v=6")
+		return err
+	})
+	if !strings.Contains(out, `url="https://`) || !strings.Contains(out, "/apis/metrics.k8s.io/v1/namespaces/e2e-top/pods") || strings.Contains(out, "/apis/metrics.k8s.io/v1beta1/") {
 		t.Errorf("kubectl top did not read metrics.k8s.io/v1 alone:\n%s", out)
 	}
 	for _, path := range []string{"/namespaces/e2e-top/pods", "/nodes"} {
