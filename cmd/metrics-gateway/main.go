@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	genericapiserver "k8s.io/apiserver/pkg/server"
 
@@ -13,7 +14,12 @@ import (
 
 func main() {
 	ctx := genericapiserver.SetupSignalContext()
-	if err := app.Run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	args := os.Args[1:]
+	// Installed as kubectl-explain_hpa, it is `kubectl explain-hpa`.
+	if filepath.Base(os.Args[0]) == app.KubectlPlugin {
+		args = append([]string{"explain", "hpa"}, args...)
+	}
+	if err := app.Run(ctx, args, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "metrics-gateway:", err)
 		os.Exit(1)
 	}

@@ -58,29 +58,30 @@ const (
 
 // PodVerdict is what the replay made of one pod.
 type PodVerdict struct {
-	Name    string
-	State   string // Used, Ignored, Unready or Missing
-	Reason  string // why, for all but Used
-	Value   int64  // as served (milli-units); 0 when Missing
-	Request int64  // the summed requests (milli-units), resource metrics only
+	Name    string `json:"name"`
+	State   string `json:"state"`            // Used, Ignored, Unready or Missing
+	Reason  string `json:"reason,omitempty"` // why, for all but Used
+	Value   int64  `json:"milliValue"`       // as served; 0 when Missing
+	Request int64  `json:"milliRequest,omitempty"`
 	// Assumed is the value the second pass put in for an unready or
 	// missing pod (0 on a scale-up; the request or target on a scale-down).
-	Assumed *int64
+	Assumed *int64 `json:"assumedMilliValue,omitempty"`
 }
 
 // MetricVerdict is one metric's proposal and how it came about.
 type MetricVerdict struct {
-	Pods []PodVerdict
+	Pods []PodVerdict `json:"pods,omitempty"`
 	// Current is what the HPA shows: a utilization percent, or an average
 	// or total in milli-units.
-	Current int64
+	Current int64 `json:"current"`
 	// Ratio is the usage ratio of the first pass; Adjusted the ratio after
 	// unready and missing pods were filled in (0 when there was no second
 	// pass).
-	Ratio, Adjusted float64
-	Proposal        int32
+	Ratio    float64 `json:"usageRatio"`
+	Adjusted float64 `json:"adjustedUsageRatio,omitempty"`
+	Proposal int32   `json:"proposal"`
 	// Reason says in words why Proposal is what it is.
-	Reason string
+	Reason string `json:"reason"`
 }
 
 // group sorts pods into used, ignored, unready and missing as the
@@ -178,3 +179,5 @@ func ceil32(f float64) int32 {
 	}
 	return int32(math.Ceil(f))
 }
+
+func secs(s int64) time.Duration { return time.Duration(s) * time.Second }

@@ -267,6 +267,16 @@ func (c *Cluster) Stop() error {
 	return errors.Join(errs...)
 }
 
+// HPAControllerFlags are the HPA controller's settings this cluster runs
+// kube-controller-manager with, as the flags of `metrics-gateway explain`.
+func (c *Cluster) HPAControllerFlags() []string {
+	return []string{
+		"--downscale-stabilization=" + c.opts.HPADownscaleStabilization.String(),
+		"--initial-readiness-delay=" + c.opts.HPAInitialReadinessDelay.String(),
+		"--cpu-initialization-period=" + c.opts.HPACPUInitializationPeriod.String(),
+	}
+}
+
 // RESTConfig is the admin (system:masters) client configuration.
 func (c *Cluster) RESTConfig() (*rest.Config, error) {
 	return clientcmd.BuildConfigFromFlags("", c.Kubeconfig)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -53,6 +54,11 @@ func testHPAScalesOnCPU(t *testing.T) {
 		}
 		return nil
 	})
+	if x := explainHPA(ctx, t, d); x.Desired != 2 || !strings.HasPrefix(x.Verdict, "held at 2") || len(x.Metrics) != 1 || len(x.Metrics[0].Verdict.Pods) != 2 {
+		t.Errorf("explain at rest: %+v, want held at 2 with both pods", x)
+	} else {
+		t.Logf("explain at rest: %s", x.Verdict)
+	}
 	if after := podMetricsRequests(ctx, t, "v1beta1"); after <= betaBefore {
 		t.Errorf("the HPA read cpu utilization, but the gateway served no v1beta1 pod metrics meanwhile (%v before, %v after)", betaBefore, after)
 	}
@@ -69,6 +75,13 @@ func testHPAScalesOnCPU(t *testing.T) {
 		loadDone <- n
 	}()
 	start := time.Now()
+	// explain names the count the controller is about to set.
+	eventually(t, 4*time.Minute, fmt.Sprintf("explain proposing %d", want), func() error {
+		if x := explainHPA(ctx, t, d); x.Desired != want && x.Current != want {
+			return fmt.Errorf("explain: %s", x.Verdict)
+		}
+		return nil
+	})
 	eventually(t, 4*time.Minute, fmt.Sprintf("scale 2 → %d", want), func() error { return replicas(ctx, d, want) })
 	t.Logf("scaled up to %d in %v", want, time.Since(start).Round(time.Second))
 	// And stays there: no overshoot over the next HPA periods.
@@ -77,6 +90,11 @@ func testHPAScalesOnCPU(t *testing.T) {
 		if err := replicas(ctx, d, want); err != nil {
 			t.Fatalf("after reaching %d: %v", want, err)
 		}
+	}
+	if x := explainHPA(ctx, t, d); x.Desired != want || !strings.HasPrefix(x.Verdict, fmt.Sprintf("held at %d", want)) {
+		t.Errorf("explain under load at %d replicas: %s", want, x.Verdict)
+	} else {
+		t.Logf("explain under load: %s", x.Verdict)
 	}
 	stopLoad()
 	t.Logf("load generator sent %d requests", <-loadDone)
@@ -102,6 +120,42 @@ func testHPAScalesOnCPU(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// explanation is what the e2e suite reads of `explain -o json`
+// (pkg/autoscaling.Explanation; this module does not import the gateway's).
+type explanation struct {
+	Verdict string `json:"verdict"`
+	Current int32  `json:"currentReplicas"`
+	Desired int32  `json:"desiredReplicas"`
+	Metrics []struct {
+		Name    string `json:"name"`
+		Verdict struct {
+			Proposal int32 `json:"proposal"`
+			Pods     []struct {
+				Name  string `json:"name"`
+				State string `json:"state"`
+			} `json:"pods"`
+		} `json:"verdict"`
+	} `json:"metrics"`
+}
+
+// explainHPA runs `metrics-gateway explain hpa` on d's HPA as the cluster
+// admin, with the cluster's HPA controller settings.
+func explainHPA(ctx context.Context, t *testing.T, d deployment) explanation {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	args := append([]string{"explain", "hpa", d.name, "-n", d.ns, "-o", "json", "--kubeconfig", e.Cluster.Kubeconfig}, e.Cluster.HPAControllerFlags()...)
+	out, err := exec.CommandContext(ctx, e.Gateway.Bin(), args...).Output()
+	if err != nil {
+		t.Fatalf("explain: %v: %s", err, out)
+	}
+	var x explanation
+	if err := json.Unmarshal(out, &x); err != nil {
+		t.Fatalf("explain -o json: %v: %s", err, out)
+	}
+	return x
 }
 
 // promScalar evaluates expr through the gateway's query API and returns the

@@ -19,10 +19,14 @@ import (
 
 // Run parses args, validates them (reporting every problem at once) and runs
 // the gateway until ctx is done. --help and --version print to stdout.
-// "doctor" as the first argument runs the cluster checks instead.
+// "doctor" as the first argument runs the cluster checks instead, and
+// "explain hpa NAME" explains an HPA's decision.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "doctor" {
 		return runDoctor(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "explain" {
+		return runExplain(ctx, args[1:], stdout, stderr)
 	}
 	o := server.NewOptions()
 	fs := pflag.NewFlagSet("metrics-gateway", pflag.ContinueOnError)

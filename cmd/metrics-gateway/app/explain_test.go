@@ -1,0 +1,68 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/autoscaling"
+)
+
+// TestExplainFlags needs no cluster: every case stops before a client is
+// built, except the last, which has no kubeconfig to read.
+func TestExplainFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		wantErr    string
+		wantStdout string
+	}{
+		{"help", []string{"explain", "--help"}, "", "kubectl explain-hpa NAME"},
+		{"no kind", []string{"explain", "web"}, "want `explain hpa NAME`", ""},
+		{"no name", []string{"explain", "hpa"}, "want `explain hpa NAME`", ""},
+		{"bad output", []string{"explain", "hpa", "web", "-o", "yaml"}, "want text or json", ""},
+		{"negative tolerance", []string{"explain", "hpa", "web", "--tolerance=-1"}, "negative", ""},
+		{"missing kubeconfig", []string{"explain", "hpa", "web", "--kubeconfig", t.TempDir() + "/none"}, "explain: kubernetes client config", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := Run(context.Background(), tc.args, &out, &errOut)
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("error %v", err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
+			}
+			if !strings.Contains(out.String(), tc.wantStdout) {
+				t.Errorf("stdout lacks %q:\n%s", tc.wantStdout, out.String())
+			}
+		})
+	}
+}
+
+// TestPrintExplanation: the verdict comes first, then each metric with a
+// row per pod, saying why a pod was left out and what was assumed for it.
+func TestPrintExplanation(t *testing.T) {
+	zero := int64(0)
+	e := autoscaling.Explanation{Namespace: "shop", Name: "web", At: time.Now(), Verdict: "scale from 2 to 3: cpu: usage ratio 1.400 × 2 pods with values = 3",
+		Current: 2, Min: 2, Max: 10, Proposal: 3, Winner: "cpu", Stabilized: 3, Desired: 3, LimitReason: "DesiredWithinRange",
+		Metrics: []autoscaling.MetricExplain{{Name: "cpu", Type: "Resource", Target: "50% average utilization", Verdict: autoscaling.MetricVerdict{
+			Current: 70, Ratio: 1.4, Proposal: 3, Reason: "usage ratio 1.400 × 2 pods with values = 3",
+			Pods: []autoscaling.PodVerdict{{Name: "web-1", State: "used", Value: 700, Request: 1000}, {Name: "web-2", State: "unready", Reason: "pending", Request: 1000, Assumed: &zero}},
+		}}}}
+	var out bytes.Buffer
+	if err := printExplanation(&out, e); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	for _, want := range []string{"shop/web: scale from 2 to 3", "current 70%, usage ratio 1.400, proposal 3", "web-1  used", "web-2  unready", "pending", "history: none"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in:\n%s", want, text)
+		}
+	}
+	if !strings.HasPrefix(text, "shop/web: scale from 2 to 3") {
+		t.Errorf("the verdict is not first:\n%s", text)
+	}
+}
