@@ -10,31 +10,12 @@ import (
 )
 
 func TestRun(t *testing.T) {
-	for _, tc := range []struct {
-		name       string
-		args       []string
-		wantErr    string
-		wantStdout string
-	}{
+	checkRunCases(t, []runCase{
 		{"help", []string{"--help"}, "", "--kubelet-preferred-address-types"},
 		{"unknown flag", []string{"--no-such-flag"}, "unknown flag", ""},
 		{"stray argument", []string{"serve"}, "unexpected arguments", ""},
 		{"every bad value reported", []string{"--metric-resolution=0s", "--kubelet-port=0", "--storage-retention=1m"}, "kubelet-port 0 out of range", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var out, errOut bytes.Buffer
-			err := Run(context.Background(), tc.args, &out, &errOut)
-			if tc.wantErr == "" && err != nil {
-				t.Fatalf("error %v", err)
-			}
-			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
-				t.Fatalf("error %v, want %q", err, tc.wantErr)
-			}
-			if !strings.Contains(out.String(), tc.wantStdout) {
-				t.Errorf("stdout lacks %q:\n%s", tc.wantStdout, out.String())
-			}
-		})
-	}
+	})
 	var out bytes.Buffer
 	err := Run(context.Background(), []string{"--metric-resolution=0s", "--kubelet-port=0", "--storage-retention=1m"}, &out, &out)
 	for _, w := range []string{"metric-resolution", "kubelet-port", "storage-retention"} {

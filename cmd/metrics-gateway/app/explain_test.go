@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -13,33 +12,14 @@ import (
 // TestExplainFlags needs no cluster: every case stops before a client is
 // built, except the last, which has no kubeconfig to read.
 func TestExplainFlags(t *testing.T) {
-	for _, tc := range []struct {
-		name       string
-		args       []string
-		wantErr    string
-		wantStdout string
-	}{
+	checkRunCases(t, []runCase{
 		{"help", []string{"explain", "--help"}, "", "kubectl explain-hpa NAME"},
 		{"no kind", []string{"explain", "web"}, "want `explain hpa NAME`", ""},
 		{"no name", []string{"explain", "hpa"}, "want `explain hpa NAME`", ""},
 		{"bad output", []string{"explain", "hpa", "web", "-o", "yaml"}, "want text or json", ""},
 		{"negative tolerance", []string{"explain", "hpa", "web", "--tolerance=-1"}, "negative", ""},
 		{"missing kubeconfig", []string{"explain", "hpa", "web", "--kubeconfig", t.TempDir() + "/none"}, "explain: kubernetes client config", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var out, errOut bytes.Buffer
-			err := Run(context.Background(), tc.args, &out, &errOut)
-			if tc.wantErr == "" && err != nil {
-				t.Fatalf("error %v", err)
-			}
-			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
-				t.Fatalf("error %v, want %q", err, tc.wantErr)
-			}
-			if !strings.Contains(out.String(), tc.wantStdout) {
-				t.Errorf("stdout lacks %q:\n%s", tc.wantStdout, out.String())
-			}
-		})
-	}
+	})
 }
 
 // TestPrintExplanation: the verdict comes first, then each metric with a
