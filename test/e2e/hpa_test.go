@@ -96,6 +96,13 @@ func testHPAScalesOnCPU(t *testing.T) {
 	} else {
 		t.Logf("explain under load: %s", x.Verdict)
 	}
+	// The text form, as a user reads it (docs/explain.md quotes a run).
+	textArgs := append([]string{"explain", "hpa", d.name, "-n", d.ns, "--kubeconfig", e.Cluster.Kubeconfig}, e.Cluster.HPAControllerFlags()...)
+	if text, err := exec.CommandContext(ctx, e.Gateway.Bin(), textArgs...).CombinedOutput(); err != nil || !strings.Contains(string(text), "POD") {
+		t.Errorf("explain (text): %v\n%s", err, text)
+	} else {
+		t.Logf("$ metrics-gateway explain hpa %s -n %s\n%s", d.name, d.ns, text)
+	}
 	stopLoad()
 	t.Logf("load generator sent %d requests", <-loadDone)
 	start = time.Now()
