@@ -76,6 +76,7 @@ func testHPAScalesOnRequests(t *testing.T) {
 		loadDone <- n
 	}()
 	start := time.Now()
+	explainNames(ctx, t, d, want, window+2*time.Minute)
 	eventually(t, window+2*time.Minute, fmt.Sprintf("scale 2 → %d", want), func() error { return replicas(ctx, d, want) })
 	t.Logf("scaled up to %d in %v", want, time.Since(start).Round(time.Second))
 
@@ -91,12 +92,14 @@ func testHPAScalesOnRequests(t *testing.T) {
 		return loadShared(ctx, d, rps, 0.2)
 	})
 	t.Logf("per-pod rates within 20%% of %.2f after %v at %d replicas", float64(rps)/float64(want), time.Since(start).Round(time.Second), want)
+	explainNames(ctx, t, d, want, 30*time.Second)
 	logRaw(ctx, t, rawURL(path, query))
 	logRaw(ctx, t, customV1beta2+"/namespaces/"+d.ns+"/metrics/http_requests")
 
 	stopLoad()
 	t.Logf("load generator sent %d requests", <-loadDone)
 	start = time.Now()
+	explainNames(ctx, t, d, 2, window+2*time.Minute)
 	eventually(t, window+2*time.Minute, "scale back to 2", func() error { return replicas(ctx, d, 2) })
 	t.Logf("scaled down to 2 in %v", time.Since(start).Round(time.Second))
 }

@@ -42,6 +42,7 @@ func testHPAScalesOnExternalMetric(t *testing.T) {
 	t.Logf("queue depth %d, %d per worker: the HPA formula predicts %d workers", depth, perWorker, want)
 	setQueueDepth(ctx, t, depth)
 	start := time.Now()
+	explainNames(ctx, t, worker, want, 2*time.Minute)
 	eventually(t, 2*time.Minute, fmt.Sprintf("scale 1 → %d", want), func() error { return replicas(ctx, worker, want) })
 	t.Logf("scaled up to %d in %v", want, time.Since(start).Round(time.Second))
 	if err := externalValue(ctx, path, depth); err != nil {
@@ -54,8 +55,10 @@ func testHPAScalesOnExternalMetric(t *testing.T) {
 			t.Fatalf("after reaching %d: %v", want, err)
 		}
 	}
+	explainNames(ctx, t, worker, want, 30*time.Second)
 	setQueueDepth(ctx, t, 0)
 	start = time.Now()
+	explainNames(ctx, t, worker, 1, 2*time.Minute)
 	eventually(t, 2*time.Minute, "scale back to 1", func() error { return replicas(ctx, worker, 1) })
 	t.Logf("scaled down to 1 in %v", time.Since(start).Round(time.Second))
 }

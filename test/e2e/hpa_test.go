@@ -76,12 +76,7 @@ func testHPAScalesOnCPU(t *testing.T) {
 	}()
 	start := time.Now()
 	// explain names the count the controller is about to set.
-	eventually(t, 4*time.Minute, fmt.Sprintf("explain proposing %d", want), func() error {
-		if x := explainHPA(ctx, t, d); x.Desired != want && x.Current != want {
-			return fmt.Errorf("explain: %s", x.Verdict)
-		}
-		return nil
-	})
+	explainNames(ctx, t, d, want, 4*time.Minute)
 	eventually(t, 4*time.Minute, fmt.Sprintf("scale 2 → %d", want), func() error { return replicas(ctx, d, want) })
 	t.Logf("scaled up to %d in %v", want, time.Since(start).Round(time.Second))
 	// And stays there: no overshoot over the next HPA periods.
@@ -127,6 +122,23 @@ func testHPAScalesOnCPU(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// explainNames waits until explain names want replicas for d's HPA: as
+// the count it wants, or as the current one when the controller got there
+// between two looks.
+func explainNames(ctx context.Context, t *testing.T, d deployment, want int32, timeout time.Duration) {
+	t.Helper()
+	var last string
+	eventually(t, timeout, fmt.Sprintf("explain naming %d replicas", want), func() error {
+		x := explainHPA(ctx, t, d)
+		last = x.Verdict
+		if x.Desired != want && x.Current != want {
+			return fmt.Errorf("explain: %s", x.Verdict)
+		}
+		return nil
+	})
+	t.Logf("explain: %s", last)
 }
 
 // explanation is what the e2e suite reads of `explain -o json`
