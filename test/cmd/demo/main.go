@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -70,6 +71,7 @@ func run() error {
 	fmt.Printf("\nThe cluster, %d simulated nodes and the gateway keep running. Explore with:\n\n", *nodes)
 	fmt.Printf("  export KUBECONFIG=%s\n", e.Cluster.Kubeconfig)
 	fmt.Printf("  %s top pods -A --containers\n", filepath.Join(e.BinDir, "kubectl"))
+	fmt.Printf("  %s explain hpa podinfo %s\n", e.Gateway.Bin(), strings.Join(e.Cluster.HPAControllerFlags(), " "))
 	fmt.Printf("\nLogs are in %s. Stop everything with: make demo-down\n", abs)
 	return nil
 }
@@ -161,14 +163,29 @@ func show(ctx context.Context, e *env.Env, rps int) error {
 		}
 		out, _ := e.Kubectl(ctx, "get", "hpa", "podinfo", "--no-headers")
 		fmt.Print("$ kubectl get hpa podinfo: " + out)
+		if verdict, _, _ := strings.Cut(explain(ctx, e), "\n"); verdict != "" {
+			fmt.Println("  explain: " + verdict)
+		}
 		d, err := e.Client.AppsV1().Deployments("default").Get(ctx, "podinfo", metav1.GetOptions{})
 		if err == nil && int(ptr.Deref(d.Spec.Replicas, 0)) == want {
 			top, _ := waitTop(ctx, e, want, "top", "pods", "-l", "app=podinfo")
 			fmt.Printf("\ndemo: scaled to %d replicas.\n$ kubectl top pods -l app=podinfo\n%s", want, top)
+			fmt.Printf("\n$ metrics-gateway explain hpa podinfo\n%s\n", explain(ctx, e))
 			fmt.Println("demo: load stops now; the HPA scales back to 2 after its 30s stabilization window.")
 			return nil
 		}
 	}
+}
+
+// explain is `metrics-gateway explain hpa podinfo` with the demo cluster's
+// HPA controller settings, or why it failed.
+func explain(ctx context.Context, e *env.Env) string {
+	args := append([]string{"explain", "hpa", "podinfo", "-n", "default", "--kubeconfig", e.Cluster.Kubeconfig}, e.Cluster.HPAControllerFlags()...)
+	out, err := exec.CommandContext(ctx, e.Gateway.Bin(), args...).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("(explain failed: %v: %s)", err, out)
+	}
+	return strings.TrimRight(string(out), "\n")
 }
 
 // predict runs the HPA's algorithm (ceil(n × utilization/target), unchanged
