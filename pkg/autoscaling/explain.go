@@ -168,10 +168,13 @@ func (e *Explanation) metric(ctx context.Context, r Reader, spec autoscalingv2.M
 	switch spec.Type {
 	case autoscalingv2.ResourceMetricSourceType, autoscalingv2.ContainerResourceMetricSourceType:
 		resource, container := corev1.ResourceName(""), ""
-		if spec.Resource != nil {
+		switch {
+		case spec.Resource != nil:
 			resource = spec.Resource.Name
-		} else if spec.ContainerResource != nil {
+		case spec.ContainerResource != nil:
 			resource, container = spec.ContainerResource.Name, spec.ContainerResource.Container
+		default:
+			return MetricVerdict{}, fmt.Errorf("%s metric without its resource field", spec.Type)
 		}
 		pods, err := podList()
 		if err != nil {
@@ -188,6 +191,9 @@ func (e *Explanation) metric(ctx context.Context, r Reader, spec autoscalingv2.M
 			return AverageValue(e.Current, pods, samples, resource, target.AverageValue.MilliValue(), tol, t)
 		}
 	case autoscalingv2.PodsMetricSourceType:
+		if spec.Pods == nil {
+			return MetricVerdict{}, fmt.Errorf("%s metric without its pods field", spec.Type)
+		}
 		pods, err := podList()
 		if err != nil {
 			return MetricVerdict{}, err
@@ -209,10 +215,13 @@ func (e *Explanation) metric(ctx context.Context, r Reader, spec autoscalingv2.M
 func (e *Explanation) total(ctx context.Context, r Reader, spec autoscalingv2.MetricSpec, target autoscalingv2.MetricTarget, scale ScaleInfo, tol Tolerance, podList func() ([]*corev1.Pod, error)) (MetricVerdict, error) {
 	var usage int64
 	var err error
-	if spec.Object != nil {
+	switch {
+	case spec.Object != nil:
 		usage, err = r.ObjectMetric(ctx, e.Namespace, spec.Object.DescribedObject, spec.Object.Metric)
-	} else {
+	case spec.External != nil:
 		usage, err = r.ExternalMetric(ctx, e.Namespace, spec.External.Metric)
+	default:
+		return MetricVerdict{}, fmt.Errorf("%s metric without its object or external field", spec.Type)
 	}
 	if err != nil {
 		return MetricVerdict{}, err

@@ -124,3 +124,16 @@ func TestExplainBeforeMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestExplainMalformedMetrics: a metric whose type names a field it lacks
+// is an error of that metric, not a panic.
+func TestExplainMalformedMetrics(t *testing.T) {
+	pods, cpu := threePods(500, 500, 500)
+	for _, typ := range []autoscalingv2.MetricSourceType{autoscalingv2.ResourceMetricSourceType, autoscalingv2.PodsMetricSourceType, autoscalingv2.ObjectMetricSourceType, autoscalingv2.ExternalMetricSourceType, "Bogus"} {
+		r := fakeReader{hpa: webHPA(cpu50, autoscalingv2.MetricSpec{Type: typ}), scale: ScaleInfo{Replicas: 3, Selector: "app=web"}, pods: pods, cpu: cpu}
+		e, err := Explain(context.Background(), r, "shop", "web", Options{Tolerance: DefaultTolerance, Timing: DefaultTiming(time.Now())})
+		if err != nil || len(e.Metrics) != 2 || e.Metrics[1].Error == "" {
+			t.Errorf("%s without its field: %+v %v, want that metric's error", typ, e.Metrics, err)
+		}
+	}
+}
