@@ -180,7 +180,11 @@ func testGatewaySIGTERM(t *testing.T) {
 		t.Fatalf("still running %v after SIGTERM: the kubelet would have killed it", grace)
 	}
 	t.Logf("the gateway exited %v after SIGTERM with a request held open", took.Round(100*time.Millisecond))
-	logStart := fileSize(t, e.Gateway.LogPath())
+	logInfo, err := os.Stat(e.Gateway.LogPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logStart := logInfo.Size()
 	if err := e.Gateway.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -227,13 +231,4 @@ func topAfterRestart(ctx context.Context, t *testing.T, timeout time.Duration) {
 		}
 		return nil
 	})
-}
-
-func fileSize(t *testing.T, path string) int64 {
-	t.Helper()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Size()
 }
