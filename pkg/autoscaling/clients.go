@@ -3,6 +3,7 @@ package autoscaling
 import (
 	"context"
 	"fmt"
+	"time"
 
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -141,7 +142,7 @@ func (a *APIReader) PodsMetric(_ context.Context, namespace string, selector lab
 		if v.WindowSeconds != nil {
 			w = *v.WindowSeconds
 		}
-		out[v.DescribedObject.Name] = Sample{Value: v.Value.MilliValue(), Timestamp: v.Timestamp.Time, Window: secs(w)}
+		out[v.DescribedObject.Name] = Sample{Value: v.Value.MilliValue(), Timestamp: v.Timestamp.Time, Window: time.Duration(w) * time.Second}
 	}
 	return out, nil
 }

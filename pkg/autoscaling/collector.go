@@ -87,13 +87,13 @@ func collectHPA(ch chan<- prometheus.Metric, h *autoscalingv2.HorizontalPodAutos
 	gauge(desiredDesc, float64(h.Status.DesiredReplicas))
 	for _, m := range h.Spec.Metrics {
 		name, target := specTarget(m)
-		for kind, v := range targetValues(target) {
+		for kind, v := range values(target.Value, target.AverageValue, target.AverageUtilization) {
 			gauge(targetDesc, v, name, kind)
 		}
 	}
 	for _, m := range h.Status.CurrentMetrics {
 		name, current := statusValue(m)
-		for kind, v := range currentValues(current) {
+		for kind, v := range values(current.Value, current.AverageValue, current.AverageUtilization) {
 			gauge(statusDesc, v, name, kind)
 		}
 	}
@@ -143,17 +143,9 @@ func statusValue(m autoscalingv2.MetricStatus) (string, autoscalingv2.MetricValu
 	return "", autoscalingv2.MetricValueStatus{}
 }
 
-// targetValues are a target's set values by kube-state-metrics'
-// metric_target_type: value, average (AverageValue) or utilization
-// (AverageUtilization, percent).
-func targetValues(t autoscalingv2.MetricTarget) map[string]float64 {
-	return values(t.Value, t.AverageValue, t.AverageUtilization)
-}
-
-func currentValues(c autoscalingv2.MetricValueStatus) map[string]float64 {
-	return values(c.Value, c.AverageValue, c.AverageUtilization)
-}
-
+// values are a target's or current value's set fields by
+// kube-state-metrics' metric_target_type: value, average (AverageValue) or
+// utilization (AverageUtilization, percent).
 func values(value, average *resource.Quantity, utilization *int32) map[string]float64 {
 	out := map[string]float64{}
 	if value != nil {

@@ -179,5 +179,3 @@ func ceil32(f float64) int32 {
 	}
 	return int32(math.Ceil(f))
 }
-
-func secs(s int64) time.Duration { return time.Duration(s) * time.Second }
