@@ -76,6 +76,9 @@ type Env struct {
 	KubeletCA string
 	Gateway   *Gateway
 	sims      []*Command
+	// gatewayKubeconfig is the gateway ServiceAccount's, made once
+	// (manifests/base applied, a token requested) for every NewGateway.
+	gatewayKubeconfig string
 	// root is the repository's top directory (manifests/ is read from it).
 	root string
 }

@@ -86,10 +86,14 @@ type GatewayOptions struct {
 func (e *Env) NewGateway(ctx context.Context, o GatewayOptions) (*Gateway, error) {
 	o.Name = cmp.Or(o.Name, "metrics-gateway")
 	o.StoragePath = cmp.Or(o.StoragePath, filepath.Join(e.Dir, o.Name+"-data"))
-	kubeconfig, err := e.gatewayServiceAccount(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("gateway credentials: %w", err)
+	if e.gatewayKubeconfig == "" {
+		kubeconfig, err := e.gatewayServiceAccount(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("gateway credentials: %w", err)
+		}
+		e.gatewayKubeconfig = kubeconfig
 	}
+	kubeconfig := e.gatewayKubeconfig
 	certFile, keyFile, caBundle, err := e.Cluster.GatewayServingCert()
 	if err != nil {
 		return nil, fmt.Errorf("gateway serving cert: %w", err)
