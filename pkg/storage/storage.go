@@ -256,7 +256,26 @@ func (s *Storage) eval(ctx context.Context, o QueryOptions, newQuery func(storag
 	if res.Err != nil {
 		return nil, errorKind(res.Err)
 	}
+	if m, ok := res.Value.(promql.Matrix); ok {
+		// Close hands a matrix's point slices back to the engine's pools,
+		// where the next query overwrites them: the caller gets a copy.
+		return cloneMatrix(m), nil
+	}
 	return res.Value, nil
+}
+
+func cloneMatrix(m promql.Matrix) promql.Matrix {
+	out := make(promql.Matrix, len(m))
+	for i, s := range m {
+		out[i] = promql.Series{Metric: s.Metric, DropName: s.DropName}
+		if len(s.Floats) > 0 {
+			out[i].Floats = append([]promql.FPoint(nil), s.Floats...)
+		}
+		if len(s.Histograms) > 0 {
+			out[i].Histograms = append([]promql.HPoint(nil), s.Histograms...)
+		}
+	}
+	return out
 }
 
 // Options are the options in effect, defaults filled in.

@@ -118,3 +118,36 @@ func TestQueryErrors(t *testing.T) {
 		t.Errorf("empty path: no error")
 	}
 }
+
+// A returned matrix is the caller's: the engine's pools, to which a query's
+// Close hands its point slices, must not lend them to the next query.
+func TestMatrixOutlivesNextQuery(t *testing.T) {
+	s := open(t, t.TempDir())
+	defer s.Close()
+	t0 := int64(1_790_000_000_000)
+	appendAll(t, s, "a", []int64{t0, t0 + 15000, t0 + 30000}, []float64{1, 2, 3})
+	appendAll(t, s, "b", []int64{t0, t0 + 15000, t0 + 30000}, []float64{7, 8, 9})
+	start, end := time.UnixMilli(t0), time.UnixMilli(t0+30000)
+	first, err := s.Range(context.Background(), "a", start, end, 15*time.Second, QueryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := s.Instant(context.Background(), "a[1m]", end, QueryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := s.Range(context.Background(), "b", start, end, 15*time.Second, QueryOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Instant(context.Background(), "b[1m]", end, QueryOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, v := range map[string]any{"range": first, "instant": kept} {
+		fs := v.(promql.Matrix)[0].Floats
+		if len(fs) != 3 || fs[0].F != 1 || fs[1].F != 2 || fs[2].F != 3 {
+			t.Errorf("%s result changed after later queries: %v, want 1 2 3", name, fs)
+		}
+	}
+}
