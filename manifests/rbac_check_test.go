@@ -82,8 +82,10 @@ func checkRules(owner string, namespaced bool, rules []rbacv1.PolicyRule) []erro
 			bad(i, `apiGroup "*"`)
 		}
 		if len(r.NonResourceURLs) > 0 {
-			if !slices.Equal(r.NonResourceURLs, []string{"/prometheus/api/v1/*"}) || !sets.New("get", "post").IsSuperset(verbs) {
-				bad(i, "non-resource URLs %v %v: only get and post on /prometheus/api/v1/*", r.NonResourceURLs, r.Verbs)
+			query := slices.Equal(r.NonResourceURLs, []string{"/prometheus/api/v1/*"}) && sets.New("get", "post").IsSuperset(verbs)
+			pages := slices.Equal(r.NonResourceURLs, []string{"/ui", "/ui/*", "/explain/*"}) && verbs.Equal(sets.New("get"))
+			if !query && !pages {
+				bad(i, "non-resource URLs %v %v: only get and post on /prometheus/api/v1/*, or get on the pages", r.NonResourceURLs, r.Verbs)
 			}
 			continue
 		}

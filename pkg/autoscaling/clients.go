@@ -71,19 +71,28 @@ func (a *APIReader) HPA(ctx context.Context, namespace, name string) (*autoscali
 
 // Scale reads the target's scale subresource.
 func (a *APIReader) Scale(ctx context.Context, namespace string, ref autoscalingv2.CrossVersionObjectReference) (ScaleInfo, error) {
-	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	gr, err := a.resourceOf(ref)
 	if err != nil {
 		return ScaleInfo{}, err
 	}
-	m, err := a.mapper.RESTMapping(schema.GroupKind{Group: gv.Group, Kind: ref.Kind}, gv.Version)
-	if err != nil {
-		return ScaleInfo{}, err
-	}
-	s, err := a.scales.Scales(namespace).Get(ctx, m.Resource.GroupResource(), ref.Name, metav1.GetOptions{})
+	s, err := a.scales.Scales(namespace).Get(ctx, gr, ref.Name, metav1.GetOptions{})
 	if err != nil {
 		return ScaleInfo{}, err
 	}
 	return ScaleInfo{Replicas: s.Spec.Replicas, StatusReplicas: s.Status.Replicas, Selector: s.Status.Selector}, nil
+}
+
+// resourceOf maps a reference's kind to its resource.
+func (a *APIReader) resourceOf(ref autoscalingv2.CrossVersionObjectReference) (schema.GroupResource, error) {
+	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	if err != nil {
+		return schema.GroupResource{}, err
+	}
+	m, err := a.mapper.RESTMapping(schema.GroupKind{Group: gv.Group, Kind: ref.Kind}, gv.Version)
+	if err != nil {
+		return schema.GroupResource{}, err
+	}
+	return m.Resource.GroupResource(), nil
 }
 
 // Pods lists the selected pods.

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
 	autoscalinglisters "k8s.io/client-go/listers/autoscaling/v2"
+	"k8s.io/client-go/tools/cache"
 )
 
 // Family names, as kube-state-metrics v2 exports them.
@@ -31,7 +32,7 @@ const (
 )
 
 // Families are the names the collector exports, for the self job's filter.
-var Families = []string{Info, MinReplicas, MaxReplicas, CurrentReplicas, DesiredReplicas, TargetMetric, CurrentMetric, Condition}
+var Families = []string{Info, MinReplicas, MaxReplicas, CurrentReplicas, DesiredReplicas, TargetMetric, CurrentMetric, Condition, PodReady, PodStartTime, PodReadySince}
 
 var (
 	hpaLabels    = []string{labelNamespace, labelHPA}
@@ -46,16 +47,21 @@ var (
 )
 
 // Collector exports the HPAs a lister holds; an empty or unsynced lister
-// exports nothing.
+// exports nothing. With Pods (pods.Lister) and Selectors it also exports
+// the pods each HPA selects (members.go).
 type Collector struct {
-	HPAs autoscalinglisters.HorizontalPodAutoscalerLister
+	HPAs      autoscalinglisters.HorizontalPodAutoscalerLister
+	Pods      cache.GenericLister
+	Selectors *Selectors
+	// Recorder, when set, adds its last round's series.
+	Recorder *Recorder
 }
 
 var _ prometheus.Collector = Collector{}
 
 // Describe sends every family's description.
 func (Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{infoDesc, minDesc, maxDesc, currentDesc, desiredDesc, targetDesc, statusDesc, conditionDsc} {
+	for _, d := range []*prometheus.Desc{infoDesc, minDesc, maxDesc, currentDesc, desiredDesc, targetDesc, statusDesc, conditionDsc, podReadyDesc, podStartDesc, podReadyAtDesc, recommendationDesc, replayDesiredDesc, replicasDesc} {
 		ch <- d
 	}
 }
@@ -68,6 +74,12 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, h := range hpas {
 		collectHPA(ch, h)
+		if c.Pods != nil && c.Selectors != nil {
+			c.collectMembers(ch, h)
+		}
+	}
+	if c.Recorder != nil {
+		c.Recorder.collect(ch)
 	}
 }
 
@@ -106,6 +118,13 @@ func collectHPA(ch chan<- prometheus.Metric, h *autoscalingv2.HorizontalPodAutos
 			gauge(conditionDsc, v, string(cond.Type), strings.ToLower(string(s)))
 		}
 	}
+}
+
+// MetricName is a metric's name: the resource's for Resource and
+// ContainerResource, as kube-state-metrics' metric_name label.
+func MetricName(m autoscalingv2.MetricSpec) string {
+	name, _ := specTarget(m)
+	return name
 }
 
 // specTarget is a metric's name (the resource's for Resource and

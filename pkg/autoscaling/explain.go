@@ -74,6 +74,12 @@ type Explanation struct {
 	// recommendations and changes rebuilt from recorded series, not the
 	// controller's own memory; false means they saw none.
 	HistoryReconstructed bool `json:"historyReconstructed"`
+	// Past says the target's replicas and pods are those recorded at At,
+	// not read live; the HPA's spec is today's either way.
+	Past bool `json:"past,omitempty"`
+	// recommended says Proposal is a recommendation the controller keeps
+	// for its stabilization windows (it keeps none when it held early).
+	recommended bool
 }
 
 // MetricExplain is one metric of the HPA.
@@ -122,6 +128,7 @@ func Explain(ctx context.Context, r Reader, namespace, name string, o Options) (
 	if held, err := e.choose(); held || err != nil {
 		return e, err
 	}
+	e.recommended = true
 	e.Stabilized, e.StabilizeReason = Stabilize(o.Timing.Now, current, e.Proposal, o.History, b)
 	e.Desired, e.LimitReason = Limit(o.Timing.Now, current, e.Stabilized, e.Min, e.Max, o.Events, b)
 	e.Verdict = e.verdict()

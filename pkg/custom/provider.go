@@ -141,13 +141,12 @@ func (p *Provider) ListAllExternalMetrics() []provider.ExternalMetricInfo {
 // GetMetricByName returns the metric of one object; NotFound when the
 // object has no value.
 func (p *Provider) GetMetricByName(ctx context.Context, name types.NamespacedName, info provider.CustomMetricInfo, metricSelector labels.Selector) (*custom_metrics.MetricValue, error) {
-	ctx, cancel := p.withTimeout(ctx)
-	defer cancel()
-	gr, src, err := p.resolve(ctx, info)
-	if err != nil {
-		return nil, err
-	}
-	list, err := p.query(ctx, gr, src, name.Namespace, info, metricSelector, []string{name.Name})
+	return p.ObjectAt(ctx, p.now(), name, info, metricSelector)
+}
+
+// valueOf evaluates the metric of one object at ts.
+func (p *Provider) valueOf(ctx context.Context, ts time.Time, gr schema.GroupResource, src source, name types.NamespacedName, info provider.CustomMetricInfo, metricSelector labels.Selector) (*custom_metrics.MetricValue, error) {
+	list, err := p.query(ctx, ts, gr, src, name.Namespace, info, metricSelector, []string{name.Name})
 	if err != nil {
 		return nil, err
 	}
@@ -181,12 +180,18 @@ func (p *Provider) GetMetricBySelector(ctx context.Context, namespace string, se
 	if len(names) == 0 {
 		return &custom_metrics.MetricValueList{Items: []custom_metrics.MetricValue{}}, nil
 	}
-	return p.query(ctx, gr, src, namespace, info, metricSelector, names)
+	return p.query(ctx, p.now(), gr, src, namespace, info, metricSelector, names)
 }
 
 // GetExternalMetric evaluates the external rule serving info.Metric; one
 // item per resulting sample, labelled with the sample's labels.
 func (p *Provider) GetExternalMetric(ctx context.Context, namespace string, metricSelector labels.Selector, info provider.ExternalMetricInfo) (*external_metrics.ExternalMetricValueList, error) {
+	return p.ExternalAt(ctx, p.now(), namespace, metricSelector, info.Metric)
+}
+
+// ExternalAt is GetExternalMetric evaluated at ts, as the API served it then.
+func (p *Provider) ExternalAt(ctx context.Context, ts time.Time, namespace string, metricSelector labels.Selector, metric string) (*external_metrics.ExternalMetricValueList, error) {
+	info := provider.ExternalMetricInfo{Metric: metric}
 	ctx, cancel := p.withTimeout(ctx)
 	defer cancel()
 	src, ok := p.disc.lookupExternal(ctx, info.Metric)
@@ -197,7 +202,6 @@ func (p *Provider) GetExternalMetric(ctx context.Context, namespace string, metr
 	if err != nil {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("metric selector %q for %s: %v", metricSelector, info.Metric, err))
 	}
-	ts := p.now()
 	samples, err := p.eval(ctx, q, ts)
 	if err != nil {
 		return nil, err
@@ -216,8 +220,36 @@ func (p *Provider) resolve(ctx context.Context, info provider.CustomMetricInfo) 
 	return gr, src, nil
 }
 
-// query evaluates the rule of src for names.
-func (p *Provider) query(ctx context.Context, gr schema.GroupResource, src source, namespace string, info provider.CustomMetricInfo, metricSelector labels.Selector, names []string) (*custom_metrics.MetricValueList, error) {
+// ObjectsAt is the metric of the named objects at ts, as
+// GetMetricBySelector served it then: names are given, not selected, so
+// objects deleted since are still asked for. Objects without a value are
+// left out.
+func (p *Provider) ObjectsAt(ctx context.Context, ts time.Time, namespace string, names []string, info provider.CustomMetricInfo, metricSelector labels.Selector) (*custom_metrics.MetricValueList, error) {
+	ctx, cancel := p.withTimeout(ctx)
+	defer cancel()
+	gr, src, err := p.resolve(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		return &custom_metrics.MetricValueList{Items: []custom_metrics.MetricValue{}}, nil
+	}
+	return p.query(ctx, ts, gr, src, namespace, info, metricSelector, names)
+}
+
+// ObjectAt is GetMetricByName evaluated at ts.
+func (p *Provider) ObjectAt(ctx context.Context, ts time.Time, name types.NamespacedName, info provider.CustomMetricInfo, metricSelector labels.Selector) (*custom_metrics.MetricValue, error) {
+	ctx, cancel := p.withTimeout(ctx)
+	defer cancel()
+	gr, src, err := p.resolve(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	return p.valueOf(ctx, ts, gr, src, name, info, metricSelector)
+}
+
+// query evaluates the rule of src for names at ts.
+func (p *Provider) query(ctx context.Context, ts time.Time, gr schema.GroupResource, src source, namespace string, info provider.CustomMetricInfo, metricSelector labels.Selector, names []string) (*custom_metrics.MetricValueList, error) {
 	if !info.Namespaced {
 		namespace = ""
 	}
@@ -229,7 +261,6 @@ func (p *Provider) query(ctx context.Context, gr schema.GroupResource, src sourc
 	if err != nil {
 		return nil, apierrors.NewInternalError(fmt.Errorf("label for %s: %w", gr, err))
 	}
-	ts := p.now()
 	samples, err := p.eval(ctx, q, ts)
 	if err != nil {
 		return nil, err

@@ -23,8 +23,12 @@ type Pod struct {
 	PodIP    string
 	HostIP   string
 	Phase    corev1.PodPhase
-	// Ready is the status of the PodReady condition, "" without one.
-	Ready corev1.ConditionStatus
+	// Ready is the status of the PodReady condition, "" without one, and
+	// ReadySince its last transition; StartTime is the kubelet's. The HPA
+	// controller reads these three, and so does the autoscaling history.
+	Ready      corev1.ConditionStatus
+	ReadySince metav1.Time
+	StartTime  metav1.Time
 	// Containers are the regular containers, then the init containers.
 	Containers []Container
 }
@@ -71,10 +75,13 @@ func Slim(obj any) (any, error) {
 		HostIP:   p.Status.HostIP,
 		Phase:    p.Status.Phase,
 	}
+	if p.Status.StartTime != nil {
+		out.StartTime = *p.Status.StartTime
+	}
 	out.ManagedFields = nil
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady {
-			out.Ready = c.Status
+			out.Ready, out.ReadySince = c.Status, c.LastTransitionTime
 			break
 		}
 	}

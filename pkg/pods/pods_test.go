@@ -13,6 +13,11 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
+var (
+	started    = metav1.Unix(1700000000, 0)
+	readySince = metav1.Unix(1700000030, 0)
+)
+
 func fullPod() *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", UID: "u", Labels: map[string]string{"app": "a"},
@@ -24,8 +29,8 @@ func fullPod() *corev1.Pod {
 			InitContainers: []corev1.Container{{Name: "init", Image: "b"}},
 			Volumes:        []corev1.Volume{{Name: "v"}},
 		},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1", HostIP: "192.168.0.1",
-			Conditions:            []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse, Message: "not kept"}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1", HostIP: "192.168.0.1", StartTime: &started,
+			Conditions:            []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse, LastTransitionTime: readySince, Message: "not kept"}},
 			ContainerStatuses:     []corev1.ContainerStatus{{Name: "app", ContainerID: "cri://a", Image: "i"}},
 			InitContainerStatuses: []corev1.ContainerStatus{{Name: "init", ContainerID: "cri://i"}}},
 	}
@@ -43,6 +48,7 @@ func TestSlim(t *testing.T) {
 				Annotations: map[string]string{"prometheus.io/scrape": "true"}},
 		},
 		NodeName: "n", PodIP: "10.0.0.1", HostIP: "192.168.0.1", Phase: corev1.PodRunning, Ready: corev1.ConditionFalse,
+		ReadySince: readySince, StartTime: started,
 		Containers: []Container{
 			{Name: "app", Image: "i", ID: "cri://a", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 80, Protocol: corev1.ProtocolTCP}}},
 			{Name: "init", Image: "b", ID: "cri://i", Init: true},

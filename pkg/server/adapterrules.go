@@ -72,6 +72,22 @@ func (c *Config) resourceGetter(store storage.Querier, tails resource.Tails, com
 	return resource.NewGetter(resource.GetterOptions{Querier: store, Tails: tails, Resolution: c.Kubelet.Resolution, Timeout: c.Storage.QueryTimeout})
 }
 
+// resourceGetterAt answers metrics.k8s.io as it did at a time, from
+// storage alone (the tails hold only the latest samples), for explain.
+func (c *Config) resourceGetterAt(store storage.Querier, compiled *rules.Rules) func(time.Time) api.PodMetricsGetter {
+	return func(at time.Time) api.PodMetricsGetter {
+		clock := fixedClock(at)
+		if compiled.CPU != nil && compiled.Memory != nil {
+			return resource.NewRulesGetter(store, compiled.CPU, compiled.Memory, compiled.Window, c.Storage.QueryTimeout, clock)
+		}
+		return resource.NewGetter(resource.GetterOptions{Querier: store, Resolution: c.Kubelet.Resolution, Timeout: c.Storage.QueryTimeout, Clock: clock})
+	}
+}
+
+type fixedClock time.Time
+
+func (f fixedClock) Now() time.Time { return time.Time(f) }
+
 // withSelectorValidation answers a malformed labelSelector or
 // metricLabelSelector on the custom and external metrics APIs with a 400
 // Status. custom-metrics-apiserver parses them itself and returns its

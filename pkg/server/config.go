@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +39,7 @@ import (
 	"github.com/metrics-gateway/metrics-gateway/pkg/rules"
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
+	"github.com/metrics-gateway/metrics-gateway/pkg/web"
 )
 
 // Config is everything needed to build a running gateway.
@@ -198,10 +200,9 @@ func (c *Config) buildScraping(s *Server, reg *prometheus.Registry, logger *slog
 	s.podInformer = pods.NewInformer(client)
 	s.informersSynced = []func() bool{nodes.HasSynced, s.podInformer.HasSynced}
 	if c.RecordAutoscalers {
-		// Not a readiness condition: HPAs only feed the history.
-		hpas := s.nodeInformers.Autoscaling().V2().HorizontalPodAutoscalers()
-		hpas.Informer()
-		reg.MustRegister(autoscaling.Collector{HPAs: hpas.Lister()})
+		if err := c.buildAutoscaling(s, reg); err != nil {
+			return nil, err
+		}
 	}
 	gcHeadroom.count(func(countNodes bool) int {
 		if countNodes {
@@ -217,6 +218,34 @@ func (c *Config) buildScraping(s *Server, reg *prometheus.Registry, logger *slog
 	}
 	undo.add(func() error { s.scraper.Stop(); return nil })
 	return scrapeCfg, nil
+}
+
+// buildAutoscaling builds the autoscaling history into s: the HPA
+// informer, the collector of its series and the recorder that replays each
+// HPA beside the controller. buildAPIServer adds the metrics sources.
+func (c *Config) buildAutoscaling(s *Server, reg *prometheus.Registry) error {
+	// Not a readiness condition: HPAs only feed the history and the page.
+	hpas := s.nodeInformers.Autoscaling().V2().HorizontalPodAutoscalers()
+	hpas.Informer()
+	api, err := autoscaling.NewAPIReader(c.Rest)
+	if err != nil {
+		return fmt.Errorf("autoscaling: %w", err)
+	}
+	s.autoscaling = &autoscaling.Sources{
+		HPAs:      hpas.Lister(),
+		PodLister: pods.Lister(s.podInformer),
+		API:       api,
+		History:   &autoscaling.History{Q: s.store, Timeout: c.Storage.QueryTimeout},
+		Interval:  c.Kubelet.Resolution,
+	}
+	s.recorder = &autoscaling.Recorder{Sources: s.autoscaling, Options: autoscaling.ControllerDefaults(), Interval: c.Kubelet.Resolution}
+	reg.MustRegister(autoscaling.Collector{
+		HPAs:      hpas.Lister(),
+		Pods:      pods.Lister(s.podInformer),
+		Selectors: &autoscaling.Selectors{Scales: api, TTL: time.Minute},
+		Recorder:  s.recorder,
+	})
+	return nil
 }
 
 // buildAPIServer builds the one API server into s: custom and external
@@ -280,6 +309,10 @@ func (c *Config) buildAPIServer(s *Server, tails resource.Tails, scrapeCfg *conf
 	if err := reg.Register(freshness); err != nil {
 		return fmt.Errorf("register freshness: %w", err)
 	}
+	if s.autoscaling != nil {
+		s.autoscaling.Resource = c.resourceGetterAt(s.store, compiled)
+		s.autoscaling.Custom = customProvider
+	}
 	if err := resource.Install(s.api, resource.InstallOptions{
 		Getter:       c.resourceGetter(s.store, tails, compiled),
 		Pods:         pods.MetadataLister(s.podInformer),
@@ -321,8 +354,13 @@ func (c *Config) buildQueryAPI(s *Server, scrapeCfg *config.Config, reg *prometh
 		return err
 	}
 	mountQueryAPI(s.api.Handler.NonGoRestfulMux, queryHandler)
+	var pages http.Handler
+	if s.autoscaling != nil {
+		pages = web.NewHandler(web.Options{Sources: s.autoscaling, Explain: s.recorder.Options, Query: s.store, Timeout: c.Storage.QueryTimeout})
+		mountPages(s.api.Handler.NonGoRestfulMux, pages)
+	}
 	if a := c.QueryAPI.InsecureBindAddress; a != "" {
-		if s.insecureQuery, err = newLoopbackServer(a, insecureQueryMux(queryHandler)); err != nil {
+		if s.insecureQuery, err = newLoopbackServer(a, insecureQueryMux(queryHandler, pages)); err != nil {
 			return fmt.Errorf("query API insecure listener: %w", err)
 		}
 		undo.add(s.insecureQuery.close)

@@ -319,6 +319,35 @@ func TestGatewayServesPrometheusAPI(t *testing.T) {
 		}
 	})
 
+	// The page and the explain endpoint (pkg/web) on the secure port: the
+	// fake API server serves no scale subresource, so the replay cannot
+	// run, and the page says why instead of failing.
+	t.Run("autoscaling page and explain endpoint", func(t *testing.T) {
+		for _, c := range []struct {
+			path string
+			code int
+			want string
+		}{
+			{"/ui/", http.StatusOK, `href="/ui/hpa/default/web"`},
+			{"/ui/hpa/default/web", http.StatusOK, `id="chart-replicas"`},
+			{"/ui/hpa/default/web", http.StatusOK, `cannot explain`},
+			{"/ui/hpa/default/web?range=5m", http.StatusOK, `</i>desired (controller) 4`},
+			{"/ui/hpa/default/web?range=forever", http.StatusBadRequest, `want a duration`},
+			{"/ui/hpa/default/none", http.StatusNotFound, `not found`},
+			{"/ui/graph?range=5m&expr=" + url.QueryEscape(`up{job="metrics-gateway"}`), http.StatusOK, `<polyline`},
+			{"/ui/graph?expr=" + url.QueryEscape("sum("), http.StatusOK, `class="err"`},
+			{"/explain/hpa/default/none", http.StatusNotFound, `"kind":"Status"`},
+			{"/explain/hpa/default/web?at=yesterday", http.StatusBadRequest, `RFC 3339`},
+			{"/explain/hpa/default/web?at=" + time.Now().Add(time.Hour).Format(time.RFC3339), http.StatusBadRequest, `in the future`},
+			{"/explain/hpa/default/web", http.StatusInternalServerError, `scale of Deployment web`},
+		} {
+			code, body := g.get(t, c.path, "")
+			if code != c.code || !strings.Contains(string(body), c.want) {
+				t.Errorf("GET %s: %d %s, want %d with %q", c.path, code, body, c.code, c.want)
+			}
+		}
+	})
+
 	t.Run("self-metrics count requests", func(t *testing.T) {
 		checkAPIError(t, g.url, http.MethodGet, "/prometheus/api/v1/query?query="+url.QueryEscape("sum("), nil, "", http.StatusBadRequest, "bad_data")
 		code, body := g.get(t, "/metrics", "")

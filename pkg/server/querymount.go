@@ -9,6 +9,7 @@ import (
 	"k8s.io/apiserver/pkg/server/mux"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/query"
+	"github.com/metrics-gateway/metrics-gateway/pkg/web"
 )
 
 // PrometheusPrefix is where the secure port serves the Prometheus API:
@@ -32,13 +33,27 @@ func mountQueryAPI(mux *mux.PathRecorderMux, h http.Handler) {
 	}))
 }
 
+// mountPages serves the autoscaling page and the explain endpoint (pkg/web)
+// behind the server's delegated authn/authz.
+func mountPages(mux *mux.PathRecorderMux, h http.Handler) {
+	mux.Handle(web.UIPrefix, h)
+	mux.HandlePrefix(web.UIPrefix+"/", h)
+	mux.HandlePrefix(web.ExplainPrefix, h)
+}
+
 // insecureQueryMux is the plain-HTTP loopback listener's handler: no
 // authorization applies there, so the API is also at the root, as a
-// port-forwarded Prometheus would be.
-func insecureQueryMux(h http.Handler) http.Handler {
+// port-forwarded Prometheus would be; pages, when not nil, are the
+// autoscaling page and explain endpoint.
+func insecureQueryMux(h, pages http.Handler) http.Handler {
 	m := http.NewServeMux()
 	m.Handle(PrometheusPrefix+query.Prefix+"/", http.StripPrefix(PrometheusPrefix, h))
 	m.Handle(query.Prefix+"/", h)
+	if pages != nil {
+		m.Handle(web.UIPrefix, pages)
+		m.Handle(web.UIPrefix+"/", pages)
+		m.Handle(web.ExplainPrefix, pages)
+	}
 	return loopbackHostOnly(m)
 }
 

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/metrics-gateway/metrics-gateway/pkg/autoscaling"
 	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
@@ -37,6 +38,10 @@ type Server struct {
 	podInformer     cache.SharedIndexInformer
 	objects         *objectLister
 	informersSynced []func() bool
+	// autoscaling and recorder are the autoscaling history, the page and
+	// explain read; nil without --record-autoscalers.
+	autoscaling *autoscaling.Sources
+	recorder    *autoscaling.Recorder
 }
 
 // RunUntil runs informers, scraping and the API server until ctx is done,
@@ -61,6 +66,9 @@ func (s *Server) RunUntil(ctx context.Context) error {
 	}
 	scrapeDone := make(chan error, 1)
 	go func() { scrapeDone <- s.scraper.Run(ctx) }()
+	if s.recorder != nil {
+		go s.recorder.Run(ctx)
+	}
 
 	// The plain-HTTP listeners drain while the secure port does, so the
 	// two drains add up to the longer one, not their sum.

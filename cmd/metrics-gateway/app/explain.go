@@ -5,14 +5,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/pflag"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/autoscaling"
 	"github.com/metrics-gateway/metrics-gateway/pkg/server"
+	"github.com/metrics-gateway/metrics-gateway/pkg/web"
 )
 
 // KubectlPlugin is the name under which the binary runs as `kubectl
@@ -23,7 +29,7 @@ const KubectlPlugin = "kubectl-explain_hpa"
 // controller's decision from the HPA, its target, pods and the values the
 // metrics APIs serve now, and prints the verdict, then each metric's table.
 func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var kubeconfig, namespace, output string
+	var kubeconfig, namespace, output, gateway, gatewayCA, at string
 	o := autoscaling.Options{Tolerance: autoscaling.DefaultTolerance, Timing: autoscaling.DefaultTiming(time.Time{}), DownscaleStabilization: autoscaling.DefaultDownscaleStabilization}
 	tolerance := autoscaling.DefaultTolerance.Up
 	fs := pflag.NewFlagSet("metrics-gateway explain hpa", pflag.ContinueOnError)
@@ -35,6 +41,9 @@ func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&o.Timing.CPUInitializationPeriod, "cpu-initialization-period", o.Timing.CPUInitializationPeriod, "kube-controller-manager's --horizontal-pod-autoscaler-cpu-initialization-period.")
 	fs.DurationVar(&o.Timing.InitialReadinessDelay, "initial-readiness-delay", o.Timing.InitialReadinessDelay, "kube-controller-manager's --horizontal-pod-autoscaler-initial-readiness-delay.")
 	fs.DurationVar(&o.DownscaleStabilization, "downscale-stabilization", o.DownscaleStabilization, "kube-controller-manager's --horizontal-pod-autoscaler-downscale-stabilization (the scale-down window of HPAs that set none).")
+	fs.StringVar(&gateway, "gateway", "", "Ask the gateway instead of replaying here: its URL, e.g. http://127.0.0.1:9090 through `kubectl port-forward` to its --query-api-insecure-bind-address, or https://HOST:PORT of its secure port with the kubeconfig's credentials. The gateway adds the recorded history: the stabilization windows see its recommendations, and --at works.")
+	fs.StringVar(&gatewayCA, "gateway-ca", "", "CA bundle that signed the gateway's serving certificate, for an https --gateway.")
+	fs.StringVar(&at, "at", "", "Explain the decision at this past time (RFC 3339, unix seconds, or a duration ago such as -10m), from the gateway's recorded history; needs --gateway.")
 	help := fs.BoolP("help", "h", false, "Show this help and exit.")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -59,12 +68,20 @@ func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}
-	r, err := autoscaling.NewAPIReader(cfg)
-	if err != nil {
-		return fmt.Errorf("explain: %w", err)
+	var e autoscaling.Explanation
+	if gateway != "" {
+		for _, f := range []string{"tolerance", "cpu-initialization-period", "initial-readiness-delay", "downscale-stabilization"} {
+			if fs.Changed(f) {
+				return fmt.Errorf("explain: --%s applies to a local replay; the gateway replays with kube-controller-manager's defaults", f)
+			}
+		}
+		e, err = explainFromGateway(ctx, cfg, gateway, gatewayCA, namespace, fs.Arg(1), at, time.Now())
+	} else {
+		if at != "" {
+			return fmt.Errorf("explain: --at needs --gateway: the history is in the gateway's storage")
+		}
+		e, err = explainHere(ctx, cfg, namespace, fs.Arg(1), o)
 	}
-	o.Timing.Now = time.Now()
-	e, err := autoscaling.Explain(ctx, r, namespace, fs.Arg(1), o)
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}
@@ -76,14 +93,94 @@ func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return printExplanation(stdout, e)
 }
 
+// explainHere replays with the clients the HPA controller uses, without
+// history.
+func explainHere(ctx context.Context, cfg *rest.Config, namespace, name string, o autoscaling.Options) (autoscaling.Explanation, error) {
+	r, err := autoscaling.NewAPIReader(cfg)
+	if err != nil {
+		return autoscaling.Explanation{}, err
+	}
+	o.Timing.Now = time.Now()
+	return autoscaling.Explain(ctx, r, namespace, name, o)
+}
+
+// explainFromGateway asks the gateway's explain endpoint (pkg/web).
+func explainFromGateway(ctx context.Context, cfg *rest.Config, gateway, ca, namespace, name, at string, now time.Time) (autoscaling.Explanation, error) {
+	var e autoscaling.Explanation
+	u, err := url.Parse(gateway)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return e, fmt.Errorf("--gateway %q: want http://HOST:PORT or https://HOST:PORT", gateway)
+	}
+	q := url.Values{}
+	if at != "" {
+		t, err := parseAt(at, now)
+		if err != nil {
+			return e, err
+		}
+		q.Set("at", t.UTC().Format(time.RFC3339Nano))
+	}
+	u = u.JoinPath(web.ExplainPrefix, "hpa", namespace, name)
+	u.RawQuery = q.Encode()
+	client := &http.Client{Timeout: time.Minute}
+	if u.Scheme == "https" {
+		c := rest.AnonymousClientConfig(cfg)
+		c.BearerToken, c.BearerTokenFile, c.CertData, c.CertFile, c.KeyData, c.KeyFile = cfg.BearerToken, cfg.BearerTokenFile, cfg.CertData, cfg.CertFile, cfg.KeyData, cfg.KeyFile
+		c.Host, c.TLSClientConfig.CAData, c.TLSClientConfig.CAFile, c.TLSClientConfig.ServerName = gateway, nil, ca, ""
+		if client, err = rest.HTTPClientFor(c); err != nil {
+			return e, err
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return e, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return e, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return e, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var status metav1.Status
+		if json.Unmarshal(body, &status) == nil && status.Message != "" {
+			return e, fmt.Errorf("%s: %d %s", u.Redacted(), resp.StatusCode, status.Message)
+		}
+		return e, fmt.Errorf("%s: %s %.200s", u.Redacted(), resp.Status, body)
+	}
+	return e, json.Unmarshal(body, &e)
+}
+
+// parseAt reads --at: RFC 3339, unix seconds, or a negative duration.
+func parseAt(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		if d > 0 {
+			return time.Time{}, fmt.Errorf("--at %s: a duration is how long ago, negative (-%s)", s, s)
+		}
+		return now.Add(d), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		return time.UnixMilli(int64(f * 1000)), nil
+	}
+	return time.Time{}, fmt.Errorf("--at %q: want an RFC 3339 time, unix seconds or a negative duration", s)
+}
+
 // printExplanation writes the verdict first, then the replicas' path and
 // each metric with its pods.
 func printExplanation(w io.Writer, e autoscaling.Explanation) error {
 	fmt.Fprintf(w, "%s/%s: %s\n\n", e.Namespace, e.Name, e.Verdict)
 	fmt.Fprintf(w, "replicas: current %d, min %d, max %d; highest proposal %d (%s), after stabilization %d, desired %d (%s)\n",
 		e.Current, e.Min, e.Max, e.Proposal, e.Winner, e.Stabilized, e.Desired, e.LimitReason)
+	if e.Past {
+		fmt.Fprintf(w, "at %s: the target's replicas and pods as the gateway recorded them then; the HPA's spec as it is now\n", e.At.UTC().Format(time.RFC3339))
+	}
 	if e.HistoryReconstructed {
-		fmt.Fprintln(w, "history: recommendations and scale events reconstructed from recorded series")
+		fmt.Fprintln(w, "history: recommendations and scale events reconstructed from the gateway's recorded replay (not the controller's memory)")
 	} else {
 		fmt.Fprintln(w, "history: none; the stabilization windows and rate limits saw no earlier recommendations or changes")
 	}

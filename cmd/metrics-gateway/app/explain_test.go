@@ -2,6 +2,8 @@ package app
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,14 +12,30 @@ import (
 )
 
 // TestExplainFlags needs no cluster: every case stops before a client is
-// built, except the last, which has no kubeconfig to read.
+// used, or finds nothing listening (the gateway at port 1).
 func TestExplainFlags(t *testing.T) {
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kc, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	checkRunCases(t, []runCase{
 		{"help", []string{"explain", "--help"}, "", "kubectl explain-hpa NAME"},
 		{"no kind", []string{"explain", "web"}, "want `explain hpa NAME`", ""},
 		{"no name", []string{"explain", "hpa"}, "want `explain hpa NAME`", ""},
 		{"bad output", []string{"explain", "hpa", "web", "-o", "yaml"}, "want text or json", ""},
 		{"negative tolerance", []string{"explain", "hpa", "web", "--tolerance=-1"}, "negative", ""},
+		{"at without gateway", []string{"explain", "hpa", "web", "--at=-5m", "--kubeconfig", kc}, "--at needs --gateway", ""},
+		{"bad gateway", []string{"explain", "hpa", "web", "--gateway", "ftp://x", "--kubeconfig", kc}, "want http://HOST:PORT", ""},
+		{"tolerance with gateway", []string{"explain", "hpa", "web", "--gateway", "http://127.0.0.1:1", "--tolerance=0.2", "--kubeconfig", kc}, "applies to a local replay", ""},
+		{"future duration", []string{"explain", "hpa", "web", "--gateway", "http://127.0.0.1:1", "--at=5m", "--kubeconfig", kc}, "how long ago", ""},
+		{"bad at", []string{"explain", "hpa", "web", "--gateway", "http://127.0.0.1:1", "--at=yesterday", "--kubeconfig", kc}, "want an RFC 3339 time", ""},
+		{"gateway down", []string{"explain", "hpa", "web", "--gateway", "http://127.0.0.1:1", "--kubeconfig", kc}, "connection refused", ""},
 		{"missing kubeconfig", []string{"explain", "hpa", "web", "--kubeconfig", t.TempDir() + "/none"}, "explain: kubernetes client config", ""},
 	})
 }

@@ -1,0 +1,155 @@
+package autoscaling
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/prometheus/prometheus/promql"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
+)
+
+// The recorder's series (recorder.go): what its replay, run every round
+// beside the controller, proposed and read. They rebuild the controller's
+// memory, which it keeps only in its process: the recommendations its
+// stabilization windows compare and the changes its rate limits count.
+const (
+	RecommendationReplicas = "metrics_gateway_autoscaler_recommendation_replicas"
+	ReplayDesired          = "metrics_gateway_autoscaler_replay_desired_replicas"
+	TargetReplicas         = "metrics_gateway_autoscaler_target_replicas"
+)
+
+// HistoryWindow is how far back an explanation reads: the longest
+// stabilization window autoscaling/v2 allows (3600 s), which also covers
+// the longest policy period (1800 s).
+const HistoryWindow = time.Hour
+
+// History reads an HPA's recorded series back from storage.
+type History struct {
+	Q       storage.Querier
+	Timeout time.Duration
+}
+
+func hpaSelector(metric, namespace, name string) string {
+	return fmt.Sprintf("%s{%s=%q,%s=%q}", metric, labelNamespace, namespace, labelHPA, name)
+}
+
+func (h *History) eval(ctx context.Context, expr string, at time.Time) (promql.Matrix, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
+	defer cancel()
+	v, err := h.Q.Instant(ctx, expr, at, storage.QueryOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("recorded history: %w", err)
+	}
+	switch v := v.(type) {
+	case promql.Matrix:
+		return v, nil
+	case promql.Vector:
+		m := make(promql.Matrix, len(v))
+		for i, s := range v {
+			m[i] = promql.Series{Metric: s.Metric, Floats: []promql.FPoint{{T: s.T, F: s.F}}}
+		}
+		return m, nil
+	}
+	return nil, fmt.Errorf("recorded history: %s is a %s", expr, v.Type())
+}
+
+// TargetReplicas is the target's replicas as the recorder read them at at.
+func (h *History) TargetReplicas(ctx context.Context, namespace, name string, at time.Time) (int32, error) {
+	m, err := h.eval(ctx, hpaSelector(TargetReplicas, namespace, name), at)
+	if err != nil {
+		return 0, err
+	}
+	if len(m) == 0 || len(m[0].Floats) == 0 {
+		return 0, fmt.Errorf("no replicas recorded for %s/%s at %s (is --record-autoscalers on, and was the gateway running then?)", namespace, name, at.Format(time.RFC3339))
+	}
+	return int32(m[0].Floats[0].F), nil
+}
+
+// Members are the running pods the HPA selected at at, rebuilt from the
+// recorded readiness and start times.
+func (h *History) Members(ctx context.Context, namespace, name string, at time.Time) ([]*corev1.Pod, error) {
+	byName := map[string]*corev1.Pod{}
+	var order []string
+	for _, metric := range []string{PodReady, PodStartTime, PodReadySince} {
+		m, err := h.eval(ctx, hpaSelector(metric, namespace, name), at)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range m {
+			pod := s.Metric.Get(labelPod)
+			if len(s.Floats) == 0 || pod == "" {
+				continue
+			}
+			p := byName[pod]
+			if p == nil {
+				if metric != PodReady {
+					continue // only pods recorded as selected then
+				}
+				p = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: pod}, Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+				byName[pod] = p
+				order = append(order, pod)
+			}
+			setRecorded(p, metric, s.Floats[0].F)
+		}
+	}
+	sort.Strings(order)
+	out := make([]*corev1.Pod, len(order))
+	for i, n := range order {
+		out[i] = byName[n]
+	}
+	return out, nil
+}
+
+func setRecorded(p *corev1.Pod, metric string, v float64) {
+	switch metric {
+	case PodReady:
+		status := corev1.ConditionFalse
+		if v == 1 {
+			status = corev1.ConditionTrue
+		}
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: status}}
+	case PodStartTime:
+		t := metav1.Unix(int64(v), 0)
+		p.Status.StartTime = &t
+	case PodReadySince:
+		p.Status.Conditions[0].LastTransitionTime = metav1.Unix(int64(v), 0)
+	}
+}
+
+// Recent is the HPA's recommendations and the target's replica changes in
+// the HistoryWindow before at (strictly before: at's own decision is the
+// one being explained).
+func (h *History) Recent(ctx context.Context, namespace, name string, at time.Time) ([]Recommendation, []ScaleEvent, error) {
+	window := fmt.Sprintf("[%ds]", int(HistoryWindow.Seconds()))
+	recs, err := h.eval(ctx, hpaSelector(RecommendationReplicas, namespace, name)+window, at)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []Recommendation
+	for _, s := range recs {
+		for _, p := range s.Floats {
+			if t := time.UnixMilli(p.T); t.Before(at) {
+				out = append(out, Recommendation{At: t, Replicas: int32(p.F)})
+			}
+		}
+	}
+	targets, err := h.eval(ctx, hpaSelector(TargetReplicas, namespace, name)+window, at)
+	if err != nil {
+		return nil, nil, err
+	}
+	var events []ScaleEvent
+	for _, s := range targets {
+		for i := 1; i < len(s.Floats); i++ {
+			t := time.UnixMilli(s.Floats[i].T)
+			if d := int32(s.Floats[i].F - s.Floats[i-1].F); d != 0 && t.Before(at) {
+				events = append(events, ScaleEvent{At: t, Change: d})
+			}
+		}
+	}
+	return out, events, nil
+}
