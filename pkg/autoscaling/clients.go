@@ -71,7 +71,7 @@ func (a *APIReader) HPA(ctx context.Context, namespace, name string) (*autoscali
 
 // Scale reads the target's scale subresource.
 func (a *APIReader) Scale(ctx context.Context, namespace string, ref autoscalingv2.CrossVersionObjectReference) (ScaleInfo, error) {
-	gr, err := a.resourceOf(ref)
+	gr, err := a.ResourceOf(ref)
 	if err != nil {
 		return ScaleInfo{}, err
 	}
@@ -82,8 +82,8 @@ func (a *APIReader) Scale(ctx context.Context, namespace string, ref autoscaling
 	return ScaleInfo{Replicas: s.Spec.Replicas, StatusReplicas: s.Status.Replicas, Selector: s.Status.Selector}, nil
 }
 
-// resourceOf maps a reference's kind to its resource.
-func (a *APIReader) resourceOf(ref autoscalingv2.CrossVersionObjectReference) (schema.GroupResource, error) {
+// ResourceOf maps a reference's kind to its resource.
+func (a *APIReader) ResourceOf(ref autoscalingv2.CrossVersionObjectReference) (schema.GroupResource, error) {
 	gv, err := schema.ParseGroupVersion(ref.APIVersion)
 	if err != nil {
 		return schema.GroupResource{}, err

@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
 	autoscalinglisters "k8s.io/client-go/listers/autoscaling/v2"
-	"k8s.io/client-go/tools/cache"
 )
 
 // Family names, as kube-state-metrics v2 exports them.
@@ -32,7 +31,7 @@ const (
 )
 
 // Families are the names the collector exports, for the self job's filter.
-var Families = []string{Info, MinReplicas, MaxReplicas, CurrentReplicas, DesiredReplicas, TargetMetric, CurrentMetric, Condition, PodReady, PodStartTime, PodReadySince}
+var Families = []string{Info, MinReplicas, MaxReplicas, CurrentReplicas, DesiredReplicas, TargetMetric, CurrentMetric, Condition}
 
 var (
 	hpaLabels    = []string{labelNamespace, labelHPA}
@@ -47,21 +46,16 @@ var (
 )
 
 // Collector exports the HPAs a lister holds; an empty or unsynced lister
-// exports nothing. With Pods (pods.Lister) and Selectors it also exports
-// the pods each HPA selects (members.go).
+// exports nothing.
 type Collector struct {
-	HPAs      autoscalinglisters.HorizontalPodAutoscalerLister
-	Pods      cache.GenericLister
-	Selectors *Selectors
-	// Recorder, when set, adds its last round's series.
-	Recorder *Recorder
+	HPAs autoscalinglisters.HorizontalPodAutoscalerLister
 }
 
 var _ prometheus.Collector = Collector{}
 
 // Describe sends every family's description.
 func (Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{infoDesc, minDesc, maxDesc, currentDesc, desiredDesc, targetDesc, statusDesc, conditionDsc, podReadyDesc, podStartDesc, podReadyAtDesc, recommendationDesc, replayDesiredDesc, replicasDesc} {
+	for _, d := range []*prometheus.Desc{infoDesc, minDesc, maxDesc, currentDesc, desiredDesc, targetDesc, statusDesc, conditionDsc} {
 		ch <- d
 	}
 }
@@ -74,12 +68,6 @@ func (c Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, h := range hpas {
 		collectHPA(ch, h)
-		if c.Pods != nil && c.Selectors != nil {
-			c.collectMembers(ch, h)
-		}
-	}
-	if c.Recorder != nil {
-		c.Recorder.collect(ch)
 	}
 }
 
@@ -125,6 +113,19 @@ func collectHPA(ch chan<- prometheus.Metric, h *autoscalingv2.HorizontalPodAutos
 func MetricName(m autoscalingv2.MetricSpec) string {
 	name, _ := specTarget(m)
 	return name
+}
+
+// TargetKind is the metric_target_type of a metric's target:
+// utilization, average or value.
+func TargetKind(m autoscalingv2.MetricSpec) string {
+	_, t := specTarget(m)
+	switch t.Type {
+	case autoscalingv2.UtilizationMetricType:
+		return "utilization"
+	case autoscalingv2.AverageValueMetricType:
+		return "average"
+	}
+	return "value"
 }
 
 // specTarget is a metric's name (the resource's for Resource and

@@ -7,6 +7,7 @@ import (
 
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -29,6 +30,13 @@ type CustomAt interface {
 	ExternalAt(ctx context.Context, ts time.Time, namespace string, metricSelector labels.Selector, metric string) (*external_metrics.ExternalMetricValueList, error)
 }
 
+// Targets reads scale targets as the HPA controller does.
+type Targets interface {
+	Scale(ctx context.Context, namespace string, ref autoscalingv2.CrossVersionObjectReference) (ScaleInfo, error)
+	// ResourceOf maps a reference's kind to its resource.
+	ResourceOf(ref autoscalingv2.CrossVersionObjectReference) (schema.GroupResource, error)
+}
+
 // Sources are what the gateway's own explanations read: its informers,
 // the API server for scale targets, its storage for values and the
 // recorded history.
@@ -36,14 +44,17 @@ type Sources struct {
 	HPAs autoscalinglisters.HorizontalPodAutoscalerLister
 	// PodLister is pods.Lister: the running pods the gateway watches.
 	PodLister cache.GenericLister
-	// API reads scale targets (live) and maps kinds to resources.
-	API *APIReader
+	// Targets reads scale targets (live) and maps kinds to resources;
+	// *APIReader is one.
+	Targets Targets
 	// Resource answers metrics.k8s.io as it did at a time.
 	Resource func(at time.Time) api.PodMetricsGetter
 	Custom   CustomAt
 	History  *History
 	// Interval is the gateway's round (--metric-resolution).
 	Interval time.Duration
+	// Now is the clock; nil is the wall clock.
+	Now func() time.Time
 }
 
 // GatewayReader reads for one explanation of the HPA named Name at At:
@@ -68,7 +79,7 @@ func (g GatewayReader) HPA(_ context.Context, namespace, name string) (*autoscal
 // Scale is live now; in the past, the recorded replicas with today's
 // selector.
 func (g GatewayReader) Scale(ctx context.Context, namespace string, ref autoscalingv2.CrossVersionObjectReference) (ScaleInfo, error) {
-	s, err := g.API.Scale(ctx, namespace, ref)
+	s, err := g.Targets.Scale(ctx, namespace, ref)
 	if err != nil || !g.Past {
 		return s, err
 	}
@@ -107,6 +118,19 @@ func corePod(p *pods.Pod) *corev1.Pod {
 	}
 	if p.Ready != "" {
 		out.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: p.Ready, LastTransitionTime: p.ReadySince}}
+	}
+	for _, c := range p.Containers {
+		if c.Init && !c.Sidecar {
+			continue // the controller counts no other init container
+		}
+		ctr := corev1.Container{Name: c.Name, Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{}}}
+		if c.CPURequest >= 0 {
+			ctr.Resources.Requests[corev1.ResourceCPU] = *resource.NewMilliQuantity(c.CPURequest, resource.DecimalSI)
+		}
+		if c.MemoryRequest >= 0 {
+			ctr.Resources.Requests[corev1.ResourceMemory] = *resource.NewMilliQuantity(c.MemoryRequest, resource.BinarySI)
+		}
+		out.Spec.Containers = append(out.Spec.Containers, ctr)
 	}
 	return out
 }
@@ -182,7 +206,7 @@ func (g GatewayReader) ObjectMetric(ctx context.Context, namespace string, ref a
 	if err != nil {
 		return 0, err
 	}
-	gr, err := g.API.resourceOf(ref)
+	gr, err := g.Targets.ResourceOf(ref)
 	if err != nil {
 		return 0, err
 	}

@@ -3,11 +3,14 @@ package autoscaling
 import (
 	"context"
 	"fmt"
+	"math"
+	"slices"
 	"sort"
 	"time"
 
 	"github.com/prometheus/prometheus/promql"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
@@ -17,10 +20,20 @@ import (
 // beside the controller, proposed and read. They rebuild the controller's
 // memory, which it keeps only in its process: the recommendations its
 // stabilization windows compare and the changes its rate limits count.
+// The pods the replay read are recorded too, so that an explanation of a
+// past time (explain --at) sees the pods the controller saw then, deleted
+// ones included; a pod's series go stale when a round no longer reads it.
 const (
 	RecommendationReplicas = "metrics_gateway_autoscaler_recommendation_replicas"
 	ReplayDesired          = "metrics_gateway_autoscaler_replay_desired_replicas"
 	TargetReplicas         = "metrics_gateway_autoscaler_target_replicas"
+	PodReady               = "metrics_gateway_autoscaler_pod_ready"
+	PodStartTime           = "metrics_gateway_autoscaler_pod_start_time_seconds"
+	PodReadySince          = "metrics_gateway_autoscaler_pod_ready_transition_time_seconds"
+	// PodRequests is kube-state-metrics' series of container requests,
+	// recorded for the pods HPAs select: what utilization divides by.
+	PodRequests = "kube_pod_container_resource_requests"
+	labelPod    = "pod"
 )
 
 // HistoryWindow is how far back an explanation reads: the longest
@@ -32,10 +45,17 @@ const HistoryWindow = time.Hour
 type History struct {
 	Q       storage.Querier
 	Timeout time.Duration
+	// Job and Instance are the Recorder's: another replica's rounds, or
+	// another job's series of the same name, are not this one's.
+	Job, Instance string
 }
 
-func hpaSelector(metric, namespace, name string) string {
-	return fmt.Sprintf("%s{%s=%q,%s=%q}", metric, labelNamespace, namespace, labelHPA, name)
+func (h *History) selector(metric, namespace, name string) string {
+	hpa := ""
+	if name != "" {
+		hpa = fmt.Sprintf(",%s=%q", labelHPA, name)
+	}
+	return fmt.Sprintf("%s{job=%q,instance=%q,%s=%q%s}", metric, h.Job, h.Instance, labelNamespace, namespace, hpa)
 }
 
 func (h *History) eval(ctx context.Context, expr string, at time.Time) (promql.Matrix, error) {
@@ -60,7 +80,7 @@ func (h *History) eval(ctx context.Context, expr string, at time.Time) (promql.M
 
 // TargetReplicas is the target's replicas as the recorder read them at at.
 func (h *History) TargetReplicas(ctx context.Context, namespace, name string, at time.Time) (int32, error) {
-	m, err := h.eval(ctx, hpaSelector(TargetReplicas, namespace, name), at)
+	m, err := h.eval(ctx, h.selector(TargetReplicas, namespace, name), at)
 	if err != nil {
 		return 0, err
 	}
@@ -73,10 +93,17 @@ func (h *History) TargetReplicas(ctx context.Context, namespace, name string, at
 // Members are the running pods the HPA selected at at, rebuilt from the
 // recorded readiness and start times.
 func (h *History) Members(ctx context.Context, namespace, name string, at time.Time) ([]*corev1.Pod, error) {
+	// Only the pods of the last round: after a restart, the series of the
+	// pods of the run before have no staleness markers.
+	round, err := h.eval(ctx, "timestamp("+h.selector(TargetReplicas, namespace, name)+")", at)
+	if err != nil || len(round) == 0 || len(round[0].Floats) == 0 {
+		return nil, err
+	}
 	byName := map[string]*corev1.Pod{}
 	var order []string
 	for _, metric := range []string{PodReady, PodStartTime, PodReadySince} {
-		m, err := h.eval(ctx, hpaSelector(metric, namespace, name), at)
+		expr := fmt.Sprintf("%s and on (pod) (timestamp(%s) == %g)", h.selector(metric, namespace, name), h.selector(PodReady, namespace, name), round[0].Floats[0].F)
+		m, err := h.eval(ctx, expr, at)
 		if err != nil {
 			return nil, err
 		}
@@ -97,12 +124,44 @@ func (h *History) Members(ctx context.Context, namespace, name string, at time.T
 			setRecorded(p, metric, s.Floats[0].F)
 		}
 	}
+	if err := h.requests(ctx, namespace, at, byName); err != nil {
+		return nil, err
+	}
 	sort.Strings(order)
 	out := make([]*corev1.Pod, len(order))
 	for i, n := range order {
 		out[i] = byName[n]
 	}
 	return out, nil
+}
+
+// requests adds the recorded requests to the pods by name, a container
+// per recorded container.
+func (h *History) requests(ctx context.Context, namespace string, at time.Time, byName map[string]*corev1.Pod) error {
+	m, err := h.eval(ctx, h.selector(PodRequests, namespace, ""), at)
+	if err != nil {
+		return err
+	}
+	for _, s := range m {
+		p := byName[s.Metric.Get(labelPod)]
+		if p == nil || len(s.Floats) == 0 {
+			continue
+		}
+		name := s.Metric.Get("container")
+		i := slices.IndexFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == name })
+		if i < 0 {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: name, Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{}}})
+			i = len(p.Spec.Containers) - 1
+		}
+		milli := int64(math.Round(s.Floats[0].F * 1000))
+		switch s.Metric.Get("resource") {
+		case "cpu":
+			p.Spec.Containers[i].Resources.Requests[corev1.ResourceCPU] = *resource.NewMilliQuantity(milli, resource.DecimalSI)
+		case "memory":
+			p.Spec.Containers[i].Resources.Requests[corev1.ResourceMemory] = *resource.NewMilliQuantity(milli, resource.BinarySI)
+		}
+	}
+	return nil
 }
 
 func setRecorded(p *corev1.Pod, metric string, v float64) {
@@ -126,7 +185,7 @@ func setRecorded(p *corev1.Pod, metric string, v float64) {
 // one being explained).
 func (h *History) Recent(ctx context.Context, namespace, name string, at time.Time) ([]Recommendation, []ScaleEvent, error) {
 	window := fmt.Sprintf("[%ds]", int(HistoryWindow.Seconds()))
-	recs, err := h.eval(ctx, hpaSelector(RecommendationReplicas, namespace, name)+window, at)
+	recs, err := h.eval(ctx, h.selector(RecommendationReplicas, namespace, name)+window, at)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -138,7 +197,7 @@ func (h *History) Recent(ctx context.Context, namespace, name string, at time.Ti
 			}
 		}
 	}
-	targets, err := h.eval(ctx, hpaSelector(TargetReplicas, namespace, name)+window, at)
+	targets, err := h.eval(ctx, h.selector(TargetReplicas, namespace, name)+window, at)
 	if err != nil {
 		return nil, nil, err
 	}

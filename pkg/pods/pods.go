@@ -40,7 +40,13 @@ type Container struct {
 	// ID is the runtime's container ID from the container's status.
 	ID    string
 	Init  bool
-	Ports []corev1.ContainerPort
+	// Sidecar is a restartable init container (restartPolicy Always).
+	Sidecar bool
+	Ports   []corev1.ContainerPort
+	// CPURequest and MemoryRequest are the requests in milli-units
+	// (resource.Quantity.MilliValue), -1 when not set: what the HPA
+	// controller divides usage by.
+	CPURequest, MemoryRequest int64
 }
 
 var _ runtime.Object = (*Pod)(nil)
@@ -96,7 +102,14 @@ func Slim(obj any) (any, error) {
 }
 
 func container(c corev1.Container, statuses []corev1.ContainerStatus, init bool) Container {
-	out := Container{Name: c.Name, Image: c.Image, Init: init}
+	out := Container{Name: c.Name, Image: c.Image, Init: init, CPURequest: -1, MemoryRequest: -1}
+	out.Sidecar = init && c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+	if q, ok := c.Resources.Requests[corev1.ResourceCPU]; ok {
+		out.CPURequest = q.MilliValue()
+	}
+	if q, ok := c.Resources.Requests[corev1.ResourceMemory]; ok {
+		out.MemoryRequest = q.MilliValue()
+	}
 	if len(c.Ports) > 0 {
 		out.Ports = make([]corev1.ContainerPort, len(c.Ports))
 		for i, p := range c.Ports {

@@ -7,10 +7,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
 )
 
 var (
@@ -25,9 +27,11 @@ func fullPod() *corev1.Pod {
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate}}},
 		Spec: corev1.PodSpec{NodeName: "n",
 			Containers: []corev1.Container{{Name: "app", Image: "i", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 80, Protocol: corev1.ProtocolTCP, HostPort: 8080}},
-				Env: []corev1.EnvVar{{Name: "SECRET", Value: "not kept"}}, Command: []string{"run"}}},
-			InitContainers: []corev1.Container{{Name: "init", Image: "b"}},
-			Volumes:        []corev1.Volume{{Name: "v"}},
+				Env: []corev1.EnvVar{{Name: "SECRET", Value: "not kept"}}, Command: []string{"run"},
+				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m")}}}},
+			InitContainers: []corev1.Container{{Name: "init", Image: "b", RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
+				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}}}},
+			Volumes: []corev1.Volume{{Name: "v"}},
 		},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1", HostIP: "192.168.0.1", StartTime: &started,
 			Conditions:            []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse, LastTransitionTime: readySince, Message: "not kept"}},
@@ -50,8 +54,8 @@ func TestSlim(t *testing.T) {
 		NodeName: "n", PodIP: "10.0.0.1", HostIP: "192.168.0.1", Phase: corev1.PodRunning, Ready: corev1.ConditionFalse,
 		ReadySince: readySince, StartTime: started,
 		Containers: []Container{
-			{Name: "app", Image: "i", ID: "cri://a", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 80, Protocol: corev1.ProtocolTCP}}},
-			{Name: "init", Image: "b", ID: "cri://i", Init: true},
+			{Name: "app", Image: "i", ID: "cri://a", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 80, Protocol: corev1.ProtocolTCP}}, CPURequest: 250, MemoryRequest: -1},
+			{Name: "init", Image: "b", ID: "cri://i", Init: true, Sidecar: true, CPURequest: -1, MemoryRequest: 64 << 20 * 1000},
 		},
 	}
 	if !reflect.DeepEqual(got, want) {

@@ -32,7 +32,6 @@ var SelfMetrics = []string{
 	"process_resident_memory_bytes",
 	// HorizontalPodAutoscalers (pkg/autoscaling), kube-state-metrics' names.
 	"kube_horizontalpodautoscaler_.+",
-	"metrics_gateway_autoscaler_.+",
 	"process_cpu_seconds_total",
 	"go_goroutines",
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,6 +61,8 @@ type Config struct {
 	// RecordAutoscalers exports every HorizontalPodAutoscaler for the self
 	// job to store (pkg/autoscaling).
 	RecordAutoscalers bool
+	// Replay is the controller's settings the replay assumes.
+	Replay autoscaling.Options
 	// CertManager keeps the self-managed serving certificate fresh; nil
 	// when the certificate is given or self-signed.
 	CertManager *certs.Manager
@@ -234,18 +235,27 @@ func (c *Config) buildAutoscaling(s *Server, reg *prometheus.Registry) error {
 	s.autoscaling = &autoscaling.Sources{
 		HPAs:      hpas.Lister(),
 		PodLister: pods.Lister(s.podInformer),
-		API:       api,
-		History:   &autoscaling.History{Q: s.store, Timeout: c.Storage.QueryTimeout},
+		Targets:   api,
+		History:   &autoscaling.History{Q: s.store, Timeout: c.Storage.QueryTimeout, Job: scrape.SelfJobName, Instance: selfInstance()},
 		Interval:  c.Kubelet.Resolution,
 	}
-	s.recorder = &autoscaling.Recorder{Sources: s.autoscaling, Options: autoscaling.ControllerDefaults(), Interval: c.Kubelet.Resolution}
-	reg.MustRegister(autoscaling.Collector{
-		HPAs:      hpas.Lister(),
-		Pods:      pods.Lister(s.podInformer),
-		Selectors: &autoscaling.Selectors{Scales: api, TTL: time.Minute},
-		Recorder:  s.recorder,
-	})
+	s.recorder = &autoscaling.Recorder{Sources: s.autoscaling, Options: c.Replay, Interval: c.Kubelet.Resolution,
+		Append: s.store.Appendable(), Job: scrape.SelfJobName, Instance: selfInstance()}
+	reg.MustRegister(autoscaling.Collector{HPAs: hpas.Lister()})
 	return nil
+}
+
+// selfInstance is the instance label of the gateway's own series: its
+// pod's name (the Deployment gives every replica one hostname, so the
+// hostname no longer tells replicas apart), else the hostname.
+func selfInstance() string {
+	if instance := os.Getenv("POD_NAME"); instance != "" {
+		return instance
+	}
+	if instance, err := os.Hostname(); err == nil && instance != "" {
+		return instance
+	}
+	return scrape.SelfJobName
 }
 
 // buildAPIServer builds the one API server into s: custom and external
@@ -376,16 +386,7 @@ func (c *Config) scrapeJobs(selfAddr, selfToken string, kubeletCreds scrape.Cred
 	if err != nil {
 		return nil, err
 	}
-	// The gateway's own metrics are labelled with its pod's name: the
-	// Deployment gives every replica one hostname (their scrape offsets
-	// then match), so the hostname no longer tells replicas apart.
-	instance := os.Getenv("POD_NAME")
-	if instance == "" {
-		if instance, err = os.Hostname(); err != nil || instance == "" {
-			instance = scrape.SelfJobName
-		}
-	}
-	self, err := scrape.SelfJobYAML(selfAddr, selfToken, instance, c.Kubelet.Interval())
+	self, err := scrape.SelfJobYAML(selfAddr, selfToken, selfInstance(), c.Kubelet.Interval())
 	if err != nil {
 		return nil, err
 	}

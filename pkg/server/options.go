@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/metrics-server/pkg/api"
 	generatedopenapi "sigs.k8s.io/metrics-server/pkg/api/generated/openapi"
 
+	"github.com/metrics-gateway/metrics-gateway/pkg/autoscaling"
 	"github.com/metrics-gateway/metrics-gateway/pkg/query"
 	"github.com/metrics-gateway/metrics-gateway/pkg/rules"
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
@@ -68,7 +69,10 @@ type Options struct {
 	Memory                    MemoryOptions
 	// RecordAutoscalers records every HorizontalPodAutoscaler each round.
 	RecordAutoscalers bool
-	ShowVersion       bool
+	// Replay is kube-controller-manager's HPA settings, which the replay
+	// behind the history and explain assumes.
+	Replay      autoscaling.Options
+	ShowVersion bool
 	// flags are those Flags returned, to tell a value given from a default.
 	flags cliflag.NamedFlagSets
 	// files are the --config and --adapter-config files as Validate read
@@ -118,6 +122,7 @@ func NewOptions() *Options {
 		ServingCert:               defaultServingCertOptions(),
 		Memory:                    defaultMemoryOptions(),
 		RecordAutoscalers:         true,
+		Replay:                    autoscaling.ControllerDefaults(),
 	}
 
 	// An unprivileged port, as metrics-server's manifests use.
@@ -144,12 +149,18 @@ func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
 	g.BoolVar(&o.RecordAutoscalers, "record-autoscalers", o.RecordAutoscalers, "Record every HorizontalPodAutoscaler's replicas, limits, metrics and targets each round, as kube-state-metrics' kube_horizontalpodautoscaler_* series in the gateway's own job (docs/autoscaling.md). Needs list and watch on horizontalpodautoscalers.autoscaling; false where the ClusterRole lacks them.")
 	g.BoolVar(&o.ShowVersion, "version", false, "Show version and exit.")
 
+	a := fs.FlagSet("autoscaling replay")
+	a.Float64Var(&o.Replay.Tolerance.Up, "hpa-tolerance", o.Replay.Tolerance.Up, "kube-controller-manager's --horizontal-pod-autoscaler-tolerance, which the gateway's replay of each HPA (the recorded recommendations, explain and the page) assumes; an HPA's own behavior tolerance takes precedence.")
+	a.DurationVar(&o.Replay.DownscaleStabilization, "hpa-downscale-stabilization", o.Replay.DownscaleStabilization, "kube-controller-manager's --horizontal-pod-autoscaler-downscale-stabilization, for the replay.")
+	a.DurationVar(&o.Replay.Timing.CPUInitializationPeriod, "hpa-cpu-initialization-period", o.Replay.Timing.CPUInitializationPeriod, "kube-controller-manager's --horizontal-pod-autoscaler-cpu-initialization-period, for the replay.")
+	a.DurationVar(&o.Replay.Timing.InitialReadinessDelay, "hpa-initial-readiness-delay", o.Replay.Timing.InitialReadinessDelay, "kube-controller-manager's --horizontal-pod-autoscaler-initial-readiness-delay, for the replay.")
+
 	q := fs.FlagSet("query API")
 	q.IntVar(&o.QueryAPI.MaxConcurrent, "query-api-max-concurrency", o.QueryAPI.MaxConcurrent, "Maximum evaluating requests (query, query_range, series, labels) of the Prometheus-compatible API (/prometheus/api/v1) at once; further requests wait up to --query-timeout. The metrics APIs have their own bound.")
 	q.IntVar(&o.QueryAPI.Limits.MaxExpressionBytes, "query-max-expression-bytes", o.QueryAPI.Limits.MaxExpressionBytes, "Longest PromQL expression (query, match[]) the query API accepts, in bytes; longer ones are answered 400 before they are parsed, and larger forms 413.")
 	q.IntVar(&o.QueryAPI.Limits.MaxNesting, "query-max-nesting", o.QueryAPI.Limits.MaxNesting, "Deepest nesting of parentheses, brackets and braces in an expression the query API accepts; deeper ones are answered 400 before they are parsed.")
 	q.IntVar(&o.QueryAPI.Limits.MaxResults, "query-api-max-results", o.QueryAPI.Limits.MaxResults, "Most series, label names, label values or metadata entries one query API answer holds; a request's own limit applies when lower, and a capped answer carries Prometheus' \"results truncated\" warning.")
-	q.StringVar(&o.QueryAPI.InsecureBindAddress, "query-api-insecure-bind-address", o.QueryAPI.InsecureBindAddress, "Also serve the Prometheus-compatible API over plain HTTP without authentication on this loopback address (e.g. 127.0.0.1:9090), at /api/v1 and /prometheus/api/v1, for kubectl port-forward. Off when empty; non-loopback addresses are refused.")
+	q.StringVar(&o.QueryAPI.InsecureBindAddress, "query-api-insecure-bind-address", o.QueryAPI.InsecureBindAddress, "Also serve the Prometheus-compatible API over plain HTTP without authentication on this loopback address (e.g. 127.0.0.1:9090), at /api/v1 and /prometheus/api/v1, with the autoscaling page (/ui/) and the explain endpoint (/explain/) when --record-autoscalers is on, for kubectl port-forward. Off when empty; non-loopback addresses are refused.")
 
 	o.ServingCert.addFlags(fs.FlagSet("serving certificate"))
 
@@ -203,6 +214,9 @@ func (o *Options) configFiles() (*loadedFiles, error) {
 func (o *Options) Validate() []error {
 	o.files = nil
 	errs := o.Kubelet.Validate()
+	if r := o.Replay; r.Tolerance.Up < 0 || r.DownscaleStabilization < 0 || r.Timing.CPUInitializationPeriod < 0 || r.Timing.InitialReadinessDelay < 0 {
+		errs = append(errs, fmt.Errorf("--hpa-tolerance and the --hpa-* durations must not be negative"))
+	}
 	gateway, configErrs := scrape.LoadConfigFile(o.ConfigFile)
 	errs = append(errs, configErrs...)
 	if err := o.checkPodBytes(gateway); err != nil {
@@ -378,6 +392,7 @@ func (o *Options) Config() (*Config, error) {
 		QueryAPI:            o.QueryAPI,
 		PodMaxBytesInFlight: sizes.podBytesInFlight,
 		RecordAutoscalers:   o.RecordAutoscalers,
+		Replay:              o.replay(),
 		CertManager:         certManager,
 		Logger:              o.Logger,
 	}, nil
@@ -483,6 +498,14 @@ func metricsV1Definitions(ref openapicommon.ReferenceCallback) map[string]openap
 		out[moved(name)] = def
 	}
 	return out
+}
+
+// replay is the replay's settings: one tolerance both ways, as the
+// controller's flag.
+func (o *Options) replay() autoscaling.Options {
+	r := o.Replay
+	r.Tolerance.Down = r.Tolerance.Up
+	return r
 }
 
 // checkLoopback accepts host:port only on a loopback address.

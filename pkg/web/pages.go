@@ -72,10 +72,10 @@ func (h *handler) hpa(w http.ResponseWriter, r *http.Request) {
 		{"max", sel(autoscaling.MaxReplicas), true},
 	})}
 	for i, m := range hpa.Spec.Metrics {
-		metric := autoscaling.MetricName(m)
-		charts = append(charts, h.chartOf(r.Context(), fmt.Sprintf("chart-metric-%d", i), metric+" against its target", start, end, []query{
-			{"current", sel(autoscaling.CurrentMetric, "metric_name", metric), false},
-			{"target", sel(autoscaling.TargetMetric, "metric_name", metric), true},
+		metric, kind := autoscaling.MetricName(m), autoscaling.TargetKind(m)
+		charts = append(charts, h.chartOf(r.Context(), fmt.Sprintf("chart-metric-%d", i), fmt.Sprintf("%s against its target (%s)", metric, kind), start, end, []query{
+			{"current", sel(autoscaling.CurrentMetric, "metric_name", metric, "metric_target_type", kind), false},
+			{"target", sel(autoscaling.TargetMetric, "metric_name", metric, "metric_target_type", kind), true},
 		}))
 	}
 	errText := ""

@@ -11,7 +11,10 @@ import (
 	"time"
 
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/utils/ptr"
 
 	"github.com/metrics-gateway/metrics-gateway/test/sim"
 )
@@ -102,6 +105,68 @@ func testHPAScalesOnRequests(t *testing.T) {
 	explainNames(ctx, t, d, 2, window+2*time.Minute)
 	eventually(t, window+2*time.Minute, "scale back to 2", func() error { return replicas(ctx, d, 2) })
 	t.Logf("scaled down to 2 in %v", time.Since(start).Round(time.Second))
+
+	heldByPodWithoutMetric(ctx, t, d, window)
+	checkAtReproduces(ctx, t, d)
+}
+
+// heldByPodWithoutMetric: a pod of another workload that shares the HPA's
+// labels but exports no http_requests (a known HPA pitfall). At 24 req/s
+// over the two podinfo pods, 12 each (ratio 1.2) wants 3, but the scale-up
+// pass counts the pod without a value at 0: (12+12+0)/3 = 8, ratio 0.8,
+// the other direction, so the controller holds at 2, and explain names
+// that pod as missing and says why it holds.
+func heldByPodWithoutMetric(ctx context.Context, t *testing.T, d deployment, window time.Duration) {
+	t.Helper()
+	other := deployment{ns: d.ns, name: "other", containers: []string{"app"}, cpuBase: 0.005, memory: 32 << 20}
+	owner, err := e.Client.CoreV1().ConfigMaps(d.ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "other-owner"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := other.object().Spec.Template
+	pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
+	pod.Name, pod.Namespace = "other-shares-labels", d.ns
+	// The same app label as the Deployment's pods; owned by another
+	// controller, so the Deployment's ReplicaSet does not adopt it.
+	pod.Labels = map[string]string{"app": d.name, "workload": "other"}
+	pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: owner.Name, UID: owner.UID, Controller: ptr.To(true)}}
+	if _, err := e.Client.CoreV1().Pods(d.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = e.Client.CoreV1().Pods(d.ns).Delete(ctx, pod.Name, metav1.DeleteOptions{})
+		_ = e.Client.CoreV1().ConfigMaps(d.ns).Delete(ctx, owner.Name, metav1.DeleteOptions{})
+	}()
+	eventually(t, time.Minute, "the other workload's pod Ready", func() error {
+		p, err := e.Client.CoreV1().Pods(d.ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				return nil
+			}
+		}
+		return fmt.Errorf("not Ready: %s", p.Status.Phase)
+	})
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	go func() { _, _ = e.Load(loadCtx, d.ns, "app="+d.name+",workload!=other", 24) }()
+	x := explainSays(ctx, t, d, 2, window+time.Minute, "held at 2", "missing pods filled in")
+	missing := false
+	for _, p := range x.Metrics[0].Verdict.Pods {
+		missing = missing || (p.Name == pod.Name && p.State == "missing")
+	}
+	if !missing {
+		t.Errorf("explain does not list %s as missing: %+v", pod.Name, x.Metrics[0].Verdict.Pods)
+	}
+	// The controller agrees: it holds too.
+	for range 4 {
+		time.Sleep(5 * time.Second)
+		if err := replicas(ctx, d, 2); err != nil {
+			t.Fatalf("with a pod without the metric: %v", err)
+		}
+	}
 }
 
 // zeroConfigServed checks what the default rules serve for d's pods: the

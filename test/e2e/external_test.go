@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // The queue scenario: one pod whose queue_depth gauge the test sets, and a
@@ -56,11 +58,41 @@ func testHPAScalesOnExternalMetric(t *testing.T) {
 		}
 	}
 	explainNames(ctx, t, worker, want, 30*time.Second)
+	heldAtMax(ctx, t, want)
 	setQueueDepth(ctx, t, 0)
 	start = time.Now()
 	explainNames(ctx, t, worker, 1, 2*time.Minute)
 	eventually(t, 2*time.Minute, "scale back to 1", func() error { return replicas(ctx, worker, 1) })
 	t.Logf("scaled down to 1 in %v", time.Since(start).Round(time.Second))
+	checkAtReproduces(ctx, t, worker)
+}
+
+// heldAtMax lowers the HPA's maxReplicas to the workers it has and deepens
+// the queue to 40 (ceil(40/5) = 8 wanted): explain says it holds at the
+// maximum, and the controller holds too. maxReplicas is put back after.
+func heldAtMax(ctx context.Context, t *testing.T, at int32) {
+	t.Helper()
+	setMax := func(n int32) {
+		hpas := e.Client.AutoscalingV2().HorizontalPodAutoscalers(worker.ns)
+		h, err := hpas.Get(ctx, worker.name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Spec.MaxReplicas = n
+		if _, err := hpas.Update(ctx, h, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setMax(at)
+	defer setMax(10)
+	setQueueDepth(ctx, t, 40)
+	explainSays(ctx, t, worker, at, 90*time.Second, fmt.Sprintf("held at %d", at), fmt.Sprintf("capped at maxReplicas %d", at))
+	for range 4 {
+		time.Sleep(5 * time.Second)
+		if err := replicas(ctx, worker, at); err != nil {
+			t.Fatalf("at maxReplicas: %v", err)
+		}
+	}
 }
 
 // externalValue checks that path answers one value, want.

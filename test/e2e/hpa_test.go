@@ -92,17 +92,27 @@ func testHPAScalesOnCPU(t *testing.T) {
 		t.Logf("explain under load: %s", x.Verdict)
 	}
 	// The text form, as a user reads it (docs/explain.md quotes a run).
+	// The local replay (no --gateway) reads what the controller reads
+	// through the API server, with the controller's settings.
 	textArgs := append([]string{"explain", "hpa", d.name, "-n", d.ns, "--kubeconfig", e.Cluster.Kubeconfig}, e.Cluster.HPAControllerFlags()...)
 	if text, err := exec.CommandContext(ctx, e.Gateway.Bin(), textArgs...).CombinedOutput(); err != nil || !strings.Contains(string(text), "POD") {
 		t.Errorf("explain (text): %v\n%s", err, text)
 	} else {
 		t.Logf("$ metrics-gateway explain hpa %s -n %s\n%s", d.name, d.ns, text)
 	}
+	// The page shows the same, in a real browser.
+	checkHPAPage(ctx, t, d, want)
 	stopLoad()
 	t.Logf("load generator sent %d requests", <-loadDone)
 	start = time.Now()
+	// Usage falls at once, but the controller's downscale stabilization
+	// window (30s here) holds the count: explain says so from the
+	// recommendations the gateway recorded.
+	explainSays(ctx, t, d, want, time.Minute, fmt.Sprintf("held at %d", want), "scale-down stabilization")
+	explainNames(ctx, t, d, 2, 4*time.Minute)
 	eventually(t, 4*time.Minute, "scale back to 2", func() error { return replicas(ctx, d, 2) })
 	t.Logf("scaled down to 2 in %v", time.Since(start).Round(time.Second))
+	checkAtReproduces(ctx, t, d)
 
 	// The gateway recorded the way up and back (docs/autoscaling.md).
 	sel := fmt.Sprintf(`{namespace=%q,horizontalpodautoscaler=%q}`, d.ns, d.name)
@@ -122,59 +132,6 @@ func testHPAScalesOnCPU(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-// explainNames waits until explain names want replicas for d's HPA: as
-// the count it wants, or as the current one when the controller got there
-// between two looks.
-func explainNames(ctx context.Context, t *testing.T, d deployment, want int32, timeout time.Duration) {
-	t.Helper()
-	var last string
-	eventually(t, timeout, fmt.Sprintf("explain naming %d replicas", want), func() error {
-		x := explainHPA(ctx, t, d)
-		last = x.Verdict
-		if x.Desired != want && x.Current != want {
-			return fmt.Errorf("explain: %s", x.Verdict)
-		}
-		return nil
-	})
-	t.Logf("explain: %s", last)
-}
-
-// explanation is what the e2e suite reads of `explain -o json`
-// (pkg/autoscaling.Explanation; this module does not import the gateway's).
-type explanation struct {
-	Verdict string `json:"verdict"`
-	Current int32  `json:"currentReplicas"`
-	Desired int32  `json:"desiredReplicas"`
-	Metrics []struct {
-		Name    string `json:"name"`
-		Verdict struct {
-			Proposal int32 `json:"proposal"`
-			Pods     []struct {
-				Name  string `json:"name"`
-				State string `json:"state"`
-			} `json:"pods"`
-		} `json:"verdict"`
-	} `json:"metrics"`
-}
-
-// explainHPA runs `metrics-gateway explain hpa` on d's HPA as the cluster
-// admin, with the cluster's HPA controller settings.
-func explainHPA(ctx context.Context, t *testing.T, d deployment) explanation {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	args := append([]string{"explain", "hpa", d.name, "-n", d.ns, "-o", "json", "--kubeconfig", e.Cluster.Kubeconfig}, e.Cluster.HPAControllerFlags()...)
-	out, err := exec.CommandContext(ctx, e.Gateway.Bin(), args...).Output()
-	if err != nil {
-		t.Fatalf("explain: %v: %s", err, out)
-	}
-	var x explanation
-	if err := json.Unmarshal(out, &x); err != nil {
-		t.Fatalf("explain -o json: %v: %s", err, out)
-	}
-	return x
 }
 
 // promScalar evaluates expr through the gateway's query API and returns the

@@ -34,7 +34,12 @@ func GatewayAPIs() []schema.GroupVersion {
 
 // Gateway is the metrics-gateway process under test.
 type Gateway struct {
-	Port        int
+	Port int
+	// PagesURL is the plain-HTTP loopback listener
+	// (--query-api-insecure-bind-address): the query API, the autoscaling
+	// page and the explain endpoint without authentication, as a user
+	// reaches them through kubectl port-forward.
+	PagesURL    string
 	StoragePath string
 	CABundle    []byte
 	// ConfigFile is the GatewayConfig passed as --config: the annotated-pod
@@ -102,7 +107,12 @@ func (e *Env) NewGateway(ctx context.Context, o GatewayOptions) (*Gateway, error
 	if err != nil {
 		return nil, err
 	}
-	g := &Gateway{Port: port, StoragePath: o.StoragePath, CABundle: caBundle, env: e}
+	pagesPort, err := cluster.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	pagesAddr := fmt.Sprintf("127.0.0.1:%d", pagesPort)
+	g := &Gateway{Port: port, PagesURL: "http://" + pagesAddr, StoragePath: o.StoragePath, CABundle: caBundle, env: e}
 	if o.Config != nil {
 		g.ConfigFile = filepath.Join(e.Dir, o.Name+"-config.yaml")
 		if err := os.WriteFile(g.ConfigFile, o.Config, 0o644); err != nil {
@@ -122,7 +132,12 @@ func (e *Env) NewGateway(ctx context.Context, o GatewayOptions) (*Gateway, error
 		// ServiceAccount, which the simulated kubelets review with the
 		// API server as a kubelet in webhook mode does.
 		"--kubelet-service-account", KubeletServiceAccount,
+		"--query-api-insecure-bind-address", pagesAddr,
 		"--v", fmt.Sprint(o.Verbosity),
+	}
+	// The replay of each HPA assumes the cluster's controller settings.
+	for _, f := range e.Cluster.HPAControllerFlags() {
+		g.fixed = append(g.fixed, "--hpa-"+strings.TrimPrefix(f, "--"))
 	}
 	if g.ConfigFile != "" {
 		g.fixed = append(g.fixed, "--config", g.ConfigFile)
