@@ -38,8 +38,8 @@ type Container struct {
 	Name  string
 	Image string
 	// ID is the runtime's container ID from the container's status.
-	ID    string
-	Init  bool
+	ID   string
+	Init bool
 	// Sidecar is a restartable init container (restartPolicy Always).
 	Sidecar bool
 	Ports   []corev1.ContainerPort
