@@ -118,6 +118,22 @@ func cluster() []series {
 		add(v, append([]string{"__name__", name}, g...)...)
 	}
 	add(counter(15*70), append([]string{"__name__", "prometheus_tsdb_head_samples_appended_total", "type", "float"}, g...)...)
+	// One HPA, as the self job and the recorder store it.
+	hpa := append([]string{"namespace", "shop", "horizontalpodautoscaler", "web"}, g...)
+	for name, v := range map[string]float64{
+		"kube_horizontalpodautoscaler_info": 1, "kube_horizontalpodautoscaler_spec_min_replicas": 2, "kube_horizontalpodautoscaler_spec_max_replicas": 10,
+		"kube_horizontalpodautoscaler_status_current_replicas": 2, "kube_horizontalpodautoscaler_status_desired_replicas": 3,
+		"metrics_gateway_autoscaler_recommendation_replicas": 3, "metrics_gateway_autoscaler_replay_desired_replicas": 3, "metrics_gateway_autoscaler_target_replicas": 2,
+	} {
+		add(gauge(v), append([]string{"__name__", name}, hpa...)...)
+	}
+	metric := append([]string{"metric_name", "http_requests", "metric_target_type", "average"}, hpa...)
+	add(gauge(10), append([]string{"__name__", "kube_horizontalpodautoscaler_spec_target_metric"}, metric...)...)
+	add(gauge(13), append([]string{"__name__", "kube_horizontalpodautoscaler_status_target_metric"}, metric...)...)
+	add(gauge(1), append([]string{"__name__", "kube_horizontalpodautoscaler_status_condition", "condition", "AbleToScale", "status", "true"}, hpa...)...)
+	for _, pod := range []string{"web-1", "web-2"} {
+		add(gauge(1), append([]string{"__name__", "metrics_gateway_autoscaler_pod_ready", "pod", pod}, hpa...)...)
+	}
 	req := append([]string{"group", "metrics.k8s.io", "version", "v1beta1", "resource", "pods", "subresource", "", "scope", "namespace", "component", "apiserver", "dry_run", ""}, g...)
 	add(counter(15), append([]string{"__name__", "apiserver_request_total", "verb", "LIST", "code", "200"}, req...)...)
 	q := append([]string{"handler", "query"}, g...)

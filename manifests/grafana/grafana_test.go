@@ -47,6 +47,20 @@ var exportedMetrics = map[string]bool{
 	"process_resident_memory_bytes":                             true,
 	"process_cpu_seconds_total":                                 true,
 	"go_goroutines":                                             true,
+	// HorizontalPodAutoscalers (--record-autoscalers): kube-state-metrics'
+	// series from the self job, and the recorder's (pkg/autoscaling).
+	"kube_horizontalpodautoscaler_info":                    true,
+	"kube_horizontalpodautoscaler_spec_min_replicas":       true,
+	"kube_horizontalpodautoscaler_spec_max_replicas":       true,
+	"kube_horizontalpodautoscaler_status_current_replicas": true,
+	"kube_horizontalpodautoscaler_status_desired_replicas": true,
+	"kube_horizontalpodautoscaler_spec_target_metric":      true,
+	"kube_horizontalpodautoscaler_status_target_metric":    true,
+	"kube_horizontalpodautoscaler_status_condition":        true,
+	"metrics_gateway_autoscaler_recommendation_replicas":   true,
+	"metrics_gateway_autoscaler_replay_desired_replicas":   true,
+	"metrics_gateway_autoscaler_target_replicas":           true,
+	"metrics_gateway_autoscaler_pod_ready":                 true,
 	// The optional cAdvisor job (cadvisorMetrics).
 	"container_cpu_cfs_throttled_periods_total": true,
 	"container_cpu_cfs_periods_total":           true,
@@ -82,7 +96,7 @@ var e2eVars = map[string]string{"metric": "http_requests_total", "target": "10"}
 var varSets = []map[string]string{e2eVars, {"metric": "queue_depth"}}
 
 // allowedVariables are the variable names the e2e test and docs rely on.
-var allowedVariables = map[string]bool{"datasource": true, "node": true, "namespace": true, "pod": true, "metric": true, "target": true, "job": true}
+var allowedVariables = map[string]bool{"datasource": true, "node": true, "namespace": true, "pod": true, "metric": true, "target": true, "job": true, "horizontalpodautoscaler": true}
 
 // checkExpr parses expr with the gateway's parser options and returns the
 // metric names it selects. Every selector must name an exported metric, or
@@ -262,8 +276,8 @@ func TestDashboards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ds) != 4 {
-		t.Errorf("%d dashboards, want 4", len(ds))
+	if len(ds) != 5 {
+		t.Errorf("%d dashboards, want 5", len(ds))
 	}
 	uids, titles := map[string]string{}, map[string]string{}
 	for _, d := range ds {

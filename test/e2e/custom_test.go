@@ -10,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -62,10 +60,7 @@ func testHPAScalesOnRequests(t *testing.T) {
 	)
 	d := podinfo
 	d.create(ctx, t)
-	createHPA(ctx, t, d, 2, 10, autoscalingv2.MetricSpec{Type: autoscalingv2.PodsMetricSourceType, Pods: &autoscalingv2.PodsMetricSource{
-		Metric: autoscalingv2.MetricIdentifier{Name: "http_requests"},
-		Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: resource.NewQuantity(target, resource.DecimalSI)},
-	}})
+	createHPA(ctx, t, d, 2, 10, requestsPerPod(target))
 	window := zeroConfigServed(ctx, t, d)
 	hpaReadsMetric(ctx, t, d, 2*time.Minute)
 
@@ -152,7 +147,7 @@ func heldByPodWithoutMetric(ctx context.Context, t *testing.T, d deployment, win
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	go func() { _, _ = e.Load(loadCtx, d.ns, "app="+d.name+",workload!=other", 24) }()
-	x := explainSays(ctx, t, d, 2, window+time.Minute, "held at 2", "missing pods filled in")
+	x := explainSays(ctx, t, d, 2, window+time.Minute, "held at 2", "missing pods filled in, the other direction")
 	missing := false
 	for _, p := range x.Metrics[0].Verdict.Pods {
 		missing = missing || (p.Name == pod.Name && p.State == "missing")

@@ -69,7 +69,8 @@ func testHPAScalesOnExternalMetric(t *testing.T) {
 
 // heldAtMax lowers the HPA's maxReplicas to the workers it has and deepens
 // the queue to 40 (ceil(40/5) = 8 wanted): explain says it holds at the
-// maximum, and the controller holds too. maxReplicas is put back after.
+// maximum, and the controller holds too. The queue, then maxReplicas, are
+// put back after.
 func heldAtMax(ctx context.Context, t *testing.T, at int32) {
 	t.Helper()
 	setMax := func(n int32) {
@@ -84,7 +85,6 @@ func heldAtMax(ctx context.Context, t *testing.T, at int32) {
 		}
 	}
 	setMax(at)
-	defer setMax(10)
 	setQueueDepth(ctx, t, 40)
 	explainSays(ctx, t, worker, at, 90*time.Second, fmt.Sprintf("held at %d", at), fmt.Sprintf("capped at maxReplicas %d", at))
 	for range 4 {
@@ -93,6 +93,11 @@ func heldAtMax(ctx context.Context, t *testing.T, at int32) {
 			t.Fatalf("at maxReplicas: %v", err)
 		}
 	}
+	// Back to the queue that wants as many workers as there are, before
+	// maxReplicas goes back up.
+	setQueueDepth(ctx, t, 22)
+	explainSays(ctx, t, worker, at, 90*time.Second, fmt.Sprintf("held at %d", at), "22000m")
+	setMax(10)
 }
 
 // externalValue checks that path answers one value, want.

@@ -28,10 +28,22 @@ func ensureTopWorkloads(ctx context.Context, t *testing.T) {
 func ensurePodinfo(ctx context.Context, t *testing.T) {
 	t.Helper()
 	podinfo.create(ctx, t)
+	// Its HPA too, as the custom metrics scenario makes it: the HPA
+	// dashboard charts it.
+	createHPA(ctx, t, podinfo, 2, 10, requestsPerPod(10))
 	eventually(t, 2*time.Minute, "podinfo's http_requests", func() error {
 		_, err := podValues(ctx, customV1beta2, podinfo, "http_requests")
 		return err
 	})
+}
+
+// requestsPerPod is the k8s-prom-hpa walkthrough's metric: the Pods metric
+// http_requests at an average of target per pod.
+func requestsPerPod(target int64) autoscalingv2.MetricSpec {
+	return autoscalingv2.MetricSpec{Type: autoscalingv2.PodsMetricSourceType, Pods: &autoscalingv2.PodsMetricSource{
+		Metric: autoscalingv2.MetricIdentifier{Name: "http_requests"},
+		Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: resource.NewQuantity(target, resource.DecimalSI)},
+	}}
 }
 
 // ensureZeroConfig: the gateway without --adapter-config, as TestMain

@@ -1,6 +1,9 @@
 // Command demo runs the gateway on a local control plane with simulated
-// nodes, shows kubectl top and an HPA scaling under load, and leaves it all
-// running for you to explore. `demo down` stops it.
+// nodes, shows kubectl top, an HPA scaling on cpu and one scaling on a
+// custom metric (http_requests, read from annotated pods with no
+// configuration) up and back, with the gateway's explanation at each step,
+// and leaves it all running, the autoscaling page included, for you to
+// explore. `demo down` stops it.
 package main
 
 import (
@@ -68,10 +71,17 @@ func run() error {
 	if err := show(ctx, e, *rps); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
-	fmt.Printf("\nThe cluster, %d simulated nodes and the gateway keep running. Explore with:\n\n", *nodes)
+	if err := requestsStory(ctx, e); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	fmt.Printf("\nThe cluster, %d simulated nodes and the gateway keep running.\n", *nodes)
+	fmt.Printf("\nOpen the autoscaling page: %s/ui/\n", e.Gateway.PagesURL)
+	fmt.Printf("  (the gateway's loopback listener; in a cluster: kubectl -n kube-system port-forward deploy/metrics-gateway 9090:9090)\n")
+	fmt.Printf("\nOr explore with:\n\n")
 	fmt.Printf("  export KUBECONFIG=%s\n", e.Cluster.Kubeconfig)
 	fmt.Printf("  %s top pods -A --containers\n", filepath.Join(e.BinDir, "kubectl"))
-	fmt.Printf("  %s explain hpa podinfo %s\n", e.Gateway.Bin(), strings.Join(e.Cluster.HPAControllerFlags(), " "))
+	fmt.Printf("  %s explain hpa podinfo-http --gateway %s\n", e.Gateway.Bin(), e.Gateway.PagesURL)
+	fmt.Printf("  %s explain hpa podinfo-http --gateway %s --at=-3m\n", e.Gateway.Bin(), e.Gateway.PagesURL)
 	fmt.Printf("\nLogs are in %s. Stop everything with: make demo-down\n", abs)
 	return nil
 }
@@ -163,29 +173,123 @@ func show(ctx context.Context, e *env.Env, rps int) error {
 		}
 		out, _ := e.Kubectl(ctx, "get", "hpa", "podinfo", "--no-headers")
 		fmt.Print("$ kubectl get hpa podinfo: " + out)
-		if verdict, _, _ := strings.Cut(explain(ctx, e), "\n"); verdict != "" {
+		if verdict, _, _ := strings.Cut(explain(ctx, e, "podinfo"), "\n"); verdict != "" {
 			fmt.Println("  explain: " + verdict)
 		}
 		d, err := e.Client.AppsV1().Deployments("default").Get(ctx, "podinfo", metav1.GetOptions{})
 		if err == nil && int(ptr.Deref(d.Spec.Replicas, 0)) == want {
 			top, _ := waitTop(ctx, e, want, "top", "pods", "-l", "app=podinfo")
 			fmt.Printf("\ndemo: scaled to %d replicas.\n$ kubectl top pods -l app=podinfo\n%s", want, top)
-			fmt.Printf("\n$ metrics-gateway explain hpa podinfo\n%s\n", explain(ctx, e))
+			fmt.Printf("\n$ metrics-gateway explain hpa podinfo\n%s\n", explain(ctx, e, "podinfo"))
 			fmt.Println("demo: load stops now; the HPA scales back to 2 after its 30s stabilization window.")
 			return nil
 		}
 	}
 }
 
-// explain is `metrics-gateway explain hpa podinfo` with the demo cluster's
-// HPA controller settings, or why it failed.
-func explain(ctx context.Context, e *env.Env) string {
-	args := append([]string{"explain", "hpa", "podinfo", "-n", "default", "--kubeconfig", e.Cluster.Kubeconfig}, e.Cluster.HPAControllerFlags()...)
+// explain is `metrics-gateway explain hpa NAME --gateway`: the gateway's
+// replay with its recorded history, or why it failed.
+func explain(ctx context.Context, e *env.Env, name string, extra ...string) string {
+	args := append([]string{"explain", "hpa", name, "-n", "default", "--kubeconfig", e.Cluster.Kubeconfig, "--gateway", e.Gateway.PagesURL}, extra...)
 	out, err := exec.CommandContext(ctx, e.Gateway.Bin(), args...).CombinedOutput()
 	if err != nil {
 		return fmt.Sprintf("(explain failed: %v: %s)", err, out)
 	}
 	return strings.TrimRight(string(out), "\n")
+}
+
+// follow prints the HPA and explain's verdict every 10s until the
+// deployment has want replicas, for up to timeout. It returns whether it
+// got there and when explain first said to scale.
+func follow(ctx context.Context, e *env.Env, name string, want int, timeout time.Duration) (bool, time.Time) {
+	var decided time.Time
+	deadline := time.After(timeout)
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false, decided
+		case <-deadline:
+			fmt.Printf("demo: %s did not reach %d replicas within %v; see the logs\n", name, want, timeout)
+			return false, decided
+		case <-tick.C:
+		}
+		out, _ := e.Kubectl(ctx, "get", "hpa", name, "--no-headers")
+		fmt.Print("$ kubectl get hpa " + name + ": " + out)
+		now := time.Now()
+		if verdict, _, _ := strings.Cut(explain(ctx, e, name), "\n"); verdict != "" {
+			fmt.Println("  explain: " + verdict)
+			if decided.IsZero() && strings.Contains(verdict, ": scale from ") {
+				decided = now
+			}
+		}
+		d, err := e.Client.AppsV1().Deployments("default").Get(ctx, name, metav1.GetOptions{})
+		if err == nil && int(ptr.Deref(d.Spec.Replicas, 0)) == want {
+			return true, decided
+		}
+	}
+}
+
+// requestsStory is the scenario the gateway exists for, with no
+// configuration at all: pods annotated prometheus.io/scrape count their
+// requests in http_requests_total, the gateway serves its rate as the pods
+// metric http_requests, and an HPA (average 10 per pod) scales them 2 → 3
+// under 26 requests/s and back when the load stops.
+func requestsStory(ctx context.Context, e *env.Env) error {
+	const name, rps = "podinfo-http", 26
+	labels := map[string]string{"app": name}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](2),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{
+					"prometheus.io/scrape": "true", "prometheus.io/port": "8080",
+					"sim.metrics-gateway.io/cpu-base": "0.005",
+				}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "podinfo", Image: "sim/podinfo:1", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}},
+					TerminationGracePeriodSeconds: ptr.To[int64](0)},
+			},
+		},
+	}
+	if _, err := e.Client.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	hpa := &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: name},
+			MinReplicas:    ptr.To[int32](2), MaxReplicas: 10,
+			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.PodsMetricSourceType, Pods: &autoscalingv2.PodsMetricSource{
+				Metric: autoscalingv2.MetricIdentifier{Name: "http_requests"},
+				Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: resource.NewQuantity(10, resource.DecimalSI)},
+			}}},
+		},
+	}
+	if _, err := e.Client.AutoscalingV2().HorizontalPodAutoscalers("default").Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	fmt.Printf("\ndemo: %s: pods annotated prometheus.io/scrape that count requests in http_requests_total, and an HPA on the\n", name)
+	fmt.Printf("pods metric http_requests (average 10 per pod), which the gateway serves with no configuration.\n")
+	fmt.Printf("demo: sending %d requests/s: the HPA should go 2 → 3 (26/2 = 13 per pod, above 10 + 10%%)\n", rps)
+	loadCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _, _ = e.Load(loadCtx, "default", "app="+name, rps) }()
+	up, decided := follow(ctx, e, name, 3, 5*time.Minute)
+	if !up {
+		return nil
+	}
+	fmt.Printf("\ndemo: scaled to 3.\n$ metrics-gateway explain hpa %s --gateway %s\n%s\n", name, e.Gateway.PagesURL, explain(ctx, e, name))
+	stop()
+	fmt.Println("\ndemo: load stops now: the rate falls over its window, then the 30s stabilization window holds 3 before 2.")
+	if down, _ := follow(ctx, e, name, 2, 5*time.Minute); down && !decided.IsZero() {
+		at := decided.UTC().Format(time.RFC3339)
+		fmt.Printf("\ndemo: back to 2. The decision to scale up, replayed from the gateway's recorded history:\n")
+		fmt.Printf("$ metrics-gateway explain hpa %s --gateway %s --at %s\n%s\n", name, e.Gateway.PagesURL, at, explain(ctx, e, name, "--at", at))
+	}
+	return nil
 }
 
 // predict runs the HPA's algorithm (ceil(n × utilization/target), unchanged
