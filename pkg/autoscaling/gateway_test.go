@@ -147,6 +147,9 @@ func TestRecordedHistory(t *testing.T) {
 	if got := podNames(live[12]); !slices.Contains(got, "web-d") {
 		t.Errorf("round 12 lists %v, want web-d, deleted since", got)
 	}
+	if _, err := src.Explain(ctx, "shop", "web", base.Add(-time.Minute), rec.Options); !errors.Is(err, ErrNotRecorded) {
+		t.Errorf("before the first round: %v, want ErrNotRecorded", err)
+	}
 	// Without the recorded recommendations, round 12 would scale down.
 	empty := *src
 	empty.History = &History{Q: store, Timeout: 10 * time.Second, Job: "metrics-gateway", Instance: "another"}

@@ -2,6 +2,7 @@ package autoscaling
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -40,6 +41,9 @@ const (
 // stabilization window autoscaling/v2 allows (3600 s), which also covers
 // the longest policy period (1800 s).
 const HistoryWindow = time.Hour
+
+// ErrNotRecorded is a past time with no recorded round of the HPA.
+var ErrNotRecorded = errors.New("not recorded")
 
 // History reads an HPA's recorded series back from storage.
 type History struct {
@@ -85,7 +89,7 @@ func (h *History) TargetReplicas(ctx context.Context, namespace, name string, at
 		return 0, err
 	}
 	if len(m) == 0 || len(m[0].Floats) == 0 {
-		return 0, fmt.Errorf("no replicas recorded for %s/%s at %s (is --record-autoscalers on, and was the gateway running then?)", namespace, name, at.Format(time.RFC3339))
+		return 0, fmt.Errorf("%w: no round of %s/%s before %s (did the HPA exist then, was the gateway running, with --record-autoscalers, and is it inside --storage-retention?)", ErrNotRecorded, namespace, name, at.UTC().Format(time.RFC3339))
 	}
 	return int32(m[0].Floats[0].F), nil
 }

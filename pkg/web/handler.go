@@ -87,6 +87,9 @@ func (h *handler) explain(ctx context.Context, ns, name string, at time.Time) (a
 		if errors.As(err, &status) && (status.Status().Code == http.StatusServiceUnavailable || status.Status().Code == http.StatusGatewayTimeout) {
 			return e, err
 		}
+		if errors.Is(err, autoscaling.ErrNotRecorded) {
+			return e, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusNotFound, Reason: metav1.StatusReasonNotFound, Message: err.Error()}}
+		}
 		return e, apierrors.NewInternalError(fmt.Errorf("explain %s/%s: %w", ns, name, err))
 	}
 	return e, nil

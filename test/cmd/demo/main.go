@@ -284,9 +284,13 @@ func requestsStory(ctx context.Context, e *env.Env) error {
 	fmt.Printf("\ndemo: scaled to 3.\n$ metrics-gateway explain hpa %s --gateway %s\n%s\n", name, e.Gateway.PagesURL, explain(ctx, e, name))
 	stop()
 	fmt.Println("\ndemo: load stops now: the rate falls over its window, then the 30s stabilization window holds 3 before 2.")
-	if down, _ := follow(ctx, e, name, 2, 5*time.Minute); down && !decided.IsZero() {
-		at := decided.UTC().Format(time.RFC3339)
-		fmt.Printf("\ndemo: back to 2. The decision to scale up, replayed from the gateway's recorded history:\n")
+	down, downDecided := follow(ctx, e, name, 2, 5*time.Minute)
+	if decided.IsZero() {
+		decided = downDecided // the 10s ticks may have missed the way up's
+	}
+	if down && !decided.IsZero() {
+		at := decided.UTC().Format(time.RFC3339Nano)
+		fmt.Printf("\ndemo: back to 2. A decision to scale, replayed from the gateway's recorded history:\n")
 		fmt.Printf("$ metrics-gateway explain hpa %s --gateway %s --at %s\n%s\n", name, e.Gateway.PagesURL, at, explain(ctx, e, name, "--at", at))
 	}
 	return nil
