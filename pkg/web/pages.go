@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -187,7 +188,8 @@ func parseRange(s string) (time.Duration, error) {
 // fail answers an error page with the Status code of err.
 func (h *handler) fail(w http.ResponseWriter, err error) {
 	code := http.StatusInternalServerError
-	if s, ok := err.(apierrors.APIStatus); ok {
+	var s apierrors.APIStatus
+	if errors.As(err, &s) {
 		code = int(s.Status().Code)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")

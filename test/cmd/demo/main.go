@@ -90,19 +90,28 @@ func run() error {
 // per request/s over a 5m base, 100m requested, and an HPA holding them at
 // 50% cpu.
 func deploy(ctx context.Context, e *env.Env) error {
-	labels := map[string]string{"app": "podinfo"}
+	annotations := map[string]string{"sim.metrics-gateway.io/cpu-base": "0.005", "sim.metrics-gateway.io/cpu-per-request": "0.001"}
+	requests := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}
+	return create(ctx, e, "podinfo", annotations, requests, autoscalingv2.MetricSpec{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+		Name: corev1.ResourceCPU, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](50)},
+	}})
+}
+
+// create makes a Deployment of two simulated podinfo pods (annotations on
+// their template, requests on their container) and an HPA on metric, min 2
+// and max 10, both in default.
+func create(ctx context.Context, e *env.Env, name string, annotations map[string]string, requests corev1.ResourceList, metric autoscalingv2.MetricSpec) error {
+	labels := map[string]string{"app": name}
 	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: "default"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To[int32](2),
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{
-					"sim.metrics-gateway.io/cpu-base": "0.005", "sim.metrics-gateway.io/cpu-per-request": "0.001",
-				}},
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{
 					Name: "podinfo", Image: "sim/podinfo:1", Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
-					Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}},
+					Resources: corev1.ResourceRequirements{Requests: requests},
 				}}, TerminationGracePeriodSeconds: ptr.To[int64](0)},
 			},
 		},
@@ -110,17 +119,7 @@ func deploy(ctx context.Context, e *env.Env) error {
 	if _, err := e.Client.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	hpa := &autoscalingv2.HorizontalPodAutoscaler{
-		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: "default"},
-		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
-			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "podinfo"},
-			MinReplicas:    ptr.To[int32](2), MaxReplicas: 10,
-			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
-				Name: corev1.ResourceCPU, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](50)},
-			}}},
-		},
-	}
-	_, err := e.Client.AutoscalingV2().HorizontalPodAutoscalers("default").Create(ctx, hpa, metav1.CreateOptions{})
+	_, err := e.Client.AutoscalingV2().HorizontalPodAutoscalers("default").Create(ctx, env.HPA("default", name, 2, 10, metric), metav1.CreateOptions{})
 	return err
 }
 
@@ -238,37 +237,11 @@ func follow(ctx context.Context, e *env.Env, name string, want int, timeout time
 // under 26 requests/s and back when the load stops.
 func requestsStory(ctx context.Context, e *env.Env) error {
 	const name, rps = "podinfo-http", 26
-	labels := map[string]string{"app": name}
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](2),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{
-					"prometheus.io/scrape": "true", "prometheus.io/port": "8080",
-					"sim.metrics-gateway.io/cpu-base": "0.005",
-				}},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "podinfo", Image: "sim/podinfo:1", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}},
-					TerminationGracePeriodSeconds: ptr.To[int64](0)},
-			},
-		},
-	}
-	if _, err := e.Client.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
-		return err
-	}
-	hpa := &autoscalingv2.HorizontalPodAutoscaler{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
-		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
-			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: name},
-			MinReplicas:    ptr.To[int32](2), MaxReplicas: 10,
-			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.PodsMetricSourceType, Pods: &autoscalingv2.PodsMetricSource{
-				Metric: autoscalingv2.MetricIdentifier{Name: "http_requests"},
-				Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: resource.NewQuantity(10, resource.DecimalSI)},
-			}}},
-		},
-	}
-	if _, err := e.Client.AutoscalingV2().HorizontalPodAutoscalers("default").Create(ctx, hpa, metav1.CreateOptions{}); err != nil {
+	annotations := map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "8080", "sim.metrics-gateway.io/cpu-base": "0.005"}
+	if err := create(ctx, e, name, annotations, nil, autoscalingv2.MetricSpec{Type: autoscalingv2.PodsMetricSourceType, Pods: &autoscalingv2.PodsMetricSource{
+		Metric: autoscalingv2.MetricIdentifier{Name: "http_requests"},
+		Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: resource.NewQuantity(10, resource.DecimalSI)},
+	}}); err != nil {
 		return err
 	}
 	fmt.Printf("\ndemo: %s: pods annotated prometheus.io/scrape that count requests in http_requests_total, and an HPA on the\n", name)
