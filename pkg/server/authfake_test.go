@@ -10,7 +10,8 @@ import (
 )
 
 // Users of the fake TokenReview: the token is the user name. "reader" may
-// get and post /prometheus/api/v1/* (and, as Kubernetes' system:discovery
+// get and post /prometheus/api/v1/* and get /ui/* (the role
+// metrics-gateway:query-api-reader; and, as Kubernetes' system:discovery
 // role lets every authenticated user, get /api/*); "nobody" is authenticated and may do nothing;
 // any other token is invalid.
 const (
@@ -52,7 +53,8 @@ func (f *fakeAPIServer) review(w http.ResponseWriter, r *http.Request) bool {
 		nr := sar.Spec.NonResourceAttributes
 		discovery := nr != nil && strings.HasPrefix(nr.Path, "/api/") && nr.Verb == "get"
 		query := sar.Spec.User == readerToken && nr != nil && strings.HasPrefix(nr.Path, "/prometheus/api/v1/") && (nr.Verb == "get" || nr.Verb == "post")
-		allowed := discovery || query
+		pages := sar.Spec.User == readerToken && nr != nil && strings.HasPrefix(nr.Path, "/ui/") && nr.Verb == "get"
+		allowed := discovery || query || pages
 		sar.Status = authzv1.SubjectAccessReviewStatus{Allowed: allowed}
 		writeJSON(w, sar)
 		return true

@@ -427,6 +427,9 @@ func TestQueryAPIAuth(t *testing.T) {
 		{http.MethodGet, "/prometheus/api/v1/label/job/values", nil},
 		{http.MethodGet, "/prometheus/api/v1/metadata", nil},
 		{http.MethodGet, "/prometheus/api/v1/status/buildinfo", nil},
+		// The autoscaling page (pkg/web), the same way.
+		{http.MethodGet, "/ui/", nil},
+		{http.MethodGet, "/ui/graph?expr=up", nil},
 	}
 	for _, e := range endpoints {
 		for _, c := range []struct {
@@ -451,7 +454,7 @@ func TestQueryAPIAuth(t *testing.T) {
 		}
 	}
 	g.api.mu.Unlock()
-	for _, want := range []string{"get /prometheus/api/v1/query", "post /prometheus/api/v1/query_range", "get /prometheus/api/v1/label/job/values"} {
+	for _, want := range []string{"get /prometheus/api/v1/query", "post /prometheus/api/v1/query_range", "get /prometheus/api/v1/label/job/values", "get /ui/graph"} {
 		if !slices.Contains(paths, want) {
 			t.Errorf("no SubjectAccessReview for %q among %v", want, paths)
 		}
