@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 )
@@ -151,7 +152,7 @@ func hasMatcher(vs *parser.VectorSelector, label string) bool {
 }
 
 func TestCheckExpr(t *testing.T) {
-	p := parser.NewParser(parser.Options{})
+	p := parser.NewParser(storage.ParserOptions())
 	tests := []struct {
 		name, expr string
 		wantErr    string
@@ -187,7 +188,7 @@ func TestCheckExpr(t *testing.T) {
 }
 
 func TestExpressions(t *testing.T) {
-	p := parser.NewParser(parser.Options{})
+	p := parser.NewParser(storage.ParserOptions())
 	for _, vars := range varSets {
 		t.Run(fmt.Sprint(vars), func(t *testing.T) {
 			exprs, err := Expressions(vars)

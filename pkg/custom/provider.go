@@ -110,7 +110,7 @@ func NewProvider(o Options) (*Provider, error) {
 		mapper:  o.Mapper,
 		timeout: o.Timeout,
 		now:     o.Now,
-		parser:  parser.NewParser(parser.Options{}),
+		parser:  parser.NewParser(storage.ParserOptions()),
 		disc: &discoverer{
 			queryable: o.Storage.Queryable(),
 			rules:     o.Rules,

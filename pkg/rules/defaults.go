@@ -4,14 +4,15 @@ import (
 	"time"
 
 	pmodel "github.com/prometheus/common/model"
+
+	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 )
 
-// DefaultWindow is the rate window of the default rules. The adapter's
-// published defaults use 5m against a Prometheus scraping every 30s-1m; the
-// gateway scrapes pods at its metric resolution (15s by default), and 2m
-// keeps at least four samples in every window up to a 30s interval, the
-// margin Prometheus recommends for rate(), while following load changes
-// faster than 5m would. The server may pass 4× its scrape interval instead.
+// DefaultWindow is the rate window of the default rules: 8 pod scrape
+// intervals at the default 15s, the server passing 8 intervals for others.
+// The rate is the gateway's adaptive_rate (pkg/storage), steady over the
+// whole window and quick where the last interval or the recent half tells
+// a change.
 const DefaultWindow = 2 * time.Minute
 
 // defaultSeriesQuery selects scraped pod series. container_* series are
@@ -25,20 +26,19 @@ const defaultSeriesQuery = `{namespace!="",pod!="",__name__!~"^container_.*"}`
 // attaches, so every selected series is a pods metric and a namespaces
 // metric (summed per namespace) without depending on discovery. Naming is
 // the adapter's: gauges keep their name; x_total is served as x,
-// x_seconds_total as x, both as per-second rates over window (DefaultWindow
-// when window <= 0).
+// x_seconds_total as x, both as per-second rates, adaptive_rate over
+// window (DefaultWindow when window <= 0).
 func DefaultConfig(window time.Duration) *Config {
 	if window <= 0 {
 		window = DefaultWindow
 	}
-	w := pmodel.Duration(window).String()
 	res := func() ResourceMapping {
 		return ResourceMapping{Overrides: map[string]GroupResource{
 			"namespace": {Resource: "namespace"},
 			"pod":       {Resource: "pod"},
 		}}
 	}
-	rate := "sum(rate(<<.Series>>{<<.LabelMatchers>>}[" + w + "])) by (<<.GroupBy>>)"
+	rate := "sum(" + storage.AdaptiveRate + "(<<.Series>>{<<.LabelMatchers>>}[" + pmodel.Duration(window).String() + "])) by (<<.GroupBy>>)"
 	return &Config{Rules: []DiscoveryRule{
 		{
 			SeriesQuery:   defaultSeriesQuery,

@@ -21,11 +21,11 @@ func TestDefaultRules(t *testing.T) {
 		nsQuery   string
 	}{
 		{"http_requests_total", "http_requests",
-			`sum(rate(http_requests_total{namespace="default",pod=~"a|b"}[2m])) by (pod)`,
-			`sum(rate(http_requests_total{namespace="default"}[2m])) by (namespace)`},
+			`sum(adaptive_rate(http_requests_total{namespace="default",pod=~"a|b"}[2m])) by (pod)`,
+			`sum(adaptive_rate(http_requests_total{namespace="default"}[2m])) by (namespace)`},
 		{"process_cpu_seconds_total", "process_cpu",
-			`sum(rate(process_cpu_seconds_total{namespace="default",pod=~"a|b"}[2m])) by (pod)`,
-			`sum(rate(process_cpu_seconds_total{namespace="default"}[2m])) by (namespace)`},
+			`sum(adaptive_rate(process_cpu_seconds_total{namespace="default",pod=~"a|b"}[2m])) by (pod)`,
+			`sum(adaptive_rate(process_cpu_seconds_total{namespace="default"}[2m])) by (namespace)`},
 		{"queue_length", "queue_length",
 			`sum(queue_length{namespace="default",pod=~"a|b"}) by (pod)`,
 			`sum(queue_length{namespace="default"}) by (namespace)`},

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	k8slabels "k8s.io/apimachinery/pkg/labels"
@@ -106,7 +107,7 @@ func FuzzSelectorQuery(f *testing.F) {
 		f.Fatal(err)
 	}
 	compiled = append(compiled, rs)
-	p := parser.NewParser(parser.Options{})
+	p := parser.NewParser(storage.ParserOptions())
 	refused := []error{ErrLabelNotSpecified, ErrUnsupportedOperator, ErrMalformedQuery, ErrQueryUnsupportedValues}
 	check := func(t *testing.T, q string, err error) {
 		t.Helper()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 
+	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	k8slabels "k8s.io/apimachinery/pkg/labels"
@@ -52,7 +53,7 @@ func newNameFilter(f RegexFilter) (nameFilter, error) {
 func NewRule(cfg DiscoveryRule, mapper ResourceMapper) (*Rule, error) {
 	r := &Rule{seriesQuery: cfg.SeriesQuery}
 	var err error
-	if r.matchers, err = parser.NewParser(parser.Options{}).ParseMetricSelector(cfg.SeriesQuery); err != nil {
+	if r.matchers, err = parser.NewParser(storage.ParserOptions()).ParseMetricSelector(cfg.SeriesQuery); err != nil {
 		return nil, fmt.Errorf("seriesQuery %q: %w", cfg.SeriesQuery, err)
 	}
 	for _, f := range cfg.SeriesFilters {

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 
+	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 	"github.com/prometheus/prometheus/promql/parser"
 )
 
@@ -50,7 +51,7 @@ func (v *validator) add(path string, err error) {
 func (v *validator) rule(path string, r DiscoveryRule, custom bool) {
 	if r.SeriesQuery == "" {
 		v.add(path+".seriesQuery", errors.New("is required"))
-	} else if _, err := parser.NewParser(parser.Options{}).ParseMetricSelector(r.SeriesQuery); err != nil {
+	} else if _, err := parser.NewParser(storage.ParserOptions()).ParseMetricSelector(r.SeriesQuery); err != nil {
 		v.add(path+".seriesQuery", err)
 	}
 	for j, f := range r.SeriesFilters {
@@ -132,7 +133,7 @@ func (v *validator) query(path, text string) {
 	// The adapter only finds a broken query when Prometheus rejects it on
 	// every request; parsing the trial render with the storage engine's
 	// parser options reports it at load instead.
-	if _, err := parser.NewParser(parser.Options{}).ParseExpr(q); err != nil {
+	if _, err := parser.NewParser(storage.ParserOptions()).ParseExpr(q); err != nil {
 		v.add(path, fmt.Errorf("rendered query %q: %w", q, err))
 	}
 }

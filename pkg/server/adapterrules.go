@@ -41,11 +41,12 @@ func loadAdapterConfig(path string) (*rules.Config, []error) {
 	return cfg, nil
 }
 
-// defaultRateWindow is the zero-config rate window: four pod scrape
-// intervals, the fewest samples Prometheus recommends for rate(), so a
-// counter's rate follows load as quickly as it can be measured reliably.
+// defaultRateWindow is the zero-config rate window: eight pod scrape
+// intervals, over which adaptive_rate (pkg/storage) keeps a steady rate
+// still, while its last-interval and recent-half reads follow a change
+// within two intervals.
 func defaultRateWindow(podInterval time.Duration) time.Duration {
-	return 4 * podInterval
+	return 8 * podInterval
 }
 
 // compileRules compiles the adapter rules, or the zero-config defaults,

@@ -172,7 +172,7 @@ func Open(o Options, logger *slog.Logger, reg prometheus.Registerer) (*Storage, 
 	if err != nil {
 		return nil, fmt.Errorf("open tsdb %s: %w", o.Path, err)
 	}
-	p := parser.NewParser(parser.Options{})
+	p := parser.NewParser(ParserOptions())
 	engine := promql.NewEngine(promql.EngineOpts{
 		Logger:     logger.With("component", "promql"),
 		Reg:        reg,

@@ -40,17 +40,17 @@ var podinfo = deployment{ns: "e2e-custom", name: "podinfo", replicas: 2, contain
 
 // testHPAScalesOnRequests is the k8s-prom-hpa walkthrough: an
 // autoscaling/v2 HPA of type Pods on http_requests (the zero-config rate of
-// http_requests_total), target 10 per pod, min 2, max 10.
+// http_requests_total, adaptive_rate over 2m), target 10 per pod, min 2,
+// max 10.
 //
-// The load keeps the outcome deterministic despite the rate window. While
-// the window fills the per-pod rate climbs from 0 towards 13 and never
-// overshoots it: rate() extrapolates the samples' mean slope, at most the
-// current one. It crosses 11 (target + 10% tolerance) with the window 85%
-// full, and from then on the HPA wants ceil(2 × r/10) = 3 for any r in
-// (11, 15]; 15 is out of reach. At 3 pods the rates of all pods sum to the
-// load (old pods' windows empty as the new pod's fills), an average of
-// 8.7: ratio 0.87, and ceil(3 × 0.87) = 3, with scale-down needing a sum
-// below 20. A missing metric for the new pod only holds the HPA where it is.
+// The load keeps the outcome deterministic. 26 req/s over two pods is 13
+// each, and the HPA wants ceil(2 × r/10) = 3 for any reading r in (11, 15];
+// adaptive_rate reads the step from the last interval within two scrapes
+// (docs/custom-metrics.md), never above it. At 3 pods each gets 8.67: the
+// old pods' last interval leaves their window's average at once, the new
+// pod's its idle start, ratio 0.87 and ceil(3 × 0.87) = 3, with scale-down
+// needing a sum below 20. A missing metric for the new pod only holds the
+// HPA where it is.
 func testHPAScalesOnRequests(t *testing.T) {
 	logsOnFailure(t)
 	ctx := context.Background()
