@@ -161,6 +161,15 @@ func testGatewaySIGTERM(t *testing.T) {
 	ctx := context.Background()
 	ensureTopWorkloads(ctx, t)
 	grafana, _ := queryTokens(ctx, t)
+	// podinfo's two pods get 10 requests/s each through the restart: the
+	// zero-config rate must read them within 5% before it, and again
+	// within two scrape intervals of the first scrape after it.
+	ensurePodinfo(ctx, t)
+	const rps = 20
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	go func() { _, _ = e.Load(loadCtx, podinfo.ns, "app="+podinfo.name+",workload!=other", rps) }()
+	eventually(t, 2*time.Minute, "http_requests within 5% before the restart", func() error { return loadShared(ctx, podinfo, rps, 0.05) })
 	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", e.Gateway.Port), &tls.Config{InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatal(err)
@@ -204,6 +213,19 @@ func testGatewaySIGTERM(t *testing.T) {
 	ready := time.Now()
 	topAfterRestart(ctx, t, 10*time.Second)
 	t.Logf("ready %v after the restart; kubectl top answered %v later", ready.Sub(restarted).Round(100*time.Millisecond), time.Since(ready).Round(100*time.Millisecond))
+	// The pod job's first scrape comes within an interval of the start, the
+	// second one interval later: from then on every pod within 5%.
+	eventually(t, max(2*e.Resolution+10*time.Second-time.Since(restarted), time.Second), "http_requests within 5% after the restart", func() error {
+		return loadShared(ctx, podinfo, rps, 0.05)
+	})
+	within := time.Since(restarted)
+	for range 6 {
+		time.Sleep(5 * time.Second)
+		if err := loadShared(ctx, podinfo, rps, 0.05); err != nil {
+			t.Errorf("after the restart, once within 5%%: %v", err)
+		}
+	}
+	t.Logf("http_requests within 5%% of each pod's rate %v after the restart, and for the 30s after", within.Round(100*time.Millisecond))
 	b, err := os.ReadFile(e.Gateway.LogPath())
 	if err != nil {
 		t.Fatal(err)
