@@ -66,6 +66,7 @@ func testHPAScalesOnRequests(t *testing.T) {
 
 	want := int32(hpaConverge(2, 2, 10, func(n int) float64 { return rps / float64(n) / target }))
 	t.Logf("load %d req/s, rate window %v: the HPA formula predicts %d replicas", rps, window, want)
+	explainSteady(ctx, t, d)
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	loadDone := make(chan int64, 1)

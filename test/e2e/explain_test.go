@@ -110,6 +110,16 @@ func explainNames(ctx context.Context, t *testing.T, d deployment, want int32, t
 	t.Logf("explain: %s", last)
 }
 
+// explainSteady asks explain every 2s for a round and more while nothing
+// changes, so that checkAtReproduces finds the decision that follows a
+// step steady before it.
+func explainSteady(ctx context.Context, t *testing.T, d deployment) {
+	t.Helper()
+	for end := time.Now().Add(e.Resolution + 6*time.Second); time.Now().Before(end); time.Sleep(2 * time.Second) {
+		explainHPA(ctx, t, d)
+	}
+}
+
 // explainSays waits until explain's verdict for d's HPA contains all of
 // words while the target still has current replicas, and returns it.
 func explainSays(ctx context.Context, t *testing.T, d deployment, current int32, timeout time.Duration, words ...string) explanation {

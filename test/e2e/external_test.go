@@ -42,6 +42,7 @@ func testHPAScalesOnExternalMetric(t *testing.T) {
 	const depth = 22
 	want := int32(hpaConverge(1, 1, 10, func(n int) float64 { return depth / float64(perWorker*n) }))
 	t.Logf("queue depth %d, %d per worker: the HPA formula predicts %d workers", depth, perWorker, want)
+	explainSteady(ctx, t, worker)
 	setQueueDepth(ctx, t, depth)
 	start := time.Now()
 	explainNames(ctx, t, worker, want, 2*time.Minute)

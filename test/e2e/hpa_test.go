@@ -68,6 +68,7 @@ func testHPAScalesOnCPU(t *testing.T) {
 	// the 10% tolerance and far from both edges.
 	want := int32(predictReplicas(2, 10, base, perRequest, rps, request, target))
 	t.Logf("load %d req/s: the HPA formula predicts %d replicas", rps, want)
+	explainSteady(ctx, t, d)
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	loadDone := make(chan int64, 1)
 	go func() {
