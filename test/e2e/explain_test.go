@@ -181,6 +181,11 @@ func checkAtReproduces(ctx context.Context, t *testing.T, d deployment) {
 		t.Fatalf("want a scale decision and a hold, each after a round without change, among %d explanations of %s", len(all), d.name)
 	}
 	for _, then := range picks {
+		// Every pod of the target is listed, with its value (a pod of
+		// another workload sharing the labels may be too).
+		if n := len(then.pods()); n > 0 && n < int(then.Current) {
+			t.Errorf("explain at %s listed %d pods for %d replicas: %v", then.At.Format(time.RFC3339), n, then.Current, then.pods())
+		}
 		x := explainAt(ctx, t, d, then.At.Format(time.RFC3339Nano))
 		if !x.Past || !x.Rebuilt || x.Desired != then.Desired || x.Current != then.Current || x.Verdict != then.Verdict || !slices.Equal(x.pods(), then.pods()) {
 			t.Errorf("explain --at %s:\n got  %d → %d, pods %v: %s\n want %d → %d, pods %v: %s (as explained then)",
