@@ -164,6 +164,7 @@ func testGatewaySIGTERM(t *testing.T) {
 	// podinfo's two pods get 10 requests/s each through the restart: the
 	// zero-config rate must read them within 5% before it, and again
 	// within two scrape intervals of the first scrape after it.
+	ensureZeroConfig(ctx, t) // the zero-config rate, not an adapter file's rate(...[1m])
 	ensurePodinfo(ctx, t)
 	const rps = 20
 	loadCtx, stopLoad := context.WithCancel(ctx)

@@ -334,7 +334,7 @@ func (g *Gateway) RestartWithManagedCertReplicas(ctx context.Context, validity, 
 }
 
 // newReplica is a second gateway with g's flags, ServiceAccount and
-// configuration but its own port and storage (under env's Dir); with
+// configuration but its own ports and storage (under env's Dir); with
 // managedCert it manages its serving certificate with those flags,
 // otherwise it serves g's. It is not started.
 func (g *Gateway) newReplica(name, storageDir string, managedCert []string) (*Gateway, error) {
@@ -353,6 +353,14 @@ func (g *Gateway) newReplica(name, storageDir string, managedCert []string) (*Ga
 			i++
 		case a == "--storage-path" && i+1 < len(g.fixed):
 			r.fixed = append(r.fixed, r.StoragePath)
+			i++
+		case a == "--query-api-insecure-bind-address" && i+1 < len(g.fixed):
+			pagesPort, err := cluster.FreePort()
+			if err != nil {
+				return nil, err
+			}
+			addr := fmt.Sprintf("127.0.0.1:%d", pagesPort)
+			r.fixed, r.PagesURL = append(r.fixed, addr), "http://"+addr
 			i++
 		}
 	}
