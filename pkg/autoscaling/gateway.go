@@ -51,8 +51,6 @@ type Sources struct {
 	Resource func(at time.Time) api.PodMetricsGetter
 	Custom   CustomAt
 	History  *History
-	// Interval is the gateway's round (--metric-resolution).
-	Interval time.Duration
 	// Now is the clock; nil is the wall clock.
 	Now func() time.Time
 }
@@ -66,6 +64,14 @@ type GatewayReader struct {
 	Name string
 	At   time.Time
 	Past bool
+	// listed keeps the last listing: the replay lists the pods, then each
+	// metric's read lists them again for their names.
+	listed *listedPods
+}
+
+type listedPods struct {
+	key  string
+	pods []*corev1.Pod
 }
 
 var _ Reader = GatewayReader{}
@@ -93,6 +99,18 @@ func (g GatewayReader) Scale(ctx context.Context, namespace string, ref autoscal
 
 // Pods are the informer's running pods now, or the recorded members then.
 func (g GatewayReader) Pods(ctx context.Context, namespace string, selector labels.Selector) ([]*corev1.Pod, error) {
+	key := namespace + "/" + selector.String()
+	if g.listed != nil && g.listed.key == key {
+		return g.listed.pods, nil
+	}
+	out, err := g.listPods(ctx, namespace, selector)
+	if err == nil && g.listed != nil {
+		*g.listed = listedPods{key: key, pods: out}
+	}
+	return out, err
+}
+
+func (g GatewayReader) listPods(ctx context.Context, namespace string, selector labels.Selector) ([]*corev1.Pod, error) {
 	if g.Past {
 		return g.History.Members(ctx, namespace, g.Name, g.At)
 	}

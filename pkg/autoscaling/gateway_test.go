@@ -105,10 +105,9 @@ func TestRecordedHistory(t *testing.T) {
 		Targets:   fakeTargets{&replicas},
 		Custom:    fakeCustom{value},
 		History:   &History{Q: store, Timeout: 10 * time.Second, Job: "metrics-gateway", Instance: "gw-0"},
-		Interval:  15 * time.Second,
 		Now:       func() time.Time { return now },
 	}
-	rec := &Recorder{Sources: src, Options: ControllerDefaults(), Interval: 15 * time.Second, Append: store.Appendable(), Job: "metrics-gateway", Instance: "gw-0"}
+	rec := &Recorder{Sources: src, Options: ControllerDefaults(), Interval: 15 * time.Second, Append: store.Appendable()}
 	ctx := context.Background()
 	live := map[int]Explanation{}
 	for i := 0; i <= 20; i++ {

@@ -25,10 +25,9 @@ type Recorder struct {
 	Sources  *Sources
 	Options  Options
 	Interval time.Duration
-	Append   promstorage.AppendableV2
-	// Job and Instance label every series, as the self job labels the
-	// gateway's own (HA replicas each record under their instance).
-	Job, Instance string
+	// Append writes the rounds; they are labelled with the Sources'
+	// History's Job and Instance, which read them back.
+	Append promstorage.AppendableV2
 	// last are the series of the last round, to mark those gone stale.
 	last map[string]labels.Labels
 }
@@ -53,7 +52,7 @@ func (r *Recorder) Round(ctx context.Context, now time.Time) {
 	if err != nil {
 		return
 	}
-	b := &roundBuilder{base: []string{"job", r.Job, "instance", r.Instance}, samples: map[string]sample{}}
+	b := &roundBuilder{base: []string{"job", r.Sources.History.Job, "instance", r.Sources.History.Instance}, samples: map[string]sample{}}
 	for _, h := range hpas {
 		c := &capture{}
 		e, err := r.Sources.explain(ctx, h.Namespace, h.Name, now, r.Options, c)
@@ -207,7 +206,7 @@ func (s *Sources) explain(ctx context.Context, namespace, name string, at time.T
 	}
 	o.History, o.Events, o.Reconstructed = recs, events, true
 	o.Timing.Now = at
-	var r Reader = GatewayReader{Sources: s, Name: name, At: at, Past: past}
+	var r Reader = GatewayReader{Sources: s, Name: name, At: at, Past: past, listed: &listedPods{}}
 	if c != nil {
 		c.Reader = r
 		r = c

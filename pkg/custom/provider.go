@@ -144,20 +144,6 @@ func (p *Provider) GetMetricByName(ctx context.Context, name types.NamespacedNam
 	return p.ObjectAt(ctx, p.now(), name, info, metricSelector)
 }
 
-// valueOf evaluates the metric of one object at ts.
-func (p *Provider) valueOf(ctx context.Context, ts time.Time, gr schema.GroupResource, src source, name types.NamespacedName, info provider.CustomMetricInfo, metricSelector labels.Selector) (*custom_metrics.MetricValue, error) {
-	list, err := p.query(ctx, ts, gr, src, name.Namespace, info, metricSelector, []string{name.Name})
-	if err != nil {
-		return nil, err
-	}
-	for i := range list.Items {
-		if list.Items[i].DescribedObject.Name == name.Name {
-			return &list.Items[i], nil
-		}
-	}
-	return nil, provider.NewMetricNotFoundForError(info.GroupResource, info.Metric, name.Name)
-}
-
 // GetMetricBySelector returns the metric of every object the lister finds
 // for selector that has a value; objects without one are left out.
 func (p *Provider) GetMetricBySelector(ctx context.Context, namespace string, selector labels.Selector, info provider.CustomMetricInfo, metricSelector labels.Selector) (*custom_metrics.MetricValueList, error) {
@@ -191,22 +177,21 @@ func (p *Provider) GetExternalMetric(ctx context.Context, namespace string, metr
 
 // ExternalAt is GetExternalMetric evaluated at ts, as the API served it then.
 func (p *Provider) ExternalAt(ctx context.Context, ts time.Time, namespace string, metricSelector labels.Selector, metric string) (*external_metrics.ExternalMetricValueList, error) {
-	info := provider.ExternalMetricInfo{Metric: metric}
 	ctx, cancel := p.withTimeout(ctx)
 	defer cancel()
-	src, ok := p.disc.lookupExternal(ctx, info.Metric)
+	src, ok := p.disc.lookupExternal(ctx, metric)
 	if !ok {
-		return nil, provider.NewMetricNotFoundError(schema.GroupResource{Group: external_metrics.GroupName}, info.Metric)
+		return nil, provider.NewMetricNotFoundError(schema.GroupResource{Group: external_metrics.GroupName}, metric)
 	}
 	q, err := src.rule.QueryForExternalSeries(src.series, namespace, metricSelector)
 	if err != nil {
-		return nil, apierrors.NewBadRequest(fmt.Sprintf("metric selector %q for %s: %v", metricSelector, info.Metric, err))
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("metric selector %q for %s: %v", metricSelector, metric, err))
 	}
 	samples, err := p.eval(ctx, q, ts)
 	if err != nil {
 		return nil, err
 	}
-	return externalValues(info.Metric, ts, windowSeconds(p.parser, q), samples), nil
+	return externalValues(metric, ts, windowSeconds(p.parser, q), samples), nil
 }
 
 // resolve finds the normalized group-resource and the source of a custom
@@ -245,7 +230,16 @@ func (p *Provider) ObjectAt(ctx context.Context, ts time.Time, name types.Namesp
 	if err != nil {
 		return nil, err
 	}
-	return p.valueOf(ctx, ts, gr, src, name, info, metricSelector)
+	list, err := p.query(ctx, ts, gr, src, name.Namespace, info, metricSelector, []string{name.Name})
+	if err != nil {
+		return nil, err
+	}
+	for i := range list.Items {
+		if list.Items[i].DescribedObject.Name == name.Name {
+			return &list.Items[i], nil
+		}
+	}
+	return nil, provider.NewMetricNotFoundForError(info.GroupResource, info.Metric, name.Name)
 }
 
 // query evaluates the rule of src for names at ts.

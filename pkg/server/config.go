@@ -236,11 +236,10 @@ func (c *Config) buildAutoscaling(s *Server, reg *prometheus.Registry) error {
 		HPAs:      hpas.Lister(),
 		PodLister: pods.Lister(s.podInformer),
 		Targets:   api,
-		History:   &autoscaling.History{Q: s.store, Timeout: c.Storage.QueryTimeout, Job: scrape.SelfJobName, Instance: selfInstance()},
-		Interval:  c.Kubelet.Resolution,
+		// Under the self job's labels, as the gateway's own series.
+		History: &autoscaling.History{Q: s.store, Timeout: c.Storage.QueryTimeout, Job: scrape.SelfJobName, Instance: selfInstance()},
 	}
-	s.recorder = &autoscaling.Recorder{Sources: s.autoscaling, Options: c.Replay, Interval: c.Kubelet.Resolution,
-		Append: s.store.Appendable(), Job: scrape.SelfJobName, Instance: selfInstance()}
+	s.recorder = &autoscaling.Recorder{Sources: s.autoscaling, Options: c.Replay, Interval: c.Kubelet.Resolution, Append: s.store.Appendable()}
 	reg.MustRegister(autoscaling.Collector{HPAs: hpas.Lister()})
 	return nil
 }
