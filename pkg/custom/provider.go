@@ -181,6 +181,9 @@ func (p *Provider) ExternalAt(ctx context.Context, ts time.Time, namespace strin
 	defer cancel()
 	src, ok := p.disc.lookupExternal(ctx, metric)
 	if !ok {
+		if err := p.unavailable(); err != nil {
+			return nil, err
+		}
 		return nil, provider.NewMetricNotFoundError(schema.GroupResource{Group: external_metrics.GroupName}, metric)
 	}
 	q, err := src.rule.QueryForExternalSeries(src.series, namespace, metricSelector)
@@ -200,9 +203,26 @@ func (p *Provider) resolve(ctx context.Context, info provider.CustomMetricInfo) 
 	gr := p.normalize(info.GroupResource)
 	src, ok := p.disc.lookupCustom(ctx, customKey{gr: gr, metric: info.Metric})
 	if !ok {
+		if err := p.unavailable(); err != nil {
+			return gr, source{}, err
+		}
 		return gr, source{}, provider.NewMetricNotFoundError(info.GroupResource, info.Metric)
 	}
 	return gr, src, nil
+}
+
+// unavailable is a 503 when the store cannot be asked at all (a remote
+// engine that does not answer): a metric missing from the catalog then
+// says nothing about whether it exists.
+func (p *Provider) unavailable() error {
+	r, ok := p.store.(interface{ Ready() error })
+	if !ok {
+		return nil
+	}
+	if err := r.Ready(); err != nil {
+		return apierrors.NewServiceUnavailable(err.Error())
+	}
+	return nil
 }
 
 // ObjectsAt is the metric of the named objects at ts, as

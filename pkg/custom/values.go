@@ -46,6 +46,7 @@ func (p *Provider) eval(ctx context.Context, q string, ts time.Time) (promql.Vec
 func evalError(q string, err error) error {
 	var (
 		bad      *storage.BadQueryError
+		backend  *storage.BackendError
 		timeout  promql.ErrQueryTimeout
 		canceled promql.ErrQueryCanceled
 	)
@@ -53,6 +54,8 @@ func evalError(q string, err error) error {
 	case errors.As(err, &timeout):
 		return apierrors.NewTimeoutError(fmt.Sprintf("evaluating %q: %v", q, err), 1)
 	case errors.As(err, &canceled):
+		return apierrors.NewServiceUnavailable(fmt.Sprintf("evaluating %q: %v", q, err))
+	case errors.As(err, &backend):
 		return apierrors.NewServiceUnavailable(fmt.Sprintf("evaluating %q: %v", q, err))
 	case errors.Is(err, storage.ErrNotReady):
 		return apierrors.NewServiceUnavailable(err.Error())

@@ -29,6 +29,13 @@ const defaultSeriesQuery = `{namespace!="",pod!="",__name__!~"^container_.*"}`
 // x_seconds_total as x, both as per-second rates, adaptive_rate over
 // window (DefaultWindow when window <= 0).
 func DefaultConfig(window time.Duration) *Config {
+	return DefaultConfigWithRate(window, storage.AdaptiveRate)
+}
+
+// DefaultConfigWithRate is DefaultConfig with counters read by the PromQL
+// function rateFunc over window: "rate" for an engine that does not have
+// the gateway's adaptive_rate (scale-out mode).
+func DefaultConfigWithRate(window time.Duration, rateFunc string) *Config {
 	if window <= 0 {
 		window = DefaultWindow
 	}
@@ -38,7 +45,7 @@ func DefaultConfig(window time.Duration) *Config {
 			"pod":       {Resource: "pod"},
 		}}
 	}
-	rate := "sum(" + storage.AdaptiveRate + "(<<.Series>>{<<.LabelMatchers>>}[" + pmodel.Duration(window).String() + "])) by (<<.GroupBy>>)"
+	rate := "sum(" + rateFunc + "(<<.Series>>{<<.LabelMatchers>>}[" + pmodel.Duration(window).String() + "])) by (<<.GroupBy>>)"
 	return &Config{Rules: []DiscoveryRule{
 		{
 			SeriesQuery:   defaultSeriesQuery,

@@ -35,6 +35,16 @@ type GatewayConfig struct {
 	// ScrapeConfigs are Prometheus scrape_configs, taken verbatim and
 	// loaded by config.Load with the built-in jobs.
 	ScrapeConfigs []map[string]any `json:"scrapeConfigs,omitempty"`
+	// RemoteWrite is Prometheus' remote_write section, taken verbatim: every
+	// sample the gateway stores is also sent there (docs/scale-out.md).
+	RemoteWrite []map[string]any `json:"remoteWrite,omitempty"`
+	// ExternalLabels are added to every series remote-written, as
+	// Prometheus' global external_labels (e.g. cluster: eu-1). The gateway
+	// adds ReplicaLabel itself.
+	ExternalLabels map[string]string `json:"externalLabels,omitempty"`
+	// QueryBackend, when set, is the engine that evaluates the custom and
+	// external metrics APIs and the query API (see QueryBackend).
+	QueryBackend map[string]any `json:"queryBackend,omitempty"`
 }
 
 // PodsConfig is the built-in job for pods annotated prometheus.io/scrape.
@@ -168,6 +178,7 @@ func (c *GatewayConfig) Validate() []error {
 	errs = append(errs, c.Pods.validate(field.NewPath("pods"), c.Limits)...)
 	errs = append(errs, c.Cadvisor.validate(field.NewPath("cadvisor"))...)
 	errs = append(errs, c.validateScrapeConfigs(field.NewPath("scrapeConfigs"))...)
+	errs = append(errs, c.validateScaleOut()...)
 	out := make([]error, len(errs))
 	for i, e := range errs {
 		out[i] = e

@@ -53,7 +53,12 @@ func defaultRateWindow(podInterval time.Duration) time.Duration {
 // against the API server's resources.
 func (c *Config) compileRules(mapper meta.RESTMapper) (*rules.Rules, error) {
 	cfg := c.Adapter
-	if cfg == nil {
+	switch {
+	case cfg == nil && c.Backend != nil:
+		// The engine has no adaptive_rate: a plain rate over four
+		// intervals, which follows a change within a minute at 15s.
+		cfg = rules.DefaultConfigWithRate(4*time.Duration(c.Gateway.Pods.ScrapeInterval), "rate")
+	case cfg == nil:
 		cfg = rules.DefaultConfig(defaultRateWindow(time.Duration(c.Gateway.Pods.ScrapeInterval)))
 	}
 	compiled, err := rules.Compile(cfg, mapper)

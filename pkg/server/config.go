@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/config"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	apimetrics "k8s.io/apiserver/pkg/endpoints/metrics"
@@ -30,6 +31,7 @@ import (
 	cmapiserver "sigs.k8s.io/custom-metrics-apiserver/pkg/apiserver"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/autoscaling"
+	"github.com/metrics-gateway/metrics-gateway/pkg/backend"
 	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 	"github.com/metrics-gateway/metrics-gateway/pkg/custom"
 	"github.com/metrics-gateway/metrics-gateway/pkg/pods"
@@ -69,6 +71,12 @@ type Config struct {
 	// Logger is where the gateway's own components log; nil logs through
 	// klog.
 	Logger *slog.Logger
+	// Scale-out mode (docs/scale-out.md): Sharding divides the pod and
+	// user jobs among replicas; Backend, from the config file's
+	// queryBackend, evaluates the custom, external and query APIs. The
+	// config file's remoteWrite ships what is stored.
+	Sharding scrape.Sharding
+	Backend  *scrape.QueryBackend
 }
 
 // Complete builds the gateway: it opens storage (replaying its WAL), sets up
@@ -103,6 +111,9 @@ func (c *Config) Complete() (_ *Server, err error) {
 		}
 	}
 	s := &Server{certs: c.CertManager, store: store}
+	if err := c.buildScaleOut(s, reg, logger, &undo); err != nil {
+		return nil, err
+	}
 	scrapeCfg, err := c.buildScraping(s, reg, logger, &undo)
 	if err != nil {
 		return nil, err
@@ -190,7 +201,14 @@ func (c *Config) buildScraping(s *Server, reg *prometheus.Registry, logger *slog
 	if err != nil {
 		return nil, err
 	}
-	app, err := scrape.LimitHeadSeries(s.store.Appendable(), c.Gateway.Storage.MaxHeadSeries, s.store.HeadSeries, logger, reg)
+	if err := c.Sharding.Apply(scrapeCfg); err != nil {
+		return nil, err
+	}
+	var app promstorage.AppendableV2 = s.store.Appendable()
+	if s.remoteWrite != nil {
+		app = s.remoteWrite.Appendable(app)
+	}
+	app, err = scrape.LimitHeadSeries(app, c.Gateway.Storage.MaxHeadSeries, s.store.HeadSeries, logger, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +236,37 @@ func (c *Config) buildScraping(s *Server, reg *prometheus.Registry, logger *slog
 		return nil, err
 	}
 	undo.add(func() error { s.scraper.Stop(); return nil })
+	if s.remoteWrite != nil {
+		s.remoteWrite.SetScrapeManager(s.scraper.Targets())
+	}
 	return scrapeCfg, nil
+}
+
+// buildScaleOut builds the remote-write queues and the query backend into
+// s when the config file asks for them.
+func (c *Config) buildScaleOut(s *Server, reg *prometheus.Registry, logger *slog.Logger, undo *cleanups) error {
+	rwCfg, err := c.Gateway.RemoteWriteConfig(selfInstance())
+	if err != nil {
+		return err
+	}
+	if rwCfg != nil {
+		if s.remoteWrite, err = s.store.NewRemoteWrite(rwCfg, logger, reg); err != nil {
+			return err
+		}
+		// Before the TSDB's close, which undo runs first.
+		*undo = append(cleanups{s.remoteWrite.Close}, *undo...)
+	}
+	if c.Backend != nil {
+		if s.backend, err = backend.New(backend.Options{
+			URL:     c.Backend.URL.String(),
+			HTTP:    c.Backend.HTTPClientConfig,
+			Timeout: c.Storage.QueryTimeout,
+			Logger:  logger.With("component", "query-backend"),
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // buildAutoscaling builds the autoscaling history into s: the HPA
@@ -275,8 +323,12 @@ func (c *Config) buildAPIServer(s *Server, tails resource.Tails, scrapeCfg *conf
 	if err != nil {
 		return err
 	}
+	var customStore custom.Store = s.store
+	if s.backend != nil {
+		customStore = s.backend
+	}
 	customProvider, err := custom.NewProvider(custom.Options{
-		Storage: s.store,
+		Storage: customStore,
 		Rules:   compiled,
 		Lister:  s.objects,
 		Mapper:  mapper,
@@ -338,9 +390,13 @@ func (c *Config) buildAPIServer(s *Server, tails resource.Tails, scrapeCfg *conf
 // buildQueryAPI mounts the Prometheus-compatible query API on s's API
 // server and, when configured, on its plain-HTTP loopback listener.
 func (c *Config) buildQueryAPI(s *Server, scrapeCfg *config.Config, reg *prometheus.Registry, logger *slog.Logger, undo *cleanups) error {
+	engine, queryable := s.store.Engine(), s.store.SampleAndChunkQueryable()
+	if s.backend != nil {
+		engine, queryable = s.backend.QueryEngine(), s.backend.SampleAndChunkQueryable()
+	}
 	queryHandler, err := query.NewHandler(query.Options{
-		Engine:        s.store.Engine(),
-		Queryable:     s.store.SampleAndChunkQueryable(),
+		Engine:        engine,
+		Queryable:     queryable,
 		Exemplars:     s.store.ExemplarQueryable(),
 		Stats:         s.store.Stats(),
 		Targets:       s.scraper.Targets(),

@@ -72,6 +72,10 @@ type Options struct {
 	// Replay is kube-controller-manager's HPA settings, which the replay
 	// behind the history and explain assumes.
 	Replay      autoscaling.Options
+	// Shards and Shard divide the pod and user jobs among replicas
+	// (scale-out); Shard -1 takes the StatefulSet pod's ordinal.
+	Shards      int
+	Shard       int
 	ShowVersion bool
 	// flags are those Flags returned, to tell a value given from a default.
 	flags cliflag.NamedFlagSets
@@ -122,6 +126,8 @@ func NewOptions() *Options {
 		ServingCert:               defaultServingCertOptions(),
 		Memory:                    defaultMemoryOptions(),
 		RecordAutoscalers:         true,
+		Shards:                    1,
+		Shard:                     -1,
 		Replay:                    autoscaling.ControllerDefaults(),
 	}
 
@@ -154,6 +160,10 @@ func (o *Options) Flags() (fs cliflag.NamedFlagSets) {
 	a.DurationVar(&o.Replay.DownscaleStabilization, "hpa-downscale-stabilization", o.Replay.DownscaleStabilization, "kube-controller-manager's --horizontal-pod-autoscaler-downscale-stabilization, for the replay.")
 	a.DurationVar(&o.Replay.Timing.CPUInitializationPeriod, "hpa-cpu-initialization-period", o.Replay.Timing.CPUInitializationPeriod, "kube-controller-manager's --horizontal-pod-autoscaler-cpu-initialization-period, for the replay.")
 	a.DurationVar(&o.Replay.Timing.InitialReadinessDelay, "hpa-initial-readiness-delay", o.Replay.Timing.InitialReadinessDelay, "kube-controller-manager's --horizontal-pod-autoscaler-initial-readiness-delay, for the replay.")
+
+	so := fs.FlagSet("scale-out")
+	so.IntVar(&o.Shards, "shards", o.Shards, "Number of gateway replicas the annotated-pod job and the config file's scrape_configs are divided among (a StatefulSet's replicas); each replica keeps the targets whose address hashes to its shard, as prometheus-operator shards, and still scrapes every kubelet for metrics.k8s.io. With the config file's remoteWrite (every replica ships what it scrapes) and queryBackend (custom, external and query APIs evaluated there): docs/scale-out.md. 1 scrapes every target.")
+	so.IntVar(&o.Shard, "shard", o.Shard, "This replica's shard, from 0 to --shards - 1; -1 takes the ordinal of its StatefulSet pod's name (POD_NAME, else the hostname).")
 
 	q := fs.FlagSet("query API")
 	q.IntVar(&o.QueryAPI.MaxConcurrent, "query-api-max-concurrency", o.QueryAPI.MaxConcurrent, "Maximum evaluating requests (query, query_range, series, labels) of the Prometheus-compatible API (/prometheus/api/v1) at once; further requests wait up to --query-timeout. The metrics APIs have their own bound.")
@@ -217,6 +227,9 @@ func (o *Options) Validate() []error {
 	if r := o.Replay; r.Tolerance.Up < 0 || r.DownscaleStabilization < 0 || r.Timing.CPUInitializationPeriod < 0 || r.Timing.InitialReadinessDelay < 0 {
 		errs = append(errs, fmt.Errorf("--hpa-tolerance and the --hpa-* durations must not be negative"))
 	}
+	if o.Shards < 1 || o.Shard < -1 || o.Shard >= o.Shards {
+		errs = append(errs, fmt.Errorf("--shards must be at least 1 and --shard -1 or in [0, %d), got --shards=%d --shard=%d", max(o.Shards, 1), o.Shards, o.Shard))
+	}
 	gateway, configErrs := scrape.LoadConfigFile(o.ConfigFile)
 	errs = append(errs, configErrs...)
 	if err := o.checkPodBytes(gateway); err != nil {
@@ -272,6 +285,23 @@ func (o *Options) Validate() []error {
 		errs = append(errs, e)
 	}
 	return errs
+}
+
+// sharding is this replica's shard: --shard, or the pod's ordinal.
+func (o *Options) sharding() (scrape.Sharding, error) {
+	s := scrape.Sharding{Index: o.Shard, Count: o.Shards}
+	if s.Count <= 1 || s.Index >= 0 {
+		return s, nil
+	}
+	i, err := scrape.ShardOfPod(selfInstance())
+	if err != nil {
+		return s, err
+	}
+	if i >= s.Count {
+		return s, fmt.Errorf("pod %s is ordinal %d, but --shards is %d: scale the StatefulSet and --shards together", selfInstance(), i, s.Count)
+	}
+	s.Index = i
+	return s, nil
 }
 
 // ApplyLogging makes the logging flags take effect. Call it once, after Validate.
@@ -373,7 +403,17 @@ func (o *Options) Config() (*Config, error) {
 		return nil, err
 	}
 	gateway.Storage.MaxHeadSeries = sizes.maxHeadSeries
+	sharding, err := o.sharding()
+	if err != nil {
+		return nil, err
+	}
+	backend, err := gateway.Backend()
+	if err != nil {
+		return nil, fmt.Errorf("queryBackend: %w", err)
+	}
 	return &Config{
+		Sharding:    sharding,
+		Backend:     backend,
 		Adapter:     adapter,
 		Apiserver:   apiserver,
 		Rest:        restConfig,

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/metrics-gateway/metrics-gateway/pkg/autoscaling"
+	"github.com/metrics-gateway/metrics-gateway/pkg/backend"
 	"github.com/metrics-gateway/metrics-gateway/pkg/certs"
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
@@ -42,6 +43,11 @@ type Server struct {
 	// explain read; nil without --record-autoscalers.
 	autoscaling *autoscaling.Sources
 	recorder    *autoscaling.Recorder
+	// remoteWrite ships what is stored to the scale-out engine, and
+	// backend evaluates the custom metrics and query APIs there; nil in
+	// single-process mode (docs/scale-out.md).
+	remoteWrite *storage.RemoteWrite
+	backend     *backend.Engine
 }
 
 // RunUntil runs informers, scraping and the API server until ctx is done,
@@ -68,6 +74,9 @@ func (s *Server) RunUntil(ctx context.Context) error {
 	go func() { scrapeDone <- s.scraper.Run(ctx) }()
 	if s.recorder != nil {
 		go s.recorder.Run(ctx)
+	}
+	if s.backend != nil {
+		go s.backend.Run(ctx)
 	}
 
 	// The plain-HTTP listeners drain while the secure port does, so the
@@ -97,6 +106,12 @@ func (s *Server) RunUntil(ctx context.Context) error {
 	}
 	if s.kubeletToken != nil {
 		err = errors.Join(err, s.kubeletToken.close())
+	}
+	if s.remoteWrite != nil {
+		// The queues flush what they hold before the WAL they read closes.
+		if cerr := s.remoteWrite.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close remote write: %w", cerr))
+		}
 	}
 	if cerr := s.store.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close storage: %w", cerr))
@@ -131,6 +146,9 @@ func (s *Server) WaitStarted(ctx context.Context) {
 // the scrape loop stalled); readyz also waits for informers.
 // A kubelet that fails its scrapes still counts as scraped: it is absent
 // from answers, and the gateway is healthy.
+// BackendCheckName is the /readyz check of the scale-out query backend.
+const BackendCheckName = "query-backend"
+
 func (s *Server) addHealthChecks() error {
 	storageCheck := healthz.NamedCheck("storage", func(*http.Request) error { return s.store.Ready() })
 	scrapeCheck := healthz.NamedCheck("scrape-timely", func(*http.Request) error { return s.scraper.CheckFresh(scrape.KubeletJobName) })
@@ -152,5 +170,12 @@ func (s *Server) addHealthChecks() error {
 	if err := s.api.AddHealthChecks(storageCheck, scrapeCheck); err != nil {
 		return err
 	}
-	return s.api.AddReadyzChecks(informerCheck, writeCheck, ratesCheck)
+	ready := []healthz.HealthChecker{informerCheck, writeCheck, ratesCheck}
+	if s.backend != nil {
+		// Says why custom and external metrics fail. The scale-out
+		// overlay's readiness probe excludes it: metrics.k8s.io answers
+		// from the replica's own scrapes while the engine is down.
+		ready = append(ready, healthz.NamedCheck(BackendCheckName, func(*http.Request) error { return s.backend.Ready() }))
+	}
+	return s.api.AddReadyzChecks(ready...)
 }

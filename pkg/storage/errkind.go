@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -99,3 +100,17 @@ func (q kindQuerier) LabelNames(ctx context.Context, hints *storage.LabelHints, 
 type kindSeriesSet struct{ storage.SeriesSet }
 
 func (s kindSeriesSet) Err() error { return errorKind(s.SeriesSet.Err()) }
+
+// BackendError is a remote query engine (scale-out mode) that cannot be
+// reached or fails as a server: the metrics APIs answer it with a 503
+// naming Backend.
+type BackendError struct {
+	Backend string
+	Err     error
+}
+
+func (e *BackendError) Error() string {
+	return fmt.Sprintf("query backend %s unavailable: %v", e.Backend, e.Err)
+}
+
+func (e *BackendError) Unwrap() error { return e.Err }
