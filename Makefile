@@ -43,10 +43,11 @@ test: ## Every test: unit and whole-path (-race), the test/ module, and end-to-e
 TEST_BIN := $(CURDIR)/test/bin
 
 .PHONY: e2e-build
-e2e-build: build ## etcd and chromium (apt), control plane v1.37.2 (cached in test/bin), simkubelet, helmchart, gateway.
+e2e-build: build ## etcd and chromium (apt), control plane v1.37.2 and Thanos v0.40.1 (cached in test/bin), simkubelet, helmchart, gateway.
 	test/hack/install-etcd.sh
 	test/hack/install-chromium.sh
 	test/hack/build-control-plane.sh $(TEST_BIN)
+	test/hack/build-thanos.sh $(TEST_BIN)
 	cd test && go build -o $(TEST_BIN)/simkubelet ./cmd/simkubelet
 	cd test/helm && go build -o $(TEST_BIN)/helmchart ./cmd/helmchart
 	go build -o $(TEST_BIN)/dashcheck ./hack/dashcheck

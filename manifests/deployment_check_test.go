@@ -96,7 +96,9 @@ func checkPod(r *rendering, d *appsv1.Deployment) []error {
 	// Replicas agree only when they scrape at the same offsets, which
 	// Prometheus derives from the hostname; the gateway then names its own
 	// metrics by POD_NAME.
-	if p.Hostname == "" {
+	// A StatefulSet's pods have their names as hostnames, whatever the
+	// template says.
+	if p.Hostname == "" && r.statefulSets[d.Namespace+"/"+d.Name] == nil {
 		errs = append(errs, errors.New("no hostname shared by every replica: each scrapes at its own offsets"))
 	}
 	for _, c := range p.Containers {
@@ -354,7 +356,8 @@ func checkProbes(c *corev1.Container, o *server.Options) []error {
 		if p.probe != nil {
 			g = p.probe.HTTPGet
 		}
-		if g == nil || g.Path != p.path || g.Scheme != corev1.URISchemeHTTPS || g.Port.String() != "https" {
+		// A query (/readyz?exclude=query-backend) only leaves checks out.
+		if path, _, _ := strings.Cut(ptrPath(g), "?"); g == nil || path != p.path || g.Scheme != corev1.URISchemeHTTPS || g.Port.String() != "https" {
 			errs = append(errs, fmt.Errorf("%s: want HTTPS GET %s on port https", p.name, p.path))
 		}
 	}
@@ -368,6 +371,13 @@ func checkProbes(c *corev1.Container, o *server.Options) []error {
 		}
 	}
 	return errs
+}
+
+func ptrPath(g *corev1.HTTPGetAction) string {
+	if g == nil {
+		return ""
+	}
+	return g.Path
 }
 
 func orDefault(v, d int32) int32 {

@@ -190,6 +190,32 @@ func TestOverlays(t *testing.T) {
 				}
 			}
 		}},
+		{"overlays/scale-out", allAPIServices, with(map[string]int{"Deployment": -1, "StatefulSet": 1}), func(t *testing.T, r *rendering, d *appsv1.Deployment) {
+			wantReplicas(t, d, 2)
+			sts := r.statefulSets[namespace+"/"+gatewayName]
+			if sts == nil || sts.Spec.PodManagementPolicy != appsv1.ParallelPodManagement || sts.Spec.ServiceName != gatewayName {
+				t.Fatalf("want a StatefulSet with Parallel pod management governed by Service %s", gatewayName)
+			}
+			if !slices.Contains(d.Spec.Template.Spec.Containers[0].Args, "--shards=2") {
+				t.Errorf("args %q: want --shards=2, as many as the replicas", d.Spec.Template.Spec.Containers[0].Args)
+			}
+			if v := storageVolume(d); v == nil || v.PersistentVolumeClaim == nil {
+				t.Errorf("storage %+v: want the claim template's volume (the WAL remote write replays)", v)
+			}
+			if p := d.Spec.Template.Spec.Containers[0].ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/readyz?exclude=query-backend" {
+				t.Errorf("readiness probe %+v: want /readyz without the engine's check", p)
+			}
+			cfg, err := gatewayConfig(r, d, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rw, err := cfg.RemoteWriteConfig("metrics-gateway-0"); err != nil || rw == nil || len(rw.RemoteWriteConfigs) != 2 {
+				t.Errorf("remoteWrite: %v %v, want two endpoints", rw, err)
+			}
+			if b, err := cfg.Backend(); err != nil || b == nil {
+				t.Errorf("queryBackend: %v %v", b, err)
+			}
+		}},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			r := renderAndCheck(t, tc.dir)

@@ -42,6 +42,9 @@ type rendering struct {
 	services        map[string]*corev1.Service
 	pvcs            map[string]*corev1.PersistentVolumeClaim
 	deployments     map[string]*appsv1.Deployment
+	// statefulSets are also in deployments, as statefulSetView makes them,
+	// so every check of the gateway's pod applies to them too.
+	statefulSets map[string]*appsv1.StatefulSet
 	pdbs            map[string]*policyv1.PodDisruptionBudget
 	roles           map[string]*rbacv1.Role
 	roleBindings    map[string]*rbacv1.RoleBinding
@@ -59,6 +62,7 @@ func newRendering(objs []object) (*rendering, error) {
 		services:        map[string]*corev1.Service{},
 		pvcs:            map[string]*corev1.PersistentVolumeClaim{},
 		deployments:     map[string]*appsv1.Deployment{},
+		statefulSets:    map[string]*appsv1.StatefulSet{},
 		pdbs:            map[string]*policyv1.PodDisruptionBudget{},
 		roles:           map[string]*rbacv1.Role{},
 		roleBindings:    map[string]*rbacv1.RoleBinding{},
@@ -83,6 +87,10 @@ func newRendering(objs []object) (*rendering, error) {
 			err = decodeInto(o, r.pvcs, nsName)
 		case "apps/v1 Deployment":
 			err = decodeInto(o, r.deployments, nsName)
+		case "apps/v1 StatefulSet":
+			if err = decodeInto(o, r.statefulSets, nsName); err == nil {
+				err = r.addStatefulSetView(r.statefulSets[nsName])
+			}
 		case "policy/v1 PodDisruptionBudget":
 			err = decodeInto(o, r.pdbs, nsName)
 		case "rbac.authorization.k8s.io/v1 Role":
@@ -103,6 +111,25 @@ func newRendering(objs []object) (*rendering, error) {
 		}
 	}
 	return r, nil
+}
+
+// addStatefulSetView adds a Deployment running the StatefulSet's pods, with
+// each claim template as a volume of a claim of the same name, to what the
+// checks see.
+func (r *rendering) addStatefulSetView(s *appsv1.StatefulSet) error {
+	k := s.Namespace + "/" + s.Name
+	if _, dup := r.deployments[k]; dup {
+		return fmt.Errorf("a Deployment and a StatefulSet %s", k)
+	}
+	d := &appsv1.Deployment{ObjectMeta: s.ObjectMeta, Spec: appsv1.DeploymentSpec{Replicas: s.Spec.Replicas, Selector: s.Spec.Selector, Template: *s.Spec.Template.DeepCopy()}}
+	for _, t := range s.Spec.VolumeClaimTemplates {
+		claim := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: t.Name}, Spec: t.Spec}
+		r.pvcs[s.Namespace+"/"+t.Name] = claim
+		d.Spec.Template.Spec.Volumes = append(d.Spec.Template.Spec.Volumes, corev1.Volume{Name: t.Name,
+			VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: t.Name}}})
+	}
+	r.deployments[k] = d
+	return nil
 }
 
 // decodeInto decodes o strictly into a new T stored at m[k]; a second object

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -45,7 +46,11 @@ type Options struct {
 	// ProbeInterval is how often Run asks the engine whether it answers;
 	// default 5s.
 	ProbeInterval time.Duration
-	Logger        *slog.Logger
+	// Scope are matchers added to every selector sent to the engine (the
+	// gateway's external labels), so that several clusters writing to one
+	// engine each read their own series.
+	Scope  []*labels.Matcher
+	Logger *slog.Logger
 }
 
 // Engine is a remote PromQL engine. It is safe for concurrent use.
@@ -54,6 +59,7 @@ type Engine struct {
 	api      v1.API
 	timeout  time.Duration
 	interval time.Duration
+	scope    []*labels.Matcher
 	logger   *slog.Logger
 	// down is the last probe's failure; nil while the engine answers.
 	down atomic.Pointer[storage.BackendError]
@@ -88,7 +94,7 @@ func New(o Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("query backend %s: %w", o.URL, err)
 	}
-	return &Engine{url: o.URL, api: v1.NewAPI(client), timeout: o.Timeout, interval: o.ProbeInterval, logger: o.Logger}, nil
+	return &Engine{url: o.URL, api: v1.NewAPI(client), timeout: o.Timeout, interval: o.ProbeInterval, scope: o.Scope, logger: o.Logger}, nil
 }
 
 // URL names the engine in errors.
@@ -167,6 +173,10 @@ func (e *Engine) Instant(ctx context.Context, expr string, ts time.Time, _ stora
 	if err := e.check(); err != nil {
 		return nil, err
 	}
+	expr, err := e.scoped(expr)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
 	v, _, _, err := e.api.Query(ctx, expr, ts)
@@ -181,6 +191,10 @@ func (e *Engine) Range(ctx context.Context, expr string, start, end time.Time, s
 	if err := e.check(); err != nil {
 		return nil, err
 	}
+	expr, err := e.scoped(expr)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
 	v, _, _, err := e.api.QueryRange(ctx, expr, v1.Range{Start: start, End: end, Step: step})
@@ -188,6 +202,36 @@ func (e *Engine) Range(ctx context.Context, expr string, start, end time.Time, s
 		return nil, e.classify(ctx, err)
 	}
 	return toValue(v)
+}
+
+// scoped adds the scope's matchers to every selector of expr that does
+// not match on their labels already.
+func (e *Engine) scoped(expr string) (string, error) {
+	if len(e.scope) == 0 {
+		return expr, nil
+	}
+	parsed, err := exprParser.ParseExpr(expr)
+	if err != nil {
+		return "", &storage.BadQueryError{Err: err}
+	}
+	parser.Inspect(parsed, func(node parser.Node, _ []parser.Node) error {
+		if vs, ok := node.(*parser.VectorSelector); ok {
+			vs.LabelMatchers = e.withScope(vs.LabelMatchers)
+		}
+		return nil
+	})
+	return parsed.String(), nil
+}
+
+// withScope is ms with the scope's matchers on labels ms does not match.
+func (e *Engine) withScope(ms []*labels.Matcher) []*labels.Matcher {
+	out := ms
+	for _, s := range e.scope {
+		if !slices.ContainsFunc(ms, func(m *labels.Matcher) bool { return m.Name == s.Name }) {
+			out = append(out[:len(out):len(out)], s)
+		}
+	}
+	return out
 }
 
 // classify gives an engine's failure the kind the local engine's would

@@ -223,3 +223,40 @@ func TestSeriesAndLabelsFromTheIndexAPIs(t *testing.T) {
 		t.Errorf("asked %s", f.last.Load().URL.Path)
 	}
 }
+
+// The gateway's external labels scope every selector sent to the engine,
+// unless the selector matches on that label itself.
+func TestScopeAddsExternalLabels(t *testing.T) {
+	f := &fakeAPI{}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	e, err := New(Options{URL: srv.URL, Scope: []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "cluster", "eu-1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.answer(200, `{"status":"success","data":{"resultType":"vector","result":[]}}`)
+	for expr, want := range map[string]string{
+		`sum by (pod) (rate(http_requests_total{namespace="ns"}[1m]))`: `sum by (pod) (rate(http_requests_total{cluster="eu-1",namespace="ns"}[1m]))`,
+		`up{cluster="other"} / on (pod) queue_depth`:                   `up{cluster="other"} / on (pod) queue_depth{cluster="eu-1"}`,
+		`vector(1)`: `vector(1)`,
+	} {
+		if _, err := e.Instant(context.Background(), expr, time.Now(), storage.QueryOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.last.Load().Form.Get("query"); got != want {
+			t.Errorf("%s was sent as %s, want %s", expr, got, want)
+		}
+	}
+	f.answer(200, `{"status":"success","data":[]}`)
+	q, _ := e.Queryable().Querier(0, 1000)
+	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "up"))
+	for set.Next() {
+	}
+	if m := f.last.Load().Form["match[]"]; len(m) != 1 || m[0] != `{__name__="up",cluster="eu-1"}` {
+		t.Errorf("series match[] %q", m)
+	}
+	var bad *storage.BadQueryError
+	if _, err := e.Instant(context.Background(), "sum(", time.Now(), storage.QueryOptions{}); !errors.As(err, &bad) {
+		t.Errorf("a bad expression: %v, want a BadQueryError before asking the engine", err)
+	}
+}

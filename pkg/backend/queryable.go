@@ -70,7 +70,7 @@ func (q *indexQuerier) Select(ctx context.Context, sortSeries bool, _ *promstora
 	}
 	ctx, cancel := q.e.withTimeout(ctx)
 	defer cancel()
-	sets, _, _, err := q.e.api.Series(ctx, []string{selector(ms)}, q.start, q.end)
+	sets, _, _, err := q.e.api.Series(ctx, []string{selector(q.e.withScope(ms))}, q.start, q.end)
 	if err != nil {
 		return promstorage.ErrSeriesSet(q.e.classify(ctx, err))
 	}
@@ -90,7 +90,7 @@ func (q *indexQuerier) LabelValues(ctx context.Context, name string, _ *promstor
 	}
 	ctx, cancel := q.e.withTimeout(ctx)
 	defer cancel()
-	vals, _, _, err := q.e.api.LabelValues(ctx, name, selectors(ms), q.start, q.end)
+	vals, _, _, err := q.e.api.LabelValues(ctx, name, selectors(q.e.withScope(ms)), q.start, q.end)
 	if err != nil {
 		return nil, nil, q.e.classify(ctx, err)
 	}
@@ -107,7 +107,7 @@ func (q *indexQuerier) LabelNames(ctx context.Context, _ *promstorage.LabelHints
 	}
 	ctx, cancel := q.e.withTimeout(ctx)
 	defer cancel()
-	names, _, _, err := q.e.api.LabelNames(ctx, selectors(ms), q.start, q.end)
+	names, _, _, err := q.e.api.LabelNames(ctx, selectors(q.e.withScope(ms)), q.start, q.end)
 	if err != nil {
 		return nil, nil, q.e.classify(ctx, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/config"
+	promlabels "github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -257,9 +259,15 @@ func (c *Config) buildScaleOut(s *Server, reg *prometheus.Registry, logger *slog
 		*undo = append(cleanups{s.remoteWrite.Close}, *undo...)
 	}
 	if c.Backend != nil {
+		var scope []*promlabels.Matcher
+		for name, value := range c.Gateway.ExternalLabels {
+			scope = append(scope, promlabels.MustNewMatcher(promlabels.MatchEqual, name, value))
+		}
+		slices.SortFunc(scope, func(a, b *promlabels.Matcher) int { return strings.Compare(a.Name, b.Name) })
 		if s.backend, err = backend.New(backend.Options{
 			URL:     c.Backend.URL.String(),
 			HTTP:    c.Backend.HTTPClientConfig,
+			Scope:   scope,
 			Timeout: c.Storage.QueryTimeout,
 			Logger:  logger.With("component", "query-backend"),
 		}); err != nil {

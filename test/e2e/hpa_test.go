@@ -208,7 +208,13 @@ var requestsLine = regexp.MustCompile(`(?m)^apiserver_request_total\{([^}]*)\} (
 // code).
 func podMetricsRequests(ctx context.Context, t *testing.T, version string) float64 {
 	t.Helper()
-	code, body, err := e.Gateway.Get(ctx, "/metrics")
+	return podMetricsRequestsOf(ctx, t, e.Gateway, version)
+}
+
+// podMetricsRequestsOf is podMetricsRequests of gateway g.
+func podMetricsRequestsOf(ctx context.Context, t *testing.T, g *env.Gateway, version string) float64 {
+	t.Helper()
+	code, body, err := g.Get(ctx, "/metrics")
 	if err != nil || code != 200 {
 		t.Fatalf("gateway /metrics: %d %v", code, err)
 	}

@@ -107,6 +107,7 @@ func TestEndToEnd(t *testing.T) {
 		{"metrics-gateway doctor on a healthy and a broken cluster", testDoctor},
 		{"Helm chart installed as a release, its gateway ready", testHelmChartInstall},
 		{"self-managed serving certificate shared by two replicas, and its rotation", testManagedServingCert},
+		{"scale-out: two sharded replicas, Thanos receive and query", testScaleOut},
 	} {
 		if !t.Run(s.name, s.f) {
 			// Keep going: each scenario reports on its own.

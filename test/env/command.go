@@ -29,6 +29,8 @@ type Command struct {
 	// Hostname, when set, is the process's hostname, in a UTS namespace
 	// of its own (as a pod has; needs root).
 	Hostname string
+	// Env, when set, is added to the process's environment (NAME=value).
+	Env []string
 	// StopGrace is how long Stop waits after SIGTERM (default 20 s).
 	StopGrace time.Duration
 	p         *cluster.Process
@@ -39,6 +41,10 @@ func (c *Command) Start() error {
 	path, args := c.Path, c.Args
 	if c.Cgroup != nil {
 		path, args = c.Cgroup.wrap(path, args)
+	}
+	if len(c.Env) > 0 {
+		// env execs without forking too.
+		path, args = "env", append(append(append([]string{}, c.Env...), path), args...)
 	}
 	if c.Hostname != "" {
 		// unshare execs without forking: the pid stays the process's.

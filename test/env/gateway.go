@@ -388,6 +388,50 @@ func (g *Gateway) StartReplica(ctx context.Context, name, hostname string) (*Gat
 	return r, nil
 }
 
+// ScaleOutReplica says how StartScaleOutReplica runs a replica.
+type ScaleOutReplica struct {
+	// Name names the process, its log and storage; PodName is its
+	// POD_NAME (its StatefulSet pod's: the shard comes from its ordinal).
+	Name, PodName string
+	// Config is its GatewayConfig (remoteWrite, queryBackend).
+	Config []byte
+	// AdapterConfigFile is its --adapter-config ("" for zero config).
+	AdapterConfigFile string
+	// Args are more flags (--shards).
+	Args []string
+}
+
+// StartScaleOutReplica starts a replica beside the gateway as the
+// scale-out overlay runs one: the gateway's flags with o's configuration,
+// its own port, fresh storage and POD_NAME. It returns once the replica is
+// ready; the caller stops it.
+func (g *Gateway) StartScaleOutReplica(ctx context.Context, o ScaleOutReplica) (*Gateway, error) {
+	r, err := g.newReplica(o.Name, o.Name+"-data", nil)
+	if err != nil {
+		return nil, err
+	}
+	r.ConfigFile = filepath.Join(g.env.Dir, o.Name+"-config.yaml")
+	if err := os.WriteFile(r.ConfigFile, o.Config, 0o644); err != nil {
+		return nil, err
+	}
+	for i := range r.fixed {
+		if r.fixed[i] == "--config" && i+1 < len(r.fixed) {
+			r.fixed[i+1] = r.ConfigFile
+		}
+	}
+	r.fixed = append(r.fixed, o.Args...)
+	r.AdapterConfigFile = o.AdapterConfigFile
+	r.proc.Args = r.args()
+	r.proc.Env = []string{"POD_NAME=" + o.PodName}
+	if err := r.startReady(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// StartReady starts g again (after Kill) and waits until it is ready.
+func (g *Gateway) StartReady(ctx context.Context) error { return g.startReady(ctx) }
+
 // startReady starts g and waits until its /readyz answers 200; it stops g
 // if that does not come within 2 minutes.
 func (g *Gateway) startReady(ctx context.Context) error {

@@ -18,7 +18,7 @@ bin_dir="$(cd "${bin_dir}" && pwd)"
 mod_dir="${test_dir}/thanos"
 
 stamp_file="${bin_dir}/.thanos-stamp"
-stamp="$(sha256sum "${mod_dir}/go.mod" "${mod_dir}/go.sum" | sha256sum | cut -c1-16) $(go env GOVERSION) $(go env GOOS)/$(go env GOARCH)"
+stamp="$(sha256sum "${mod_dir}/go.mod" "${mod_dir}/go.sum" "$0" | sha256sum | cut -c1-16) $(go env GOVERSION) $(go env GOOS)/$(go env GOARCH)"
 
 if [[ -x "${bin_dir}/thanos" && -f "${stamp_file}" && "$(cat "${stamp_file}")" == "${stamp}" ]]; then
   echo "build-thanos: ${bin_dir}/thanos is up to date; nothing to do"
@@ -27,11 +27,18 @@ fi
 
 rm -f "${stamp_file}"
 start=${SECONDS}
-echo "build-thanos: building github.com/thanos-io/thanos/cmd/thanos ($(grep -m1 'thanos-io/thanos v' "${mod_dir}/go.mod" | awk '{print $2}'))"
-# CGO off as in Thanos' release images; -trimpath so the build does not
-# depend on paths.
+echo "build-thanos: building github.com/thanos-io/thanos/cmd/thanos"
+# As Thanos' release (.promu.yml): CGO off and the tags netgo and
+# slicelabels. Thanos converts its protobuf labels to Prometheus' by casting
+# slices, which only the slicelabels layout matches: without the tag
+# receive panics on its first write (labels.decodeString) and its gRPC
+# answers to query panic in grpc's buffer pool. -trimpath so the build does
+# not depend on paths.
+version="$(grep -m1 'thanos-io/thanos v' "${mod_dir}/go.mod" | awk '{print $2}')"
 (cd "${mod_dir}" && CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -trimpath -mod=readonly" \
-  go build -ldflags "-s -w" -o "${bin_dir}/thanos" github.com/thanos-io/thanos/cmd/thanos)
+  go build -tags netgo,slicelabels \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=${version#v}" \
+    -o "${bin_dir}/thanos" github.com/thanos-io/thanos/cmd/thanos)
 [[ -x "${bin_dir}/thanos" ]] || { echo "build-thanos: thanos not produced" >&2; exit 1; }
 echo "${stamp}" > "${stamp_file}"
 echo "build-thanos: built in $((SECONDS - start))s"
