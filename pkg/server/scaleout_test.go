@@ -1,16 +1,19 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/prometheus/storage/remote"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
@@ -144,4 +147,39 @@ queryBackend:
 	if code, body := g.get(t, "/apis/metrics.k8s.io/v1beta1/nodes", ""); code != http.StatusOK {
 		t.Errorf("metrics.k8s.io with the engine stopped: %d %s", code, body)
 	}
+}
+
+// TestScaleOutResourcePathUnchanged: with remote write and a query backend
+// (unreachable here), metrics.k8s.io answers exactly the fixtures'
+// numbers from the replica's own TSDB, as in single-process mode.
+func TestScaleOutResourcePathUnchanged(t *testing.T) {
+	rc := &receiver{series: map[string]map[string]string{}}
+	rw := httptest.NewServer(rc)
+	t.Cleanup(rw.Close)
+	configFile := filepath.Join(t.TempDir(), "gateway.yaml")
+	writeFile(t, configFile, fmt.Sprintf(`apiVersion: metrics-gateway.io/v1alpha1
+kind: GatewayConfig
+remoteWrite:
+- url: %s/api/v1/write
+queryBackend:
+  url: http://127.0.0.1:1
+`, rw.URL))
+	g := startGateway(t, "", func(o *Options) { o.ConfigFile = configFile; o.Shards = 2; o.Shard = 1; o.AdapterConfig = "/tmp/adapter-config.yaml" })
+	g.api.addNode("node-a", "127.0.0.2", g.kubelet["node-a"].port, map[string]string{"zone": "a"})
+	g.api.addNode("node-b", "127.0.0.3", g.kubelet["node-b"].port, map[string]string{"zone": "b"})
+	addFixturePods(g.api, "")
+	addFixturePods(g.api, "b-")
+	base := time.Now().Add(-5 * time.Second).Truncate(time.Second)
+	g.replayRounds(t, base)
+	want := merge(wantPods("", base), wantPods("b-", base))
+	eventually(t, 10*time.Second, "all pods answered", func() error {
+		l, err := g.client.MetricsV1beta1().PodMetricses("").List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		if got := flattenPods(l.Items); !reflect.DeepEqual(got, want) {
+			return fmt.Errorf("got %+v,\nwant %+v", got, want)
+		}
+		return nil
+	})
 }

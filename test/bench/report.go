@@ -36,6 +36,10 @@ func Report(out io.Writer, results []Result) {
 			fmt.Fprintf(out, "\n### %s, every pod annotated: metrics-gateway vs Prometheus (%d scrape targets)\n\n", sc, sc.Nodes+sc.Pods())
 			ingestTable(out, pp, pg)
 		}
+		if so := pickScaleOut(rs); len(so) > 0 {
+			fmt.Fprintf(out, "\n### %s, every pod annotated, scale-out: two gateway replicas (--shards 2) and Thanos (%d pod targets)\n\n", sc, sc.Pods())
+			scaleOutTable(out, so, pg)
+		}
 	}
 	targetsTable(out, scales, byScale)
 }
@@ -131,7 +135,7 @@ func targetsTable(out io.Writer, scales []Scale, byScale map[Scale][]Result) {
 func pick(rs []Result, k Kind, ingest, custom bool) []Result {
 	var out []Result
 	for _, r := range rs {
-		if r.Kind == k && r.Ingest == ingest && r.Custom == custom {
+		if r.Kind == k && r.Ingest == ingest && r.Custom == custom && r.ScaleOut == nil {
 			out = append(out, r)
 		}
 	}
@@ -224,6 +228,69 @@ func ingestTable(out io.Writer, prom, gw []Result) {
 	row(out, "samples appended per round", median(prom, func(r Result) float64 { return r.SamplesPerRound }),
 		median(gw, func(r Result) float64 { return r.SamplesPerRound }), "%.0f", true)
 	fmt.Fprintf(out, "| history held (both started empty) | %s | %s | |\n", prom[0].History, gw[0].History)
+}
+
+func pickScaleOut(rs []Result) []Result {
+	var out []Result
+	for _, r := range rs {
+		if r.ScaleOut != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// scaleOutTable: each replica's share of the targets and its cost, beside
+// the single-process gateway scraping them all in the same world (when it
+// ran), the custom metric through the engine, and the engine's processes.
+func scaleOutTable(out io.Writer, so, single []Result) {
+	fmt.Fprintf(out, "| measure | replica 0 | replica 1 | single-process gateway, every target |\n|---|---:|---:|---:|\n")
+	one := func(rs []Result, f func(Result) float64, format string) string {
+		if len(rs) == 0 {
+			return "–"
+		}
+		return fmt.Sprintf(format, median(rs, f))
+	}
+	rep := func(i int, f func(Usage) float64) func(Result) float64 {
+		return func(r Result) float64 { return f(r.ScaleOut.Replicas[i]) }
+	}
+	for _, m := range []struct {
+		name, format string
+		f            func(Usage) float64
+	}{
+		{"steady RSS (MB)", "%.0f", func(u Usage) float64 { return float64(u.SteadyRSS) / 1e6 }},
+		{"peak RSS (MB)", "%.0f", func(u Usage) float64 { return float64(u.PeakRSS) / 1e6 }},
+		{"CPU per 15 s round (s)", "%.3f", func(u Usage) float64 { return u.CPUPerRound.Seconds() }},
+	} {
+		fmt.Fprintf(out, "| %s | %s | %s | %s |\n", m.name, one(so, rep(0, m.f), m.format), one(so, rep(1, m.f), m.format),
+			one(single, func(r Result) float64 { return m.f(r.Usage) }, m.format))
+	}
+	fmt.Fprintf(out, "| pod targets scraped | %s | %s | %s |\n",
+		one(so, func(r Result) float64 { return float64(r.ScaleOut.Targets[0]) }, "%.0f"),
+		one(so, func(r Result) float64 { return float64(r.ScaleOut.Targets[1]) }, "%.0f"),
+		one(single, func(r Result) float64 { return float64(r.Scale.Pods()) }, "%.0f"))
+	q := CustomQuery()
+	for _, via := range []string{"direct", "aggregator"} {
+		lat := func(rs []Result) string {
+			if len(rs) == 0 || rs[0].Latency[q.Name] == nil {
+				return "–"
+			}
+			return fmt.Sprintf("%.1f / %.1f", median(rs, func(r Result) float64 { return ms(r.Latency[q.Name][via].P50) }),
+				median(rs, func(r Result) float64 { return ms(r.Latency[q.Name][via].P99) }))
+		}
+		fmt.Fprintf(out, "| %s, %s, p50 / p99 (ms) | %s (through the engine) | | %s (embedded engine) |\n", q.Name, via, lat(so), lat(single))
+	}
+	names := make([]string, 0, len(so[0].ScaleOut.Engine))
+	for n := range so[0].ScaleOut.Engine {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintf(out, "\n| engine process | steady RSS (MB) | CPU per 15 s round (s) |\n|---|---:|---:|\n")
+	for _, n := range names {
+		fmt.Fprintf(out, "| %s | %s | %s |\n", n,
+			one(so, func(r Result) float64 { return float64(r.ScaleOut.Engine[n].SteadyRSS) / 1e6 }, "%.0f"),
+			one(so, func(r Result) float64 { return r.ScaleOut.Engine[n].CPUPerRound.Seconds() }, "%.3f"))
+	}
 }
 
 // Elapsed formats a duration for the report.

@@ -58,6 +58,9 @@ type Result struct {
 	// Custom marks the gateway's runs with the selector group annotated,
 	// which measure the custom metric (and what scraping 100 pods costs).
 	Custom bool
+	// ScaleOut, when set, is a scale-out run (RunScaleOut): Usage is
+	// replica 0's.
+	ScaleOut *ScaleOut
 }
 
 // RunOptions shape one run.

@@ -75,20 +75,25 @@ func (w *World) StartServer(ctx context.Context, kind Kind, t Tools, resolution 
 	if err != nil {
 		return nil, err
 	}
+	return s, s.start(ctx)
+}
+
+// start runs s's command from disk and waits until it is live.
+func (s *Server) start(ctx context.Context) error {
 	s.proc.StopGrace = 30 * time.Second
 	if err := evictPageCache(s.proc.Path); err != nil {
-		return nil, err
+		return err
 	}
 	if err := s.proc.Start(); err != nil {
-		return nil, err
+		return err
 	}
 	if err := s.client(); err != nil {
-		return nil, errors.Join(err, s.Stop())
+		return errors.Join(err, s.Stop())
 	}
 	if err := s.waitLive(ctx); err != nil {
-		return nil, errors.Join(err, s.Stop())
+		return errors.Join(err, s.Stop())
 	}
-	return s, nil
+	return nil
 }
 
 // gatewayCommand is the gateway as env starts it, on the world's resolution,

@@ -28,10 +28,10 @@ import (
 // queue_depth), and spread, six scraped pods that only give the shards
 // something to divide and the outage checks series that never change.
 var (
-	soWeb    = deployment{ns: "e2e-scaleout", name: "web", replicas: 2, containers: []string{"app"}, memory: 32 << 20, scrape: true}
-	soQueue  = deployment{ns: "e2e-scaleout", name: "queue", replicas: 1, containers: []string{"app"}, memory: 32 << 20, scrape: true}
-	soWorker = deployment{ns: "e2e-scaleout", name: "worker", replicas: 1, containers: []string{"app"}, memory: 32 << 20}
-	soSpread = deployment{ns: "e2e-scaleout", name: "spread", replicas: 6, containers: []string{"app"}, memory: 32 << 20, scrape: true}
+	soWeb    = deployment{ns: "e2e-scaleout", name: "web", replicas: 2, containers: []string{"app"}, cpuBase: 0.02, memory: 32 << 20, scrape: true}
+	soQueue  = deployment{ns: "e2e-scaleout", name: "queue", replicas: 1, containers: []string{"app"}, cpuBase: 0.02, memory: 32 << 20, scrape: true}
+	soWorker = deployment{ns: "e2e-scaleout", name: "worker", replicas: 1, containers: []string{"app"}, cpuBase: 0.02, memory: 32 << 20}
+	soSpread = deployment{ns: "e2e-scaleout", name: "spread", replicas: 6, containers: []string{"app"}, cpuBase: 0.02, memory: 32 << 20, scrape: true}
 )
 
 // scaleOut is the running scale-out setup: Thanos and two sharded
@@ -49,10 +49,10 @@ type scaleOut struct {
 // with testdata/adapter-config.yaml's rules. The APIServices point at
 // replica 0. It checks that every annotated pod is scraped by exactly one
 // replica (the engine's up series), kubectl top from either replica, the
-// http_requests HPA scaling 2 → 3 and back on values within 2% of the
-// single-process gateway's, the External HPA scaling while a receiver is
-// down for two minutes with no gap in that receiver's series once it is
-// back (remote_write replays), a replica killed and restarted while the
+// http_requests HPA scaling 2 → 3 on values within 2% of the
+// single-process gateway's, both HPAs scaling (web back to 2, the External
+// HPA's workers 1 → 5 → 1) while a receiver is down for two minutes, no
+// gap in that receiver's series once it is back (remote_write replays), a replica killed and restarted while the
 // other shard goes on, and the engine unreachable: 503s naming it, fast,
 // metrics.k8s.io answering and /readyz saying why.
 func testScaleOut(t *testing.T) {
@@ -73,10 +73,18 @@ func testScaleOut(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	createHPA(ctx, t, soWeb, 2, 10, requestsPerPod(10))
+	createHPA(ctx, t, soWorker, 1, 10, autoscalingv2.MetricSpec{Type: autoscalingv2.ExternalMetricSourceType, External: &autoscalingv2.ExternalMetricSource{
+		Metric: autoscalingv2.MetricIdentifier{Name: "queue_depth"},
+		Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: resource.NewQuantity(perWorker, resource.DecimalSI)},
+	}})
+
 	so.eachPodScrapedOnce(ctx, t)
 	so.topFromEither(ctx, t)
-	so.requestsHPA(ctx, t)
-	so.receiverOutage(ctx, t)
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	so.requestsHPA(loadCtx, t)
+	so.receiverOutage(ctx, t, stopLoad)
 	so.replicaKilled(ctx, t)
 	so.engineUnreachable(ctx, t)
 }
@@ -257,7 +265,8 @@ func (so *scaleOut) topFromEither(ctx context.Context, t *testing.T) {
 		eventually(t, time.Minute, fmt.Sprintf("kubectl top pods from replica %d", i), func() error {
 			out, err := e.Kubectl(ctx, "top", "pods", "-n", soWeb.ns, "--no-headers")
 			if err != nil {
-				return err
+				code, body, gerr := g.Get(ctx, "/apis/metrics.k8s.io/v1/namespaces/"+soWeb.ns+"/pods")
+				return fmt.Errorf("%w; the replica answers %d %v %.300s", err, code, gerr, body)
 			}
 			pods, err := running(ctx, soWeb.ns, "")
 			if err != nil {
@@ -293,19 +302,16 @@ func (so *scaleOut) pointResourceAt(ctx context.Context, t *testing.T, g *env.Ga
 }
 
 // requestsHPA: web's HPA on http_requests (10 per pod) scales 2 → 3
-// under 30 requests/s and back to 2 after, reading the engine; once the
-// per-pod rates are steady, each equals the single-process gateway's rate
-// of the same pod over the same window within 2%.
+// under 30 requests/s, reading the engine; once the per-pod rates are
+// steady, each equals the single-process gateway's rate of the same pod
+// over the same window within 2%. The load stops when ctx ends.
 func (so *scaleOut) requestsHPA(ctx context.Context, t *testing.T) {
 	t.Helper()
 	const rps = 30
-	createHPA(ctx, t, soWeb, 2, 10, requestsPerPod(10))
 	hpaReadsMetric(ctx, t, soWeb, 2*time.Minute)
 	before := so.usage()
 	want := int32(hpaConverge(2, 2, 10, func(n int) float64 { return rps / float64(n) / 10 }))
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	defer stopLoad()
-	go func() { _, _ = e.Load(loadCtx, soWeb.ns, "app="+soWeb.name, rps) }()
+	go func() { _, _ = e.Load(ctx, soWeb.ns, "app="+soWeb.name, rps) }()
 	start := time.Now()
 	eventually(t, 3*time.Minute, fmt.Sprintf("scale 2 → %d on http_requests through the engine", want), func() error { return replicas(ctx, soWeb, want) })
 	t.Logf("scaled up to %d in %v", want, time.Since(start).Round(time.Second))
@@ -339,10 +345,7 @@ func (so *scaleOut) requestsHPA(ctx context.Context, t *testing.T) {
 	})
 	t.Logf("every pod's http_requests through the engine within %.2f%% of the single-process gateway's", 100*worst)
 	so.logUsage(t, before, so.usage())
-	stopLoad()
-	start = time.Now()
-	eventually(t, 3*time.Minute, "scale back to 2", func() error { return replicas(ctx, soWeb, 2) })
-	t.Logf("scaled down to 2 in %v", time.Since(start).Round(time.Second))
+	// Scaling back to 2 happens while a receiver is down (receiverOutage).
 }
 
 // usage samples every process of the setup, and the single-process
@@ -439,30 +442,37 @@ func singleProcessRates(ctx context.Context, engine map[string]podRate) (map[str
 	return out, nil
 }
 
-// receiverOutage kills receiver 1 for two minutes. Meanwhile the External
-// HPA scales the workers 1 → 5 on a queue of 22 (the querier answers from
-// receiver 0). Once receiver 1 is back, the gateways' queues replay what
-// it missed from their WALs: its copy of the spread pods' up series has a
-// sample in every 30 s from a minute before the kill to after the restart.
-func (so *scaleOut) receiverOutage(ctx context.Context, t *testing.T) {
+// receiverOutage kills receiver 1 for two minutes. Meanwhile the HPAs
+// scale through the querier, which answers from receiver 0: the workers
+// 1 → 5 on a queue of 22 and back to 1 when it empties, and web 3 → 2 once
+// stopLoad ends its load. Once receiver 1 is back, the gateways' queues
+// replay what it missed from their WALs: its copy of the spread pods' up
+// series has a sample in every 30 s from a minute before the kill to after
+// the restart.
+func (so *scaleOut) receiverOutage(ctx context.Context, t *testing.T, stopLoad func()) {
 	t.Helper()
-	createHPA(ctx, t, soWorker, 1, 10, autoscalingv2.MetricSpec{Type: autoscalingv2.ExternalMetricSourceType, External: &autoscalingv2.ExternalMetricSource{
-		Metric: autoscalingv2.MetricIdentifier{Name: "queue_depth"},
-		Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: resource.NewQuantity(perWorker, resource.DecimalSI)},
-	}})
 	hpaReadsMetric(ctx, t, soWorker, 2*time.Minute)
-
 	r := so.thanos.Receivers[1]
 	killed := time.Now()
 	if err := r.Kill(); err != nil {
 		t.Fatal(err)
 	}
+	since := func() time.Duration { return time.Since(killed).Round(time.Second) }
 	t.Logf("%s killed", r.Name)
+	stopLoad()
 	const depth = 22
 	want := int32(hpaConverge(1, 1, 10, func(n int) float64 { return depth / float64(perWorker*n) }))
 	so.setQueueDepth(ctx, t, depth)
 	eventually(t, 100*time.Second, fmt.Sprintf("workers 1 → %d while %s is down", want, r.Name), func() error { return replicas(ctx, soWorker, want) })
-	t.Logf("workers scaled to %d %v after the kill, with %s down", want, time.Since(killed).Round(time.Second), r.Name)
+	t.Logf("workers scaled 1 → %d %v after the kill", want, since())
+	so.setQueueDepth(ctx, t, 0)
+	eventually(t, 3*time.Minute, "web back to 2 and the workers back to 1", func() error {
+		if err := replicas(ctx, soWeb, 2); err != nil {
+			return err
+		}
+		return replicas(ctx, soWorker, 1)
+	})
+	t.Logf("web scaled 3 → 2 and the workers 5 → 1 by %v after the kill", since())
 	time.Sleep(time.Until(killed.Add(2 * time.Minute)))
 	if err := r.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -477,9 +487,6 @@ func (so *scaleOut) receiverOutage(ctx context.Context, t *testing.T) {
 		return so.noGap(ctx, expr, from, to, int(soSpread.replicas))
 	})
 	t.Logf("no gap in %s's copy from %s to %s: every 15s step has all %d spread pods' up within 30s", r.Name, from.Format(time.TimeOnly), to.Format(time.TimeOnly), soSpread.replicas)
-
-	so.setQueueDepth(ctx, t, 0)
-	eventually(t, 3*time.Minute, "workers back to 1", func() error { return replicas(ctx, soWorker, 1) })
 }
 
 // noGap checks that expr, evaluated without deduplication every 15s from
@@ -536,14 +543,15 @@ func (so *scaleOut) setQueueDepth(ctx context.Context, t *testing.T, depth float
 	}
 }
 
-// replicaKilled SIGKILLs replica 1 for 45 s: replica 0's shard keeps
+// replicaKilled SIGKILLs replica 1 for 30 s: replica 0's shard keeps
 // reaching the engine the whole time, replica 1's stops, and returns once
 // it is restarted.
 func (so *scaleOut) replicaKilled(ctx context.Context, t *testing.T) {
 	t.Helper()
 	g := so.gateways[1]
 	newest := func() (map[string]time.Time, error) {
-		res, err := so.engineQuery(ctx, `max by (gateway_replica) (timestamp(up{job="kubernetes-pods"}))`, true)
+		// Without deduplication, which drops the gateway_replica label.
+		res, err := so.engineQuery(ctx, `max by (gateway_replica) (timestamp(up{job="kubernetes-pods"}))`, false)
 		if err != nil {
 			return nil, err
 		}
@@ -560,7 +568,7 @@ func (so *scaleOut) replicaKilled(ctx context.Context, t *testing.T) {
 	}
 	killed := time.Now()
 	var last map[string]time.Time
-	for time.Since(killed) < 45*time.Second {
+	for time.Since(killed) < 30*time.Second {
 		time.Sleep(5 * time.Second)
 		n, err := newest()
 		if err != nil {

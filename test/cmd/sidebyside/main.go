@@ -42,6 +42,8 @@ type options struct {
 	command              string
 	profileDir           string
 	profileRounds        int
+	scaleOut             bool
+	scaleOutOnly         bool
 }
 
 func parseOptions(args []string) (options, error) {
@@ -62,6 +64,8 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.command, "command", "make bench", "the command to print in the report")
 	fs.StringVar(&o.profileDir, "profile-dir", "", "write each server's heap profile, a CPU profile over --profile-rounds rounds, a CPU profile answering list all PodMetrics back to back and its memory accounting here, per run (go tool pprof reads the profiles)")
 	fs.IntVar(&o.profileRounds, "profile-rounds", 1, "idle scrape rounds the CPU profile spans (more rounds, more samples for the small scales)")
+	fs.BoolVar(&o.scaleOut, "scale-out", true, "at the ingest scales, also run the scale-out mode (two gateway replicas, Thanos from bin-dir) on the same annotated pods")
+	fs.BoolVar(&o.scaleOutOnly, "scale-out-only", false, "at the ingest scales, run only the scale-out mode (skip metrics-server, the single-process gateway and Prometheus)")
 	return o, fs.Parse(args)
 }
 
@@ -162,6 +166,12 @@ func runScale(ctx context.Context, o options, tools bench.Tools, binDir string, 
 	ro := bench.RunOptions{Tools: tools, Resolution: o.resolution, Rounds: o.rounds, Requests: o.reqs, ProfileDir: o.profileDir, ProfileRounds: o.profileRounds}
 	metricsAPI := [2]string{"metrics.k8s.io", "v1beta1"}
 	customAPI := [2]string{"custom.metrics.k8s.io", "v1beta2"}
+	if o.scaleOutOnly {
+		if !ingest {
+			return nil, nil
+		}
+		return runScaleOut(ctx, o, w, ro, sc, true, stdout)
+	}
 	// metrics-server's work: kubelets only, no pod annotated.
 	for i := range o.runs {
 		for _, kind := range []bench.Kind{bench.MetricsServer, bench.Gateway} {
@@ -211,6 +221,32 @@ func runScale(ctx context.Context, o options, tools bench.Tools, binDir string, 
 			}
 			rs = append(rs, r)
 		}
+	}
+	if !o.scaleOut {
+		return rs, nil
+	}
+	// Every pod is annotated already.
+	so, err := runScaleOut(ctx, o, w, ro, sc, false, stdout)
+	return append(rs, so...), err
+}
+
+// runScaleOut measures the scale-out mode o.runs times, annotating every
+// pod first when annotate is set.
+func runScaleOut(ctx context.Context, o options, w *bench.World, ro bench.RunOptions, sc bench.Scale, annotate bool, stdout io.Writer) ([]bench.Result, error) {
+	if annotate {
+		start := time.Now()
+		if err := w.AnnotateAll(ctx); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(stdout, "annotated all %d pods in %s\n", sc.Pods(), bench.Elapsed(time.Since(start)))
+	}
+	var rs []bench.Result
+	for i := range o.runs {
+		r, err := w.RunScaleOut(ctx, i+1, ro)
+		if err != nil {
+			return rs, err
+		}
+		rs = append(rs, r)
 	}
 	return rs, nil
 }
