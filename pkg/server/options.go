@@ -71,7 +71,7 @@ type Options struct {
 	RecordAutoscalers bool
 	// Replay is kube-controller-manager's HPA settings, which the replay
 	// behind the history and explain assumes.
-	Replay      autoscaling.Options
+	Replay autoscaling.Options
 	// Shards and Shard divide the pod and user jobs among replicas
 	// (scale-out); Shard -1 takes the StatefulSet pod's ordinal.
 	Shards      int

@@ -164,7 +164,7 @@ remoteWrite:
 queryBackend:
   url: http://127.0.0.1:1
 `, rw.URL))
-	g := startGateway(t, "", func(o *Options) { o.ConfigFile = configFile; o.Shards = 2; o.Shard = 1; o.AdapterConfig = "/tmp/adapter-config.yaml" })
+	g := startGateway(t, "", func(o *Options) { o.ConfigFile = configFile; o.Shards = 2; o.Shard = 1 })
 	g.api.addNode("node-a", "127.0.0.2", g.kubelet["node-a"].port, map[string]string{"zone": "a"})
 	g.api.addNode("node-b", "127.0.0.3", g.kubelet["node-b"].port, map[string]string{"zone": "b"})
 	addFixturePods(g.api, "")
