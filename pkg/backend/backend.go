@@ -170,24 +170,23 @@ func (e *Engine) withTimeout(ctx context.Context) (context.Context, context.Canc
 // Instant evaluates expr at ts on the engine. DropStale is not applied: the
 // engine decides what its range selectors hold.
 func (e *Engine) Instant(ctx context.Context, expr string, ts time.Time, _ storage.QueryOptions) (parser.Value, error) {
-	if err := e.check(); err != nil {
-		return nil, err
-	}
-	expr, err := e.scoped(expr)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := e.withTimeout(ctx)
-	defer cancel()
-	v, _, _, err := e.api.Query(ctx, expr, ts)
-	if err != nil {
-		return nil, e.classify(ctx, err)
-	}
-	return toValue(v)
+	return e.eval(ctx, expr, func(ctx context.Context, expr string) (model.Value, error) {
+		v, _, _, err := e.api.Query(ctx, expr, ts)
+		return v, err
+	})
 }
 
 // Range evaluates expr from start to end every step on the engine.
 func (e *Engine) Range(ctx context.Context, expr string, start, end time.Time, step time.Duration, _ storage.QueryOptions) (parser.Value, error) {
+	return e.eval(ctx, expr, func(ctx context.Context, expr string) (model.Value, error) {
+		v, _, _, err := e.api.QueryRange(ctx, expr, v1.Range{Start: start, End: end, Step: step})
+		return v, err
+	})
+}
+
+// eval asks the engine for expr, scoped, unless it is known to be down,
+// within the request's deadline or the default timeout.
+func (e *Engine) eval(ctx context.Context, expr string, ask func(context.Context, string) (model.Value, error)) (parser.Value, error) {
 	if err := e.check(); err != nil {
 		return nil, err
 	}
@@ -197,7 +196,7 @@ func (e *Engine) Range(ctx context.Context, expr string, start, end time.Time, s
 	}
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
-	v, _, _, err := e.api.QueryRange(ctx, expr, v1.Range{Start: start, End: end, Step: step})
+	v, err := ask(ctx, expr)
 	if err != nil {
 		return nil, e.classify(ctx, err)
 	}

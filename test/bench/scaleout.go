@@ -2,14 +2,10 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -147,7 +143,7 @@ queryBackend:
 // whole group; it records each replica's targets in r.
 func (w *World) waitEngine(ctx context.Context, th *env.Thanos, rep0 *Server, r *Result) error {
 	return cluster.Poll(ctx, 2*time.Second, 10*time.Minute, "the engine holding every pod target", func() error {
-		by, err := engineVector(ctx, th.QueryURL, `count by (gateway_replica) (up{job="kubernetes-pods"} == 1)`)
+		by, err := engineVector(ctx, th, `count by (gateway_replica) (up{job="kubernetes-pods"} == 1)`)
 		if err != nil {
 			return err
 		}
@@ -168,31 +164,14 @@ func (w *World) waitEngine(ctx context.Context, th *env.Thanos, rep0 *Server, r 
 }
 
 // engineVector evaluates expr on the querier, by gateway_replica.
-func engineVector(ctx context.Context, base, expr string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/query?"+url.Values{"query": {expr}}.Encode(), nil)
+func engineVector(ctx context.Context, th *env.Thanos, expr string) (map[string]float64, error) {
+	res, err := th.Query(ctx, expr, false)
 	if err != nil {
 		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Data struct {
-			Result []struct {
-				Metric map[string]string `json:"metric"`
-				Value  [2]any            `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("%s: %s: %w", expr, resp.Status, err)
 	}
 	out := map[string]float64{}
-	for _, s := range body.Data.Result {
-		v, _ := s.Value[1].(string)
-		out[s.Metric["gateway_replica"]], _ = strconv.ParseFloat(v, 64)
+	for _, s := range res {
+		out[s.Metric["gateway_replica"]] = s.Float()
 	}
 	return out, nil
 }

@@ -155,45 +155,10 @@ queryBackend:
 	return so
 }
 
-// engineSample is one series of an instant vector from the engine.
-type engineSample struct {
-	Metric map[string]string `json:"metric"`
-	Value  [2]any            `json:"value"`
-}
-
-func (s engineSample) float() float64 {
-	v, _ := s.Value[1].(string)
-	f, _ := strconv.ParseFloat(v, 64)
-	return f
-}
-
 // engineQuery evaluates expr on the querier now; dedup false keeps the
 // receivers' and replicas' copies apart.
-func (so *scaleOut) engineQuery(ctx context.Context, expr string, dedup bool) ([]engineSample, error) {
-	q := url.Values{"query": {expr}, "dedup": {strconv.FormatBool(dedup)}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, so.thanos.QueryURL+"/api/v1/query?"+q.Encode(), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			Result []engineSample `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("%s: %s: %w", expr, resp.Status, err)
-	}
-	if body.Status != "success" {
-		return nil, fmt.Errorf("%s: %s %s", expr, resp.Status, body.Error)
-	}
-	return body.Data.Result, nil
+func (so *scaleOut) engineQuery(ctx context.Context, expr string, dedup bool) ([]env.EngineSample, error) {
+	return so.thanos.Query(ctx, expr, dedup)
 }
 
 // eachPodScrapedOnce: in the engine, every scraped pod of the cluster has
@@ -248,7 +213,7 @@ func (so *scaleOut) eachPodScrapedOnce(ctx context.Context, t *testing.T) {
 	}
 	split := map[string]float64{}
 	for _, s := range all {
-		split[s.Metric["gateway_replica"]] = s.float()
+		split[s.Metric["gateway_replica"]] = s.Float()
 	}
 	t.Logf("scraped pods per replica, whole cluster: %v; this scenario's: %v", split, perReplica)
 }
@@ -557,7 +522,7 @@ func (so *scaleOut) replicaKilled(ctx context.Context, t *testing.T) {
 		}
 		out := map[string]time.Time{}
 		for _, s := range res {
-			out[s.Metric["gateway_replica"]] = time.Unix(int64(s.float()), 0)
+			out[s.Metric["gateway_replica"]] = time.Unix(int64(s.Float()), 0)
 		}
 		return out, nil
 	}

@@ -2,10 +2,13 @@ package env
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/metrics-gateway/metrics-gateway/test/cluster"
@@ -164,3 +167,45 @@ func (r *ThanosReceiver) PID() int { return r.cmd.PID() }
 
 // QueryPID is the querier's process id, 0 when it is not running.
 func (t *Thanos) QueryPID() int { return t.query.PID() }
+
+// EngineSample is one series of an instant vector from the querier.
+type EngineSample struct {
+	Metric map[string]string `json:"metric"`
+	Value  [2]any            `json:"value"`
+}
+
+// Float is the sample's value.
+func (s EngineSample) Float() float64 {
+	v, _ := s.Value[1].(string)
+	f, _ := strconv.ParseFloat(v, 64)
+	return f
+}
+
+// Query evaluates expr on the querier now; dedup false keeps the
+// receivers' and replicas' copies apart (and their replica labels).
+func (t *Thanos) Query(ctx context.Context, expr string, dedup bool) ([]EngineSample, error) {
+	q := url.Values{"query": {expr}, "dedup": {strconv.FormatBool(dedup)}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.QueryURL+"/api/v1/query?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result []EngineSample `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", expr, resp.Status, err)
+	}
+	if body.Status != "success" {
+		return nil, fmt.Errorf("%s: %s %s", expr, resp.Status, body.Error)
+	}
+	return body.Data.Result, nil
+}
