@@ -58,6 +58,9 @@ type discoverer struct {
 	now       func() time.Time
 
 	timeout time.Duration // of a background refresh
+	// missTTL is the age after which a lookup that misses rebuilds (at
+	// most ttl).
+	missTTL time.Duration
 
 	mu         sync.Mutex // serializes rebuilds
 	last       atomic.Pointer[snapshot]
@@ -94,7 +97,7 @@ func (d *discoverer) lookup(ctx context.Context, find func(*catalog) (source, bo
 			return src, true
 		}
 	}
-	return find(d.get(ctx))
+	return find(d.getFresh(ctx, d.missTTL))
 }
 
 // recent returns the last catalog, nil before the first build, and whether
@@ -124,12 +127,15 @@ func (d *discoverer) refreshInBackground() {
 // last good one, because ListAllMetrics cannot report errors. The lock is
 // held across the rebuild on purpose: concurrent callers wait for one index
 // read instead of each starting their own.
-func (d *discoverer) get(ctx context.Context) *catalog {
+func (d *discoverer) get(ctx context.Context) *catalog { return d.getFresh(ctx, d.ttl) }
+
+// getFresh is get with a catalog no older than ttl.
+func (d *discoverer) getFresh(ctx context.Context, ttl time.Duration) *catalog {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
 	last := d.last.Load()
-	if last != nil && now.Sub(last.builtAt) < d.ttl {
+	if last != nil && now.Sub(last.builtAt) < ttl {
 		return last.c
 	}
 	c, err := d.build(ctx, now)

@@ -51,7 +51,9 @@ type Options struct {
 	// Lookback is how far back discovery looks for series; default 5m, the
 	// engine's lookback delta, so every listed metric can be evaluated.
 	Lookback time.Duration
-	// CacheTTL bounds the age of the discovered list; default 1s.
+	// CacheTTL bounds the age of the discovered list; default 1s. A request
+	// for a metric the list lacks rebuilds it once it is a second old
+	// whatever CacheTTL is, so a new metric is served within a scrape.
 	CacheTTL time.Duration
 	// Timeout bounds an evaluation when the request's context has no
 	// deadline; default 30s.
@@ -116,6 +118,7 @@ func NewProvider(o Options) (*Provider, error) {
 			rules:     o.Rules,
 			lookback:  o.Lookback,
 			ttl:       o.CacheTTL,
+			missTTL:   min(time.Second, o.CacheTTL),
 			timeout:   o.Timeout,
 			now:       o.Now,
 		},

@@ -338,3 +338,33 @@ func TestNewProviderRequiresEverything(t *testing.T) {
 		}
 	}
 }
+
+// With a long CacheTTL (a remote engine's), the list ages up to it, but a
+// request for a metric it lacks rebuilds it once it is a second old: a new
+// metric is still served within a scrape.
+func TestLongCacheTTLStillFindsNewMetrics(t *testing.T) {
+	f := newFixture(t)
+	p, err := NewProvider(Options{Storage: f.store, Rules: f.p.disc.rules, Lister: f.p.lister, Mapper: fakeMapper{}, Now: f.clock.Now, CacheTTL: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := provider.CustomMetricInfo{GroupResource: podsGR, Namespaced: true, Metric: "new_gauge"}
+	if hasMetric(p.ListAllMetrics(), want) {
+		t.Fatalf("new_gauge listed before it was stored")
+	}
+	app := f.store.Appendable().AppenderV2(context.Background())
+	appendOne(t, app, f.clock.Now(), 1, "__name__", "new_gauge", "namespace", "default", "pod", "a")
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Second)
+	if hasMetric(p.ListAllMetrics(), want) {
+		t.Errorf("the list was rebuilt 1s after the last build, with a 30s TTL")
+	}
+	if _, err := p.GetMetricByName(context.Background(), types.NamespacedName{Namespace: "default", Name: "a"}, want, labels.Everything()); err != nil {
+		t.Errorf("new_gauge of pod a 1s after it was stored: %v", err)
+	}
+	if !hasMetric(p.ListAllMetrics(), want) {
+		t.Errorf("the request's rebuild did not reach the list")
+	}
+}

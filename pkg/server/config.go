@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -244,6 +245,10 @@ func (c *Config) buildScraping(s *Server, reg *prometheus.Registry, logger *slog
 	return scrapeCfg, nil
 }
 
+// backendDiscoveryTTL is how old the custom metrics list may get when it
+// is read from a query backend: a new metric is listed within it.
+const backendDiscoveryTTL = 30 * time.Second
+
 // buildScaleOut builds the remote-write queues and the query backend into
 // s when the config file asks for them.
 func (c *Config) buildScaleOut(s *Server, reg *prometheus.Registry, logger *slog.Logger, undo *cleanups) error {
@@ -332,15 +337,23 @@ func (c *Config) buildAPIServer(s *Server, tails resource.Tails, scrapeCfg *conf
 		return err
 	}
 	var customStore custom.Store = s.store
+	var discoveryTTL time.Duration // the provider's default, 1s
 	if s.backend != nil {
 		customStore = s.backend
+		// Discovery reads every series the rules select over the engine's
+		// series API: at 100 x 70 with every pod annotated that was a
+		// quarter of a replica's CPU and most of the querier's at a 1s
+		// TTL (docs/scale-out.md). Requests still use the last list and
+		// refresh it in the background.
+		discoveryTTL = backendDiscoveryTTL
 	}
 	customProvider, err := custom.NewProvider(custom.Options{
-		Storage: customStore,
-		Rules:   compiled,
-		Lister:  s.objects,
-		Mapper:  mapper,
-		Timeout: c.Storage.QueryTimeout,
+		Storage:  customStore,
+		CacheTTL: discoveryTTL,
+		Rules:    compiled,
+		Lister:   s.objects,
+		Mapper:   mapper,
+		Timeout:  c.Storage.QueryTimeout,
 	})
 	if err != nil {
 		return err

@@ -95,6 +95,13 @@ func (w *World) RunScaleOut(ctx context.Context, run int, o RunOptions) (r Resul
 		r.ScaleOut.Replicas[i].PeakRSS = last.HWM
 	}
 	r.Usage.PeakRSS = r.ScaleOut.Replicas[0].PeakRSS
+	if o.ProfileDir != "" {
+		for i, s := range reps {
+			if err := w.profiles(ctx, s, o, fmt.Sprintf("%s-scale-out-replica-%d-%d", w.Scale, i, run)); err != nil {
+				return r, err
+			}
+		}
+	}
 	return r, nil
 }
 
@@ -143,7 +150,8 @@ queryBackend:
 // whole group; it records each replica's targets in r.
 func (w *World) waitEngine(ctx context.Context, th *env.Thanos, rep0 *Server, r *Result) error {
 	return cluster.Poll(ctx, 2*time.Second, 10*time.Minute, "the engine holding every pod target", func() error {
-		by, err := engineVector(ctx, th, `count by (gateway_replica) (up{job="kubernetes-pods"} == 1)`)
+		// Each receiver holds a copy: count pods, not series.
+		by, err := engineVector(ctx, th, `count by (gateway_replica) (count by (gateway_replica, namespace, pod) (up{job="kubernetes-pods"} == 1))`)
 		if err != nil {
 			return err
 		}
