@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/prometheus/config"
 	promlabels "github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	apimetrics "k8s.io/apiserver/pkg/endpoints/metrics"
@@ -336,25 +337,7 @@ func (c *Config) buildAPIServer(s *Server, tails resource.Tails, scrapeCfg *conf
 	if err != nil {
 		return err
 	}
-	var customStore custom.Store = s.store
-	var discoveryTTL time.Duration // the provider's default, 1s
-	if s.backend != nil {
-		customStore = s.backend
-		// Discovery reads every series the rules select over the engine's
-		// series API: at 100 x 70 with every pod annotated that was a
-		// quarter of a replica's CPU and most of the querier's at a 1s
-		// TTL (docs/scale-out.md). Requests still use the last list and
-		// refresh it in the background.
-		discoveryTTL = backendDiscoveryTTL
-	}
-	customProvider, err := custom.NewProvider(custom.Options{
-		Storage:  customStore,
-		CacheTTL: discoveryTTL,
-		Rules:    compiled,
-		Lister:   s.objects,
-		Mapper:   mapper,
-		Timeout:  c.Storage.QueryTimeout,
-	})
+	customProvider, err := c.customProvider(s, compiled, mapper)
 	if err != nil {
 		return err
 	}
@@ -406,6 +389,30 @@ func (c *Config) buildAPIServer(s *Server, tails resource.Tails, scrapeCfg *conf
 	}
 
 	return c.buildQueryAPI(s, scrapeCfg, reg, logger, undo)
+}
+
+// customProvider answers custom and external metrics from the embedded
+// engine, or from the query backend in scale-out mode.
+func (c *Config) customProvider(s *Server, compiled *rules.Rules, mapper meta.RESTMapper) (*custom.Provider, error) {
+	var customStore custom.Store = s.store
+	var discoveryTTL time.Duration // the provider's default, 1s
+	if s.backend != nil {
+		customStore = s.backend
+		// Discovery reads every series the rules select over the engine's
+		// series API: at 100 x 70 with every pod annotated that was a
+		// quarter of a replica's CPU and most of the querier's at a 1s
+		// TTL (docs/scale-out.md). Requests still use the last list and
+		// refresh it in the background.
+		discoveryTTL = backendDiscoveryTTL
+	}
+	return custom.NewProvider(custom.Options{
+		Storage:  customStore,
+		CacheTTL: discoveryTTL,
+		Rules:    compiled,
+		Lister:   s.objects,
+		Mapper:   mapper,
+		Timeout:  c.Storage.QueryTimeout,
+	})
 }
 
 // buildQueryAPI mounts the Prometheus-compatible query API on s's API
