@@ -431,12 +431,7 @@ func checkValues(items []cmv1beta2.MetricValue, want map[string]float64, tol flo
 // two samples; the window is the rules' 5m.
 func TestGatewayServesAdapterResourceRules(t *testing.T) {
 	g := startGateway(t, "", func(o *Options) { o.AdapterConfig = "../rules/testdata/adapter-default.yaml" })
-	g.api.addNode("node-a", "127.0.0.2", g.kubelet["node-a"].port, map[string]string{"zone": "a"})
-	g.api.addNode("node-b", "127.0.0.3", g.kubelet["node-b"].port, map[string]string{"zone": "b"})
-	addFixturePods(g.api, "")
-	addFixturePods(g.api, "b-")
-	base := time.Now().Add(-5 * time.Second).Truncate(time.Second)
-	g.replayRounds(t, base)
+	base := g.serveFixtures(t)
 	want := wantPods("", base)
 	ctx := context.Background()
 	eventually(t, 10*time.Second, "pods from resourceRules", func() error {

@@ -54,12 +54,7 @@ var creationTimestamps = regexp.MustCompile(`"creationTimestamp":"[^"]*"`)
 
 func TestGatewayServesKubeletFixtures(t *testing.T) {
 	g := startGateway(t, "")
-	g.api.addNode("node-a", "127.0.0.2", g.kubelet["node-a"].port, map[string]string{"zone": "a"})
-	g.api.addNode("node-b", "127.0.0.3", g.kubelet["node-b"].port, map[string]string{"zone": "b"})
-	addFixturePods(g.api, "")
-	addFixturePods(g.api, "b-")
-	base := time.Now().Add(-5 * time.Second).Truncate(time.Second)
-	g.replayRounds(t, base)
+	base := g.serveFixtures(t)
 	ctx := context.Background()
 	want := merge(wantPods("", base), wantPods("b-", base))
 

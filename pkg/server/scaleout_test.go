@@ -165,12 +165,7 @@ queryBackend:
   url: http://127.0.0.1:1
 `, rw.URL))
 	g := startGateway(t, "", func(o *Options) { o.ConfigFile = configFile; o.Shards = 2; o.Shard = 1 })
-	g.api.addNode("node-a", "127.0.0.2", g.kubelet["node-a"].port, map[string]string{"zone": "a"})
-	g.api.addNode("node-b", "127.0.0.3", g.kubelet["node-b"].port, map[string]string{"zone": "b"})
-	addFixturePods(g.api, "")
-	addFixturePods(g.api, "b-")
-	base := time.Now().Add(-5 * time.Second).Truncate(time.Second)
-	g.replayRounds(t, base)
+	base := g.serveFixtures(t)
 	want := merge(wantPods("", base), wantPods("b-", base))
 	eventually(t, 10*time.Second, "all pods answered", func() error {
 		l, err := g.client.MetricsV1beta1().PodMetricses("").List(context.Background(), metav1.ListOptions{})

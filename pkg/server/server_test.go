@@ -142,6 +142,20 @@ func keys[V any](m map[string]V) []string {
 	return ks
 }
 
+// serveFixtures registers node-a (zone a) and node-b (zone b) and the
+// fixture pods of both (node-b's prefixed "b-"), replays the fixture rounds
+// with round 2 stamped 5s ago, and returns that time.
+func (g *gateway) serveFixtures(t testing.TB) time.Time {
+	t.Helper()
+	g.api.addNode("node-a", "127.0.0.2", g.kubelet["node-a"].port, map[string]string{"zone": "a"})
+	g.api.addNode("node-b", "127.0.0.3", g.kubelet["node-b"].port, map[string]string{"zone": "b"})
+	addFixturePods(g.api, "")
+	addFixturePods(g.api, "b-")
+	base := time.Now().Add(-5 * time.Second).Truncate(time.Second)
+	g.replayRounds(t, base)
+	return base
+}
+
 // replayRounds serves fixture round 1 then round 2 on node-a (and, pods
 // prefixed "b-", on node-b), waiting for each to be scraped. Round 2 is
 // stamped at base; round 1 15s before.

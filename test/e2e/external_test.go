@@ -115,6 +115,12 @@ func externalValue(ctx context.Context, path string, want float64) error {
 // setQueueDepth sets the queue pod's queue_depth gauge.
 func setQueueDepth(ctx context.Context, t *testing.T, depth float64) {
 	t.Helper()
+	setQueueDepthOf(ctx, t, queue, depth)
+}
+
+// setQueueDepthOf sets the queue_depth gauge of the one pod of queue.
+func setQueueDepthOf(ctx context.Context, t *testing.T, queue deployment, depth float64) {
+	t.Helper()
 	pods, err := running(ctx, queue.ns, "app="+queue.name)
 	if err != nil || len(pods) != 1 {
 		t.Fatalf("queue pod: %d running, %v", len(pods), err)

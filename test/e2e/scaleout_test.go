@@ -427,10 +427,10 @@ func (so *scaleOut) receiverOutage(ctx context.Context, t *testing.T, stopLoad f
 	stopLoad()
 	const depth = 22
 	want := int32(hpaConverge(1, 1, 10, func(n int) float64 { return depth / float64(perWorker*n) }))
-	so.setQueueDepth(ctx, t, depth)
+	setQueueDepthOf(ctx, t, soQueue, depth)
 	eventually(t, 100*time.Second, fmt.Sprintf("workers 1 → %d while %s is down", want, r.Name), func() error { return replicas(ctx, soWorker, want) })
 	t.Logf("workers scaled 1 → %d %v after the kill", want, since())
-	so.setQueueDepth(ctx, t, 0)
+	setQueueDepthOf(ctx, t, soQueue, 0)
 	eventually(t, 3*time.Minute, "web back to 2 and the workers back to 1", func() error {
 		if err := replicas(ctx, soWeb, 2); err != nil {
 			return err
@@ -495,17 +495,6 @@ func (so *scaleOut) noGap(ctx context.Context, expr string, from, to time.Time, 
 		return fmt.Errorf("%d of %d steps answered, short ones: %v", len(vals), steps, short)
 	}
 	return nil
-}
-
-func (so *scaleOut) setQueueDepth(ctx context.Context, t *testing.T, depth float64) {
-	t.Helper()
-	pods, err := running(ctx, soQueue.ns, "app="+soQueue.name)
-	if err != nil || len(pods) != 1 {
-		t.Fatalf("queue pod: %d running, %v", len(pods), err)
-	}
-	if err := e.SetQueueDepth(ctx, soQueue.ns, pods[0].Name, depth); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // replicaKilled SIGKILLs replica 1 for 30 s: replica 0's shard keeps
