@@ -42,9 +42,9 @@ type rendering struct {
 	services        map[string]*corev1.Service
 	pvcs            map[string]*corev1.PersistentVolumeClaim
 	deployments     map[string]*appsv1.Deployment
-	// statefulSets are also in deployments, as statefulSetView makes them,
+	// statefulSets are also in deployments, as addStatefulSetView makes them,
 	// so every check of the gateway's pod applies to them too.
-	statefulSets map[string]*appsv1.StatefulSet
+	statefulSets    map[string]*appsv1.StatefulSet
 	pdbs            map[string]*policyv1.PodDisruptionBudget
 	roles           map[string]*rbacv1.Role
 	roleBindings    map[string]*rbacv1.RoleBinding

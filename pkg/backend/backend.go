@@ -100,8 +100,8 @@ func New(o Options) (*Engine, error) {
 // URL names the engine in errors.
 func (e *Engine) URL() string { return e.url }
 
-// Ready is nil while the engine answers, else why it does not (for
-// /readyz).
+// Ready is nil while the engine answers, else why it does not: /readyz
+// reports it, and requests fail with it at once instead of waiting.
 func (e *Engine) Ready() error {
 	if d := e.down.Load(); d != nil {
 		return d
@@ -152,14 +152,6 @@ func (e *Engine) observe(err error) {
 	}
 }
 
-// check fails fast while the last probe failed.
-func (e *Engine) check() error {
-	if d := e.down.Load(); d != nil {
-		return d
-	}
-	return nil
-}
-
 func (e *Engine) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return context.WithCancel(ctx)
@@ -187,7 +179,7 @@ func (e *Engine) Range(ctx context.Context, expr string, start, end time.Time, s
 // eval asks the engine for expr, scoped, unless it is known to be down,
 // within the request's deadline or the default timeout.
 func (e *Engine) eval(ctx context.Context, expr string, ask func(context.Context, string) (model.Value, error)) (parser.Value, error) {
-	if err := e.check(); err != nil {
+	if err := e.Ready(); err != nil {
 		return nil, err
 	}
 	expr, err := e.scoped(expr)

@@ -65,7 +65,7 @@ func selectors(ms []*labels.Matcher) []string {
 }
 
 func (q *indexQuerier) Select(ctx context.Context, sortSeries bool, _ *promstorage.SelectHints, ms ...*labels.Matcher) promstorage.SeriesSet {
-	if err := q.e.check(); err != nil {
+	if err := q.e.Ready(); err != nil {
 		return promstorage.ErrSeriesSet(err)
 	}
 	ctx, cancel := q.e.withTimeout(ctx)
@@ -85,7 +85,7 @@ func (q *indexQuerier) Select(ctx context.Context, sortSeries bool, _ *promstora
 }
 
 func (q *indexQuerier) LabelValues(ctx context.Context, name string, _ *promstorage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
-	if err := q.e.check(); err != nil {
+	if err := q.e.Ready(); err != nil {
 		return nil, nil, err
 	}
 	ctx, cancel := q.e.withTimeout(ctx)
@@ -102,7 +102,7 @@ func (q *indexQuerier) LabelValues(ctx context.Context, name string, _ *promstor
 }
 
 func (q *indexQuerier) LabelNames(ctx context.Context, _ *promstorage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
-	if err := q.e.check(); err != nil {
+	if err := q.e.Ready(); err != nil {
 		return nil, nil, err
 	}
 	ctx, cancel := q.e.withTimeout(ctx)
