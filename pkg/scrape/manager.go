@@ -136,7 +136,12 @@ func NewManager(cfg *config.Config, app storage.AppendableV2, o ManagerOptions, 
 		cancel()
 		return nil, err
 	}
-	scrapeOpts := &promscrape.Options{DiscoveryReloadInterval: model.Duration(time.Second)}
+	scrapeOpts := &promscrape.Options{
+		DiscoveryReloadInterval: model.Duration(time.Second),
+		// The appenders learn whose scrape they store (TargetFromContext):
+		// a scale-out replica keeps only its local jobs in its TSDB.
+		PassMetadataInContext: true,
+	}
 	podBytes, err := podBytesFor(scs, o.PodMaxBytesInFlight, o.dial, logger.With("component", "pod-scrape-bytes"), reg)
 	switch {
 	case err != nil:

@@ -46,8 +46,7 @@ func (s Sharding) Apply(cfg *config.Config) error {
 		return fmt.Errorf("shard %d is not in [0, %d)", s.Index, s.Count)
 	}
 	for _, job := range cfg.ScrapeConfigs {
-		switch job.JobName {
-		case KubeletJobName, CadvisorJobName, SelfJobName:
+		if LocalJob(job.JobName) {
 			continue
 		}
 		job.RelabelConfigs = append(job.RelabelConfigs,
@@ -162,4 +161,16 @@ func (c *GatewayConfig) validateScaleOut() field.ErrorList {
 		errs = append(errs, field.Invalid(field.NewPath("queryBackend"), "", err.Error()))
 	}
 	return errs
+}
+
+// LocalJob reports whether a replica keeps job's series in its own TSDB
+// when its queries go to an engine: the jobs it answers from itself
+// (metrics.k8s.io from the kubelet and cAdvisor jobs) and its own metrics.
+// The sharded jobs' series are only written to the engine.
+func LocalJob(job string) bool {
+	switch job {
+	case KubeletJobName, CadvisorJobName, SelfJobName:
+		return true
+	}
+	return false
 }

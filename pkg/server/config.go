@@ -212,7 +212,10 @@ func (c *Config) buildScraping(s *Server, reg *prometheus.Registry, logger *slog
 	if s.remoteWrite != nil {
 		app = s.remoteWrite.Appendable(app)
 	}
-	app, err = scrape.LimitHeadSeries(app, c.Gateway.Storage.MaxHeadSeries, s.store.HeadSeries, logger, reg)
+	// The agent's series count against the cap too: they are held in
+	// memory until sent and no longer scraped.
+	inMemory := func() uint64 { return s.store.HeadSeries() + s.remoteWrite.AgentSeries() }
+	app, err = scrape.LimitHeadSeries(app, c.Gateway.Storage.MaxHeadSeries, inMemory, logger, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -257,10 +260,18 @@ func (c *Config) buildScaleOut(s *Server, reg *prometheus.Registry, logger *slog
 	if err != nil {
 		return err
 	}
-	if rwCfg != nil {
-		if s.remoteWrite, err = s.store.NewRemoteWrite(rwCfg, logger, reg); err != nil {
-			return err
-		}
+	switch {
+	case rwCfg != nil && c.Backend != nil:
+		// Custom, external and query API answers come from the engine: the
+		// TSDB keeps only what the replica answers from itself.
+		s.remoteWrite, err = s.store.NewRemoteWriteAgent(rwCfg, scrape.LocalJob, logger, reg)
+	case rwCfg != nil:
+		s.remoteWrite, err = s.store.NewRemoteWrite(rwCfg, logger, reg)
+	}
+	if err != nil {
+		return err
+	}
+	if s.remoteWrite != nil {
 		// Before the TSDB's close, which undo runs first.
 		*undo = append(cleanups{s.remoteWrite.Close}, *undo...)
 	}
@@ -302,6 +313,10 @@ func (c *Config) buildAutoscaling(s *Server, reg *prometheus.Registry) error {
 		History: &autoscaling.History{Q: s.store, Timeout: c.Storage.QueryTimeout, Job: scrape.SelfJobName, Instance: selfInstance()},
 	}
 	s.recorder = &autoscaling.Recorder{Sources: s.autoscaling, Options: c.Replay, Interval: c.Kubelet.Resolution, Append: s.store.Appendable()}
+	if s.remoteWrite != nil {
+		// Its series are written to the engine too.
+		s.recorder.Append = s.remoteWrite.Appendable(s.store.Appendable())
+	}
 	reg.MustRegister(autoscaling.Collector{HPAs: hpas.Lister()})
 	return nil
 }

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -12,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	promlabels "github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage/remote"
+	"github.com/prometheus/prometheus/tsdb"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -71,7 +75,7 @@ func TestScaleOutWritesAndQueriesTheEngine(t *testing.T) {
 	rw := httptest.NewServer(rc)
 	t.Cleanup(rw.Close)
 
-	dir := t.TempDir()
+	dir, storageDir := t.TempDir(), t.TempDir()
 	configFile := filepath.Join(dir, "gateway.yaml")
 	writeFile(t, configFile, fmt.Sprintf(`apiVersion: metrics-gateway.io/v1alpha1
 kind: GatewayConfig
@@ -87,7 +91,7 @@ queryBackend:
     insecure_skip_verify: true
 `, rw.URL, engine.url))
 	t.Setenv("POD_NAME", "metrics-gateway-0")
-	g := startGateway(t, "", func(o *Options) { o.ConfigFile = configFile })
+	g := startGateway(t, storageDir, func(o *Options) { o.ConfigFile = configFile })
 	for name, p := range pods {
 		app := strings.TrimSuffix(strings.TrimSuffix(name, "-1"), "-2")
 		p.register(g.api, map[string]string{"app": app})
@@ -147,6 +151,41 @@ queryBackend:
 	if code, body := g.get(t, "/apis/metrics.k8s.io/v1beta1/nodes", ""); code != http.StatusOK {
 		t.Errorf("metrics.k8s.io with the engine stopped: %d %s", code, body)
 	}
+
+	// The pods' series were only written to the engine: the replica's own
+	// TSDB holds what it answers from itself.
+	g.stop()
+	for matcher, want := range map[[2]string]bool{
+		{"job", scrape.KubeletJobName}:           true,
+		{"job", scrape.PodJobName}:               false,
+		{"__name__", "http_requests_total"}:      false,
+		{"__name__", "autoscaling_hpa_replicas"}: false, // no HPA here
+	} {
+		if got := localSeries(t, storageDir, matcher[0], matcher[1]); (got > 0) != want {
+			t.Errorf("the replica's TSDB holds %d series with %s=%q; want some: %v", got, matcher[0], matcher[1], want)
+		}
+	}
+}
+
+// localSeries counts the series of a stopped gateway's TSDB at dir whose
+// label name has value.
+func localSeries(t *testing.T, dir, name, value string) int {
+	t.Helper()
+	db, err := tsdb.OpenDBReadOnly(dir, "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	q, err := db.Querier(math.MinInt64, math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	n := 0
+	for set := q.Select(context.Background(), false, nil, promlabels.MustNewMatcher(promlabels.MatchEqual, name, value)); set.Next(); {
+		n++
+	}
+	return n
 }
 
 // TestScaleOutResourcePathUnchanged: with remote write and a query backend
