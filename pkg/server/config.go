@@ -464,7 +464,11 @@ func (c *Config) buildQueryAPI(s *Server, scrapeCfg *config.Config, reg *prometh
 	mountQueryAPI(s.api.Handler.NonGoRestfulMux, queryHandler)
 	var pages http.Handler
 	if s.autoscaling != nil {
-		pages = web.NewHandler(web.Options{Sources: s.autoscaling, Explain: s.recorder.Options, Query: s.store, Timeout: c.Storage.QueryTimeout})
+		o := web.Options{Sources: s.autoscaling, Explain: s.recorder.Options, Query: s.store, Timeout: c.Storage.QueryTimeout}
+		if s.backend != nil {
+			o.Graph = s.backend
+		}
+		pages = web.NewHandler(o)
 		mountPages(s.api.Handler.NonGoRestfulMux, pages)
 	}
 	if a := c.QueryAPI.InsecureBindAddress; a != "" {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -130,6 +131,12 @@ queryBackend:
 		}
 		return nil
 	})
+
+	// The pods' series are not in the replica's TSDB (see the end): the
+	// graph page draws them from the engine.
+	if code, body := g.get(t, "/ui/graph?range=5m&expr="+url.QueryEscape(`http_requests_total{pod="web-1"}`), ""); code != http.StatusOK || !strings.Contains(string(body), "<polyline") {
+		t.Errorf("/ui/graph of a pod's series: %d %s; want a chart from the engine", code, body)
+	}
 
 	engine.stop()
 	start := time.Now()

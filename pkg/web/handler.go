@@ -29,17 +29,24 @@ const (
 	ExplainPrefix = "/explain/"
 )
 
-// Options configure the handler. All are required.
+// Options configure the handler. All but Graph are required.
 type Options struct {
 	Sources *autoscaling.Sources
 	// Explain is the controller's settings the replay assumes.
 	Explain autoscaling.Options
-	Query   storage.Querier
+	// Query holds the autoscaling history the HPA pages chart.
+	Query storage.Querier
+	// Graph evaluates /ui/graph's expressions; Query when nil. A scale-out
+	// replica's is the engine, which holds every shard's series.
+	Graph   storage.Querier
 	Timeout time.Duration
 }
 
 // NewHandler serves UIPrefix and ExplainPrefix.
 func NewHandler(o Options) http.Handler {
+	if o.Graph == nil {
+		o.Graph = o.Query
+	}
 	h := &handler{o: o}
 	m := http.NewServeMux()
 	m.HandleFunc("GET "+ExplainPrefix+"hpa/{namespace}/{name}", h.explainJSON)

@@ -127,7 +127,7 @@ type query struct {
 func (h *handler) chartOf(ctx context.Context, id, title string, start, end time.Time, qs []query) chart {
 	var lines []line
 	for _, q := range qs {
-		m, err := h.rangeQuery(ctx, q.expr, start, end)
+		m, err := h.rangeQuery(ctx, h.o.Query, q.expr, start, end)
 		if err != nil || len(m) == 0 {
 			continue
 		}
@@ -138,7 +138,7 @@ func (h *handler) chartOf(ctx context.Context, id, title string, start, end time
 
 // exprChart charts every series of expr, up to the palette's size.
 func (h *handler) exprChart(ctx context.Context, expr string, start, end time.Time) (chart, error) {
-	m, err := h.rangeQuery(ctx, expr, start, end)
+	m, err := h.rangeQuery(ctx, h.o.Graph, expr, start, end)
 	if err != nil {
 		return chart{}, err
 	}
@@ -157,11 +157,11 @@ func (h *handler) exprChart(ctx context.Context, expr string, start, end time.Ti
 	return c, nil
 }
 
-func (h *handler) rangeQuery(ctx context.Context, expr string, start, end time.Time) (promql.Matrix, error) {
+func (h *handler) rangeQuery(ctx context.Context, q storage.Querier, expr string, start, end time.Time) (promql.Matrix, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.o.Timeout)
 	defer cancel()
 	step := max(end.Sub(start)/points, time.Second)
-	v, err := h.o.Query.Range(ctx, expr, start, end, step, storage.QueryOptions{})
+	v, err := q.Range(ctx, expr, start, end, step, storage.QueryOptions{})
 	if err != nil {
 		return nil, err
 	}
