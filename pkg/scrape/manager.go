@@ -159,10 +159,26 @@ func NewManager(cfg *config.Config, app storage.AppendableV2, o ManagerOptions, 
 		cancel()
 		return nil, fmt.Errorf("create scrape manager: %w", err)
 	}
-	m := &Manager{discovery: dm, scrape: sm, recorder: rec, ctx: ctx, cancel: cancel, intervals: map[string]time.Duration{}, nodes: inf.Nodes,
+	sdCfgs, intervals := discoveryConfigs(scs, inf)
+	m := &Manager{discovery: dm, scrape: sm, recorder: rec, ctx: ctx, cancel: cancel, intervals: intervals, nodes: inf.Nodes,
 		inlined: cfg, files: files, contents: contents, logger: logger}
 	rec.reason = m.lastError
+	if err := dm.ApplyConfig(sdCfgs); err != nil {
+		cancel()
+		return nil, fmt.Errorf("apply discovery config: %w", err)
+	}
+	if err := sm.ApplyConfig(cfg); err != nil {
+		cancel()
+		return nil, fmt.Errorf("apply scrape config: %w", err)
+	}
+	return m, nil
+}
+
+// discoveryConfigs is each job's discovery, the built-in jobs' from the
+// shared informers, and each job's scrape interval.
+func discoveryConfigs(scs []*config.ScrapeConfig, inf Informers) (map[string]discovery.Configs, map[string]time.Duration) {
 	sdCfgs := map[string]discovery.Configs{}
+	intervals := map[string]time.Duration{}
 	for _, sc := range scs {
 		sdCfgs[sc.JobName] = sc.ServiceDiscoveryConfigs
 		var shared discovery.Configs
@@ -180,17 +196,9 @@ func NewManager(cfg *config.Config, app storage.AppendableV2, o ManagerOptions, 
 		if ok {
 			sdCfgs[sc.JobName] = shared
 		}
-		m.intervals[sc.JobName] = time.Duration(sc.ScrapeInterval)
+		intervals[sc.JobName] = time.Duration(sc.ScrapeInterval)
 	}
-	if err := dm.ApplyConfig(sdCfgs); err != nil {
-		cancel()
-		return nil, fmt.Errorf("apply discovery config: %w", err)
-	}
-	if err := sm.ApplyConfig(cfg); err != nil {
-		cancel()
-		return nil, fmt.Errorf("apply scrape config: %w", err)
-	}
-	return m, nil
+	return sdCfgs, intervals
 }
 
 // Run discovers and scrapes until ctx is done, then stops both managers.

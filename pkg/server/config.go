@@ -312,11 +312,12 @@ func (c *Config) buildAutoscaling(s *Server, reg *prometheus.Registry) error {
 		// Under the self job's labels, as the gateway's own series.
 		History: &autoscaling.History{Q: s.store, Timeout: c.Storage.QueryTimeout, Job: scrape.SelfJobName, Instance: selfInstance()},
 	}
-	s.recorder = &autoscaling.Recorder{Sources: s.autoscaling, Options: c.Replay, Interval: c.Kubelet.Resolution, Append: s.store.Appendable()}
+	var recorded promstorage.AppendableV2 = s.store.Appendable()
 	if s.remoteWrite != nil {
 		// Its series are written to the engine too.
-		s.recorder.Append = s.remoteWrite.Appendable(s.store.Appendable())
+		recorded = s.remoteWrite.Appendable(recorded)
 	}
+	s.recorder = &autoscaling.Recorder{Sources: s.autoscaling, Options: c.Replay, Interval: c.Kubelet.Resolution, Append: recorded}
 	reg.MustRegister(autoscaling.Collector{HPAs: hpas.Lister()})
 	return nil
 }
