@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb/agent"
-	"github.com/prometheus/prometheus/util/compression"
 )
 
 // remoteFlushDeadline is how long Close waits for the queues to send what
@@ -92,7 +91,7 @@ func (s *Storage) NewRemoteWriteAgent(cfg *config.Config, local func(job string)
 	startTime := func() (int64, error) { return int64(model.Latest), nil }
 	rw.rs = remote.NewStorage(logger.With("component", "remote"), reg, startTime, dir, remoteFlushDeadline, rw, false)
 	opts := agent.DefaultOptions()
-	opts.WALCompression = compression.Snappy
+	opts.WALCompression = s.opts.WALCompression
 	opts.StripeSize = headStripes
 	opts.TruncateFrequency = agentTruncateFrequency
 	areg := &gaugeCatcher{Registerer: prometheus.WrapRegistererWithPrefix("agent_", reg), name: agentActiveSeries}

@@ -44,6 +44,7 @@ type options struct {
 	profileRounds        int
 	scaleOut             bool
 	scaleOutOnly         bool
+	ingestOnly           bool
 }
 
 func parseOptions(args []string) (options, error) {
@@ -66,6 +67,7 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.profileRounds, "profile-rounds", 1, "idle scrape rounds the CPU profile spans (more rounds, more samples for the small scales)")
 	fs.BoolVar(&o.scaleOut, "scale-out", true, "at the ingest scales, also run the scale-out mode (two gateway replicas, Thanos from bin-dir) on the same annotated pods")
 	fs.BoolVar(&o.scaleOutOnly, "scale-out-only", false, "at the ingest scales, run only the scale-out mode (skip metrics-server, the single-process gateway and Prometheus)")
+	fs.BoolVar(&o.ingestOnly, "ingest-only", false, "at the ingest scales, run only Prometheus and the gateway with every pod annotated (skip metrics-server, the custom metric and the scale-out mode)")
 	return o, fs.Parse(args)
 }
 
@@ -172,6 +174,12 @@ func runScale(ctx context.Context, o options, tools bench.Tools, binDir string, 
 		}
 		return runScaleOut(ctx, o, w, ro, sc, true, stdout)
 	}
+	if o.ingestOnly {
+		if !ingest {
+			return nil, nil
+		}
+		return runIngest(ctx, o, w, ro, sc, stdout)
+	}
 	// metrics-server's work: kubelets only, no pod annotated.
 	for i := range o.runs {
 		for _, kind := range []bench.Kind{bench.MetricsServer, bench.Gateway} {
@@ -203,17 +211,34 @@ func runScale(ctx context.Context, o options, tools bench.Tools, binDir string, 
 	if !ingest {
 		return rs, nil
 	}
-	start := time.Now()
-	if err := w.AnnotateAll(ctx); err != nil {
+	ing, err := runIngest(ctx, o, w, ro, sc, stdout)
+	rs = append(rs, ing...)
+	if err != nil {
 		return rs, err
 	}
+	if !o.scaleOut {
+		return rs, nil
+	}
+	// Every pod is annotated already.
+	so, err := runScaleOut(ctx, o, w, ro, sc, false, stdout)
+	return append(rs, so...), err
+}
+
+// runIngest annotates every pod and measures Prometheus and the gateway
+// scraping them all, o.runs times each, alternating.
+func runIngest(ctx context.Context, o options, w *bench.World, ro bench.RunOptions, sc bench.Scale, stdout io.Writer) ([]bench.Result, error) {
+	start := time.Now()
+	if err := w.AnnotateAll(ctx); err != nil {
+		return nil, err
+	}
 	fmt.Fprintf(stdout, "annotated all %d pods in %s\n", sc.Pods(), bench.Elapsed(time.Since(start)))
+	var rs []bench.Result
 	for i := range o.runs {
 		for _, kind := range []bench.Kind{bench.Prometheus, bench.Gateway} {
 			ro := ro
 			ro.Ingest, ro.Custom = true, false
 			if kind == bench.Gateway {
-				ro.APIs = [][2]string{metricsAPI, customAPI}
+				ro.APIs = [][2]string{{"metrics.k8s.io", "v1beta1"}, {"custom.metrics.k8s.io", "v1beta2"}}
 			}
 			r, err := w.Run(ctx, kind, i+1, ro)
 			if err != nil {
@@ -222,12 +247,7 @@ func runScale(ctx context.Context, o options, tools bench.Tools, binDir string, 
 			rs = append(rs, r)
 		}
 	}
-	if !o.scaleOut {
-		return rs, nil
-	}
-	// Every pod is annotated already.
-	so, err := runScaleOut(ctx, o, w, ro, sc, false, stdout)
-	return append(rs, so...), err
+	return rs, nil
 }
 
 // runScaleOut measures the scale-out mode o.runs times, annotating every
