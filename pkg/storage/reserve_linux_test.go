@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/compression"
 )
 
 const reserveChildEnv = "METRICS_GATEWAY_RESERVE_CHILD"
@@ -74,10 +75,14 @@ func TestReserveKeepsTheTSDBFromPanicking(t *testing.T) {
 
 // reserveChild opens storage on dir (a small tmpfs), commits 119 samples
 // of one series, fills the filesystem, and commits 81 more: the head chunk
-// fills at 120.
+// fills at 120. The WAL is snappy-compressed: its 119 one-sample records
+// take 3.7 KB, so the segment's first 4 KB tmpfs page still has room for
+// the commit that fills the chunk. zstd's and uncompressed records take
+// 4.08 KB, so the WAL write fails before the chunk is cut; whether the
+// panic is reached depends on that room, not on the compression.
 func reserveChild(dir string) {
 	reserve, _ := strconv.ParseInt(os.Getenv("METRICS_GATEWAY_RESERVE"), 10, 64)
-	s, err := Open(Options{Path: dir, MinFreeBytes: reserve}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	s, err := Open(Options{Path: dir, MinFreeBytes: reserve, WALCompression: compression.Snappy}, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 	if err != nil {
 		fmt.Println("open:", err)
 		os.Exit(1)
