@@ -68,13 +68,12 @@ func DefaultOptions() Options {
 		// Not snappy, Prometheus' default: Go's snappy encoder keeps a
 		// 32 KB hash table on the stack, and it runs on the goroutine that
 		// commits, which is every target's scrape loop. Each commit grew
-		// that stack to 64 KB and the GC shrank it again: about 40 KB per
-		// target and a tenth of the CPU copying stacks with 7,000 pod
-		// targets (docs/benchmarks.md, "Per scrape target"). zstd keeps
-		// its tables in shared encoders on the heap; BenchmarkScrapeCommit:
-		// 8 KB of stack per committing goroutine against 64, 10.3 bytes of
-		// WAL per sample against snappy's 10.8 and none's 14.8, 18 µs per
-		// commit against 12 and 10.
+		// that stack to 64 KB and the GC shrank it again: 277 MB of stacks
+		// with 7,000 pod targets, 116 MB with zstd (docs/benchmarks.md,
+		// "The WAL's compression"). zstd keeps its tables in encoders on
+		// the heap. BenchmarkScrapeCommit: 8 KB of stack per committing
+		// goroutine against 64, 10.3 WAL bytes per sample against snappy's
+		// 10.8 and none's 14.8, 18 µs per commit against 12 and 10.
 		WALCompression: compression.Zstd,
 	}
 }
