@@ -163,31 +163,7 @@ func Open(o Options, logger *slog.Logger, reg prometheus.Registerer) (*Storage, 
 	if err := os.MkdirAll(o.Path, 0o750); err != nil {
 		return nil, fmt.Errorf("create storage dir %s: %w", o.Path, err)
 	}
-	topts := tsdb.DefaultOptions()
-	topts.RetentionDuration = o.Retention.Milliseconds()
-	topts.MaxBytes = o.RetentionBytes
-	// Blocks never need to be longer than a tenth of retention; the default
-	// (31 days) would keep short retentions in memory-mapped head chunks.
-	if m := o.Retention.Milliseconds() / 10; m < topts.MaxBlockDuration {
-		topts.MaxBlockDuration = max(m, topts.MinBlockDuration)
-	}
-	topts.WALCompression = o.WALCompression
-	// The head's series map is split in stripes, each with two maps and two
-	// padded locks, allocated up front: 4.9 MB at the default 16384, sized
-	// for many cores appending at once. A gateway has a few cores and at
-	// most its head-series cap; 1024 stripes keep contention as low there.
-	topts.StripeSize = headStripes
-	// Full head chunks are written out through this buffer: 4 MiB by
-	// default, held for good. The gateway writes a few kilobytes a second
-	// (a chunk per series every 120 samples).
-	topts.HeadChunksWriteBufferSize = 256 << 10
-	// Isolation keeps a query from seeing part of a scrape still being
-	// committed, at the cost of a ring of append IDs per series (3 MB at
-	// 22,500 series) and bookkeeping on every append. The gateway's
-	// answers are latest values and rates per series, which a half-seen
-	// commit cannot make inconsistent; Prometheus' agent mode runs without
-	// it too.
-	topts.IsolationDisabled = true
+	topts := tsdbOptions(o)
 	var res *reserve
 	if o.MinFreeBytes > 0 {
 		res = &reserve{path: o.Path, min: uint64(o.MinFreeBytes), free: freeBytes}
@@ -220,6 +196,36 @@ func Open(o Options, logger *slog.Logger, reg prometheus.Registerer) (*Storage, 
 	s := &Storage{opts: o, db: db, engine: engine, sem: make(chan struct{}, o.MaxConcurrentQueries), reserve: res}
 	s.ready.Store(true)
 	return s, nil
+}
+
+// tsdbOptions are the TSDB's options for o, defaults applied.
+func tsdbOptions(o Options) *tsdb.Options {
+	topts := tsdb.DefaultOptions()
+	topts.RetentionDuration = o.Retention.Milliseconds()
+	topts.MaxBytes = o.RetentionBytes
+	// Blocks never need to be longer than a tenth of retention; the default
+	// (31 days) would keep short retentions in memory-mapped head chunks.
+	if m := o.Retention.Milliseconds() / 10; m < topts.MaxBlockDuration {
+		topts.MaxBlockDuration = max(m, topts.MinBlockDuration)
+	}
+	topts.WALCompression = o.WALCompression
+	// The head's series map is split in stripes, each with two maps and two
+	// padded locks, allocated up front: 4.9 MB at the default 16384, sized
+	// for many cores appending at once. A gateway has a few cores and at
+	// most its head-series cap; 1024 stripes keep contention as low there.
+	topts.StripeSize = headStripes
+	// Full head chunks are written out through this buffer: 4 MiB by
+	// default, held for good. The gateway writes a few kilobytes a second
+	// (a chunk per series every 120 samples).
+	topts.HeadChunksWriteBufferSize = 256 << 10
+	// Isolation keeps a query from seeing part of a scrape still being
+	// committed, at the cost of a ring of append IDs per series (3 MB at
+	// 22,500 series) and bookkeeping on every append. The gateway's
+	// answers are latest values and rates per series, which a half-seen
+	// commit cannot make inconsistent; Prometheus' agent mode runs without
+	// it too.
+	topts.IsolationDisabled = true
+	return topts
 }
 
 // Appendable is where scrapers write: the TSDB, whose commits also keep

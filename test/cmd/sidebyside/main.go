@@ -158,6 +158,13 @@ func firstLine(s string) string {
 	return s
 }
 
+// The API group versions the runs ask for: the HPA controller's
+// metrics.k8s.io and the newest custom.metrics.k8s.io.
+var (
+	metricsAPI = [2]string{"metrics.k8s.io", "v1beta1"}
+	customAPI  = [2]string{"custom.metrics.k8s.io", "v1beta2"}
+)
+
 // runScale brings up one cluster and runs the servers on it in turn.
 func runScale(ctx context.Context, o options, tools bench.Tools, binDir string, sc bench.Scale, ingest bool, stdout io.Writer) (rs []bench.Result, err error) {
 	w, err := bench.Up(ctx, filepath.Join(o.dir, strings.ReplaceAll(sc.String(), "×", "x")), binDir, sc, stdout)
@@ -166,8 +173,6 @@ func runScale(ctx context.Context, o options, tools bench.Tools, binDir string, 
 	}
 	defer func() { err = errors.Join(err, w.Down()) }()
 	ro := bench.RunOptions{Tools: tools, Resolution: o.resolution, Rounds: o.rounds, Requests: o.reqs, ProfileDir: o.profileDir, ProfileRounds: o.profileRounds}
-	metricsAPI := [2]string{"metrics.k8s.io", "v1beta1"}
-	customAPI := [2]string{"custom.metrics.k8s.io", "v1beta2"}
 	if o.scaleOutOnly {
 		if !ingest {
 			return nil, nil
@@ -238,7 +243,7 @@ func runIngest(ctx context.Context, o options, w *bench.World, ro bench.RunOptio
 			ro := ro
 			ro.Ingest, ro.Custom = true, false
 			if kind == bench.Gateway {
-				ro.APIs = [][2]string{{"metrics.k8s.io", "v1beta1"}, {"custom.metrics.k8s.io", "v1beta2"}}
+				ro.APIs = [][2]string{metricsAPI, customAPI}
 			}
 			r, err := w.Run(ctx, kind, i+1, ro)
 			if err != nil {
