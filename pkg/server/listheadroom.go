@@ -1,9 +1,13 @@
 package server
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +32,12 @@ import (
 // dashboards) is collected every few lists instead, and the idle gateway
 // keeps its low target.
 //
+// It never lends past the process's resident high-water mark (peakRoom):
+// the startup (WAL replay, the first lists of every Pod and Node, the
+// first scrape of every kubelet) leaves a peak well above the steady
+// memory, and lists may use what lies below it, which the pod's memory
+// limit had to hold already, but not raise it.
+//
 // It is the only place the GC target changes after startup, and it is
 // process-wide, as GOGC is. The lent headroom stays under GOMEMLIMIT: near
 // the memory limit the runtime collects regardless of the target.
@@ -46,9 +56,11 @@ type listHeadroom struct {
 	inflight int
 	lent     int64
 	restore  *time.Timer
-	// setGCPercent and liveHeap are the runtime's; tests replace them.
+	// setGCPercent, liveHeap and peakRoom are the runtime's and the
+	// kernel's; tests replace them.
 	setGCPercent func(int) int
 	liveHeap     func() uint64
+	peakRoom     func(base int) (room int64, ok bool)
 }
 
 // listHeadroomPerItem is what a list borrows per pod or node: about four
@@ -66,7 +78,7 @@ const listHeadroomFloor = 8 << 20
 // gcHeadroom is the process's: the GC target is process-wide.
 // MemoryOptions.Apply enables it once the gateway has started, and the
 // server tells it how to count pods and nodes.
-var gcHeadroom = &listHeadroom{perItem: listHeadroomPerItem, linger: 2 * time.Second, setGCPercent: debug.SetGCPercent, liveHeap: liveHeapBytes}
+var gcHeadroom = &listHeadroom{perItem: listHeadroomPerItem, linger: 2 * time.Second, setGCPercent: debug.SetGCPercent, liveHeap: liveHeapBytes, peakRoom: peakRoom}
 
 // enable lends up to most bytes of headroom above base during lists from
 // now on; 0 bytes disables it.
@@ -100,6 +112,9 @@ func (h *listHeadroom) enter(nodes bool) (leave func()) {
 		h.restore = nil
 	}
 	want := min(h.most, max(listHeadroomFloor, h.perItem*int64(h.items(nodes))))
+	if room, ok := h.peakRoom(h.base); ok {
+		want = min(want, max(room, 0))
+	}
 	if live := h.liveHeap(); want > h.lent && live > 0 {
 		// The target is live × (1 + GOGC/100): base's share plus want.
 		h.setGCPercent(h.base + int(100*want/int64(live)))
@@ -136,6 +151,67 @@ func liveHeapBytes() uint64 {
 		return 0
 	}
 	return s[0].Value.Uint64()
+}
+
+// peakRoom is how many bytes of headroom above base's GC target the heap
+// may grow into without the process's resident set passing its high-water
+// mark: the heap's pages that are resident (in use or free but not yet
+// returned), plus what the resident set is below its peak, less the heap
+// base's target already reaches. ok is false where the kernel does not
+// say (no /proc): there the headroom is lent in full, as before.
+func peakRoom(base int) (room int64, ok bool) {
+	rss, hwm, err := residentSet()
+	if err != nil {
+		return 0, false
+	}
+	s := []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+	}
+	metrics.Read(s)
+	var v [4]int64
+	for i := range s {
+		if s[i].Value.Kind() != metrics.KindUint64 {
+			return 0, false
+		}
+		v[i] = int64(s[i].Value.Uint64())
+	}
+	live, heapResident := v[0], v[1]+v[2]+v[3]
+	return heapResident + (hwm - rss) - live*int64(100+base)/100, true
+}
+
+// residentSet reads the process's resident set and its high-water mark
+// (VmRSS and VmHWM) from /proc/self/status.
+func residentSet() (rss, hwm int64, err error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, 0, err
+	}
+	return parseResidentSet(string(b))
+}
+
+func parseResidentSet(status string) (rss, hwm int64, err error) {
+	for line := range strings.Lines(status) {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || name != "VmRSS" && name != "VmHWM" {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s in /proc/self/status: %w", name, err)
+		}
+		if name == "VmRSS" {
+			rss = kb << 10
+		} else {
+			hwm = kb << 10
+		}
+	}
+	if rss == 0 || hwm == 0 {
+		return 0, 0, errors.New("no VmRSS and VmHWM in /proc/self/status")
+	}
+	return rss, hwm, nil
 }
 
 // isMetricsList says whether r lists PodMetrics (of all namespaces or one)

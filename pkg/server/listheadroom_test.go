@@ -31,10 +31,11 @@ func (f *fakeRuntime) calls() []int {
 }
 
 // newTestHeadroom lends 8 KiB per item on a live heap of 80 MiB, in a
-// cluster of 10,000 pods and 100 nodes.
+// cluster of 10,000 pods and 100 nodes, with no peak to keep under.
 func newTestHeadroom(linger time.Duration) (*listHeadroom, *fakeRuntime) {
 	f := &fakeRuntime{}
-	h := &listHeadroom{perItem: 8 << 10, linger: linger, setGCPercent: f.setGCPercent, liveHeap: func() uint64 { return 80 << 20 }}
+	h := &listHeadroom{perItem: 8 << 10, linger: linger, setGCPercent: f.setGCPercent, liveHeap: func() uint64 { return 80 << 20 },
+		peakRoom: func(int) (int64, bool) { return 0, false }}
 	h.count(func(nodes bool) int {
 		if nodes {
 			return 100
@@ -94,6 +95,52 @@ func TestListHeadroomInProportionAndTimerRestoresBase(t *testing.T) {
 			t.Fatalf("base not restored after the linger: %v", f.calls())
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestListHeadroomStaysUnderThePeak: what is lent never takes the resident
+// set past its high-water mark; with no room at all nothing is lent.
+func TestListHeadroomStaysUnderThePeak(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		room int64
+		want []int // GC percentages set by a pod list, then by its end
+	}{
+		{"room for all", 100 << 20, []int{105, 25}}, // 64 MiB: 80 points
+		{"room for part", 20 << 20, []int{50, 25}},  // 20 MiB: 25 points
+		{"no room", 0, nil},                         // nothing lent, nothing to take back
+		{"over the peak already", -(5 << 20), nil},  // the base target alone passes it
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h, f := newTestHeadroom(time.Hour)
+			var askedBase int
+			h.peakRoom = func(base int) (int64, bool) { askedBase = base; return c.room, true }
+			h.enable(25, 64<<20)
+			h.enter(false)()
+			h.takeBack()
+			if got := f.calls(); !slices.Equal(got, c.want) {
+				t.Errorf("GC percent set %v, want %v", got, c.want)
+			}
+			if askedBase != 25 {
+				t.Errorf("room asked above a base of %d, want 25", askedBase)
+			}
+		})
+	}
+}
+
+func TestParseResidentSet(t *testing.T) {
+	rss, hwm, err := parseResidentSet("Name:\tmetrics-gateway\nVmPeak:\t 2000000 kB\nVmHWM:\t  204800 kB\nVmRSS:\t  143360 kB\nThreads:\t12\n")
+	if err != nil || rss != 140<<20 || hwm != 200<<20 {
+		t.Errorf("got rss %d, hwm %d, err %v; want %d, %d", rss, hwm, err, 140<<20, 200<<20)
+	}
+	for _, bad := range []string{"", "VmRSS:\t 12 kB\n", "VmHWM:\t x kB\nVmRSS:\t 12 kB\n"} {
+		if _, _, err := parseResidentSet(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	// The process's own, where there is a /proc.
+	if rss, hwm, err := residentSet(); err == nil && (rss <= 0 || hwm < rss) {
+		t.Errorf("this process: VmRSS %d, VmHWM %d", rss, hwm)
 	}
 }
 
