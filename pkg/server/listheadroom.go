@@ -32,11 +32,15 @@ import (
 // dashboards) is collected every few lists instead, and the idle gateway
 // keeps its low target.
 //
-// It never lends past the process's resident high-water mark (peakRoom):
-// the startup (WAL replay, the first lists of every Pod and Node, the
-// first scrape of every kubelet) leaves a peak well above the steady
-// memory, and lists may use what lies below it, which the pod's memory
-// limit had to hold already, but not raise it.
+// It lends no more than peakRoom estimates the heap can grow by before the
+// process's resident set passes its high-water mark: the startup (WAL
+// replay, the first lists of every Pod and Node, the first scrape of every
+// kubelet) leaves a peak well above the steady memory, which the pod's
+// memory limit had to hold already, and lists may use what lies below it.
+// The estimate undercounts (the runtime's goal also scales stacks and
+// globals, the heap overshoots it while marking, code pages come back):
+// at 100x70 lists still raised the peak by 32 MB (docs/benchmarks.md,
+// "Lists and the peak").
 //
 // It is the only place the GC target changes after startup, and it is
 // process-wide, as GOGC is. The lent headroom stays under GOMEMLIMIT: near
