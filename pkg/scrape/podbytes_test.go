@@ -35,10 +35,13 @@ import (
 // the kubelet job of the same manager keeps its keep-alive connection and
 // scrapes on time throughout.
 func TestPodBytesInFlight(t *testing.T) {
+	// Small enough bodies that the race detector on two busy cores
+	// parses every pod's within the scrape timeout: the test is about
+	// bytes in flight, not parsing speed.
 	const (
 		pods  = 24
-		body  = 1 << 20
-		bound = 2 << 20
+		body  = 256 << 10
+		bound = 1 << 20
 	)
 	// A read takes up to podReadChunk from its socket before it waits.
 	limit := int64(bound + pods*podReadChunk)
@@ -50,7 +53,7 @@ func TestPodBytesInFlight(t *testing.T) {
 		{"bounded", bound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addrs, badRequests := startSlowPods(t, pods, body, 64<<10, 40*time.Millisecond)
+			addrs, badRequests := startSlowPods(t, pods, body, podReadChunk, 40*time.Millisecond)
 			var kubeletConns atomic.Int64
 			kubelet := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "k 1\n") }))
 			kubelet.Config.ConnState = func(_ net.Conn, s http.ConnState) {
@@ -67,7 +70,7 @@ func TestPodBytesInFlight(t *testing.T) {
 			}
 			podScrapeHTTP(podJob)
 			doc, err := yaml.Marshal(map[string]any{"scrape_configs": []any{podJob, map[string]any{
-				"job_name": KubeletJobName, "scrape_interval": "500ms", "scrape_timeout": "500ms",
+				"job_name": KubeletJobName, "scrape_interval": "750ms", "scrape_timeout": "750ms",
 				"static_configs": []any{map[string]any{"targets": []string{strings.TrimPrefix(kubelet.URL, "http://")}}},
 			}}})
 			if err != nil {
@@ -116,8 +119,8 @@ func TestPodBytesInFlight(t *testing.T) {
 			if n := badRequests.Load(); n > 0 {
 				t.Errorf("%d pod scrapes without %s or asking for compression", n, podScrapeHeader)
 			}
-			if kubeletUp < 4 || kubeletDown > 0 {
-				t.Errorf("kubelet scrapes: %d up, %d down in 4.5s at 500ms", kubeletUp, kubeletDown)
+			if kubeletUp < 3 || kubeletDown > 0 {
+				t.Errorf("kubelet scrapes: %d up, %d down in 4.5s at 750ms", kubeletUp, kubeletDown)
 			}
 			if n := kubeletConns.Load(); n > 2 {
 				t.Errorf("kubelet scrapes opened %d connections: keep-alive lost", n)
