@@ -2,15 +2,14 @@ package server
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
-	"os"
 	"runtime/debug"
 	"runtime/metrics"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/procfs"
 
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	metricsapi "k8s.io/metrics/pkg/apis/metrics"
@@ -116,6 +115,9 @@ func (h *listHeadroom) enter(nodes bool) (leave func()) {
 		h.restore = nil
 	}
 	want := min(h.most, max(listHeadroomFloor, h.perItem*int64(h.items(nodes))))
+	if want <= h.lent {
+		return h.leave // lent already: no need to read the peak again
+	}
 	if room, ok := h.peakRoom(h.base); ok {
 		want = min(want, max(room, 0))
 	}
@@ -189,33 +191,22 @@ func peakRoom(base int) (room int64, ok bool) {
 // residentSet reads the process's resident set and its high-water mark
 // (VmRSS and VmHWM) from /proc/self/status.
 func residentSet() (rss, hwm int64, err error) {
-	b, err := os.ReadFile("/proc/self/status")
+	p, err := procfs.Self()
 	if err != nil {
 		return 0, 0, err
 	}
-	return parseResidentSet(string(b))
+	return residentSetOf(p)
 }
 
-func parseResidentSet(status string) (rss, hwm int64, err error) {
-	for line := range strings.Lines(status) {
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || name != "VmRSS" && name != "VmHWM" {
-			continue
-		}
-		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("%s in /proc/self/status: %w", name, err)
-		}
-		if name == "VmRSS" {
-			rss = kb << 10
-		} else {
-			hwm = kb << 10
-		}
+func residentSetOf(p procfs.Proc) (rss, hwm int64, err error) {
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0, 0, err
 	}
-	if rss == 0 || hwm == 0 {
-		return 0, 0, errors.New("no VmRSS and VmHWM in /proc/self/status")
+	if st.VmRSS == 0 || st.VmHWM == 0 {
+		return 0, 0, errors.New("no VmRSS and VmHWM in the process's status")
 	}
-	return rss, hwm, nil
+	return int64(st.VmRSS), int64(st.VmHWM), nil
 }
 
 // isMetricsList says whether r lists PodMetrics (of all namespaces or one)

@@ -3,11 +3,14 @@ package server
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/procfs"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 )
 
@@ -128,13 +131,34 @@ func TestListHeadroomStaysUnderThePeak(t *testing.T) {
 	}
 }
 
+// parseResidentSet reads status as procfs reads /proc/PID/status.
+func parseResidentSet(t *testing.T, status string) (rss, hwm int64, err error) {
+	t.Helper()
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "1", "status"), []byte(status), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := procfs.NewFS(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := fs.Proc(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return residentSetOf(p)
+}
+
 func TestParseResidentSet(t *testing.T) {
-	rss, hwm, err := parseResidentSet("Name:\tmetrics-gateway\nVmPeak:\t 2000000 kB\nVmHWM:\t  204800 kB\nVmRSS:\t  143360 kB\nThreads:\t12\n")
+	rss, hwm, err := parseResidentSet(t, "Name:\tmetrics-gateway\nVmPeak:\t 2000000 kB\nVmHWM:\t  204800 kB\nVmRSS:\t  143360 kB\nThreads:\t12\n")
 	if err != nil || rss != 140<<20 || hwm != 200<<20 {
 		t.Errorf("got rss %d, hwm %d, err %v; want %d, %d", rss, hwm, err, 140<<20, 200<<20)
 	}
 	for _, bad := range []string{"", "VmRSS:\t 12 kB\n", "VmHWM:\t x kB\nVmRSS:\t 12 kB\n"} {
-		if _, _, err := parseResidentSet(bad); err == nil {
+		if _, _, err := parseResidentSet(t, bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
 	}
