@@ -31,15 +31,16 @@ import (
 // dashboards) is collected every few lists instead, and the idle gateway
 // keeps its low target.
 //
-// It lends no more than peakRoom estimates the heap can grow by before the
-// process's resident set passes its high-water mark: the startup (WAL
-// replay, the first lists of every Pod and Node, the first scrape of every
-// kubelet) leaves a peak well above the steady memory, which the pod's
-// memory limit had to hold already, and lists may use what lies below it.
-// The estimate undercounts (the runtime's goal also scales stacks and
-// globals, the heap overshoots it while marking, code pages come back):
-// at 100x70 lists still raised the peak by 32 MB (docs/benchmarks.md,
-// "Lists and the peak").
+// It never lends past the process's resident high-water mark (peakLimit):
+// the startup (WAL replay, the first lists of every Pod and Node, the
+// first scrape of every kubelet) leaves a peak well above the steady
+// memory, which the pod's memory limit had to hold already, and lists may
+// use what lies below it. A list borrows at most what the resident set is
+// below its peak, and while anything is lent the runtime's soft memory
+// limit is lowered to the peak less the file-backed pages, so the runtime
+// collects before its memory passes it: the GC's goal alone let the heap
+// pass the peak by 32 MB at 100x70 (docs/benchmarks.md, "Lists and the
+// peak").
 //
 // It is the only place the GC target changes after startup, and it is
 // process-wide, as GOGC is. The lent headroom stays under GOMEMLIMIT: near
@@ -59,11 +60,15 @@ type listHeadroom struct {
 	inflight int
 	lent     int64
 	restore  *time.Timer
-	// setGCPercent, liveHeap and peakRoom are the runtime's and the
-	// kernel's; tests replace them.
-	setGCPercent func(int) int
-	liveHeap     func() uint64
-	peakRoom     func(base int) (room int64, ok bool)
+	// limited: the memory limit is lowered, and savedLimit is what it was.
+	limited    bool
+	savedLimit int64
+	// setGCPercent, setMemoryLimit, liveHeap and peakLimit are the
+	// runtime's and the kernel's; tests replace them.
+	setGCPercent   func(int) int
+	setMemoryLimit func(int64) int64
+	liveHeap       func() uint64
+	peakLimit      func() (limit, room int64, ok bool)
 }
 
 // listHeadroomPerItem is what a list borrows per pod or node: about four
@@ -81,7 +86,7 @@ const listHeadroomFloor = 8 << 20
 // gcHeadroom is the process's: the GC target is process-wide.
 // MemoryOptions.Apply enables it once the gateway has started, and the
 // server tells it how to count pods and nodes.
-var gcHeadroom = &listHeadroom{perItem: listHeadroomPerItem, linger: 2 * time.Second, setGCPercent: debug.SetGCPercent, liveHeap: liveHeapBytes, peakRoom: peakRoom}
+var gcHeadroom = &listHeadroom{perItem: listHeadroomPerItem, linger: 2 * time.Second, setGCPercent: debug.SetGCPercent, setMemoryLimit: debug.SetMemoryLimit, liveHeap: liveHeapBytes, peakLimit: peakLimit}
 
 // enable lends up to most bytes of headroom above base during lists from
 // now on; 0 bytes disables it.
@@ -115,16 +120,27 @@ func (h *listHeadroom) enter(nodes bool) (leave func()) {
 		h.restore = nil
 	}
 	want := min(h.most, max(listHeadroomFloor, h.perItem*int64(h.items(nodes))))
-	if want <= h.lent {
-		return h.leave // lent already: no need to read the peak again
+	if want <= h.lent && !h.limited {
+		return h.leave // lent already, with no limit to keep up to date
 	}
-	if room, ok := h.peakRoom(h.base); ok {
+	limit, room, bounded := h.peakLimit()
+	if bounded {
 		want = min(want, max(room, 0))
 	}
 	if live := h.liveHeap(); want > h.lent && live > 0 {
 		// The target is live × (1 + GOGC/100): base's share plus want.
 		h.setGCPercent(h.base + int(100*want/int64(live)))
 		h.lent = want
+		if bounded && !h.limited {
+			h.savedLimit, h.limited = h.setMemoryLimit(-1), true
+		}
+	}
+	if h.limited && bounded {
+		// Set again on every list while lent: a live heap that outgrows the
+		// limit (the soft limit lets it) raises the peak, and the limit
+		// follows, so that lists sent without pause cannot hold the
+		// collector at a stale limit.
+		h.setMemoryLimit(min(limit, h.savedLimit))
 	}
 	return h.leave
 }
@@ -147,6 +163,10 @@ func (h *listHeadroom) takeBack() {
 	}
 	h.setGCPercent(h.base)
 	h.lent = 0
+	if h.limited {
+		h.setMemoryLimit(h.savedLimit)
+		h.limited = false
+	}
 }
 
 // liveHeapBytes is the heap the last GC cycle found live.
@@ -159,54 +179,49 @@ func liveHeapBytes() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// peakRoom is how many bytes of headroom above base's GC target the heap
-// may grow into without the process's resident set passing its high-water
-// mark: the heap's pages that are resident (in use or free but not yet
-// returned), plus what the resident set is below its peak, less the heap
-// base's target already reaches. ok is false where the kernel does not
-// say (no /proc): there the headroom is lent in full, as before.
-func peakRoom(base int) (room int64, ok bool) {
-	rss, hwm, err := residentSet()
+// peakLimit says how lists can use memory below the process's resident
+// high-water mark without passing it: room is what the resident set is
+// below its peak (VmHWM − VmRSS), and limit the soft memory limit that keeps
+// the Go runtime's memory (the anonymous pages: the binary is static) under
+// the peak less the file-backed pages resident now (the executable, the
+// TSDB's memory-mapped chunks). The runtime counts every heap page it has
+// mapped and not returned, touched or not, so it collects before the heap
+// passes the limit whatever the GC's goal. ok is false where the kernel
+// does not say (no /proc): there the headroom is lent in full, with no
+// limit.
+func peakLimit() (limit, room int64, ok bool) {
+	r, err := residentSet()
 	if err != nil {
-		return 0, false
+		return 0, 0, false
 	}
-	s := []metrics.Sample{
-		{Name: "/gc/heap/live:bytes"},
-		{Name: "/memory/classes/heap/objects:bytes"},
-		{Name: "/memory/classes/heap/unused:bytes"},
-		{Name: "/memory/classes/heap/free:bytes"},
-	}
-	metrics.Read(s)
-	var v [4]int64
-	for i := range s {
-		if s[i].Value.Kind() != metrics.KindUint64 {
-			return 0, false
-		}
-		v[i] = int64(s[i].Value.Uint64())
-	}
-	live, heapResident := v[0], v[1]+v[2]+v[3]
-	return heapResident + (hwm - rss) - live*int64(100+base)/100, true
+	return r.hwm - r.file, r.hwm - r.rss, true
 }
 
-// residentSet reads the process's resident set and its high-water mark
-// (VmRSS and VmHWM) from /proc/self/status.
-func residentSet() (rss, hwm int64, err error) {
+// resident is what the process's status says of its resident set, in
+// bytes.
+type resident struct {
+	rss, hwm, file int64 // VmRSS, VmHWM, RssFile + RssShmem
+}
+
+// residentSet reads the process's resident set, its high-water mark and
+// its file-backed part from /proc/self/status.
+func residentSet() (resident, error) {
 	p, err := procfs.Self()
 	if err != nil {
-		return 0, 0, err
+		return resident{}, err
 	}
 	return residentSetOf(p)
 }
 
-func residentSetOf(p procfs.Proc) (rss, hwm int64, err error) {
+func residentSetOf(p procfs.Proc) (resident, error) {
 	st, err := p.NewStatus()
 	if err != nil {
-		return 0, 0, err
+		return resident{}, err
 	}
 	if st.VmRSS == 0 || st.VmHWM == 0 {
-		return 0, 0, errors.New("no VmRSS and VmHWM in the process's status")
+		return resident{}, errors.New("no VmRSS and VmHWM in the process's status")
 	}
-	return int64(st.VmRSS), int64(st.VmHWM), nil
+	return resident{rss: int64(st.VmRSS), hwm: int64(st.VmHWM), file: int64(st.RssFile + st.RssShmem)}, nil
 }
 
 // isMetricsList says whether r lists PodMetrics (of all namespaces or one)

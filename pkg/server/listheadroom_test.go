@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,10 +15,24 @@ import (
 	genericapiserver "k8s.io/apiserver/pkg/server"
 )
 
-// fakeRuntime records the GC percentages a listHeadroom sets.
+// fakeRuntime records the GC percentages and memory limits a
+// listHeadroom sets; its memory limit starts at limit.
 type fakeRuntime struct {
-	mu  sync.Mutex
-	set []int
+	mu     sync.Mutex
+	set    []int
+	limit  int64
+	limits []int64
+}
+
+func (f *fakeRuntime) setMemoryLimit(l int64) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := f.limit
+	if l >= 0 { // a negative limit only reads it, as debug.SetMemoryLimit
+		f.limit = l
+		f.limits = append(f.limits, l)
+	}
+	return old
 }
 
 func (f *fakeRuntime) setGCPercent(p int) int {
@@ -36,9 +51,9 @@ func (f *fakeRuntime) calls() []int {
 // newTestHeadroom lends 8 KiB per item on a live heap of 80 MiB, in a
 // cluster of 10,000 pods and 100 nodes, with no peak to keep under.
 func newTestHeadroom(linger time.Duration) (*listHeadroom, *fakeRuntime) {
-	f := &fakeRuntime{}
-	h := &listHeadroom{perItem: 8 << 10, linger: linger, setGCPercent: f.setGCPercent, liveHeap: func() uint64 { return 80 << 20 },
-		peakRoom: func(int) (int64, bool) { return 0, false }}
+	f := &fakeRuntime{limit: math.MaxInt64}
+	h := &listHeadroom{perItem: 8 << 10, linger: linger, setGCPercent: f.setGCPercent, setMemoryLimit: f.setMemoryLimit,
+		liveHeap: func() uint64 { return 80 << 20 }, peakLimit: func() (int64, int64, bool) { return 0, 0, false }}
 	h.count(func(nodes bool) int {
 		if nodes {
 			return 100
@@ -101,38 +116,64 @@ func TestListHeadroomInProportionAndTimerRestoresBase(t *testing.T) {
 	}
 }
 
-// TestListHeadroomStaysUnderThePeak: what is lent never takes the resident
-// set past its high-water mark; with no room at all nothing is lent.
+// TestListHeadroomStaysUnderThePeak: a list borrows at most what the
+// resident set is below its peak, with no room nothing is lent, and while
+// anything is lent the memory limit is the peak's (or the one already set,
+// if lower), restored when the headroom is taken back.
 func TestListHeadroomStaysUnderThePeak(t *testing.T) {
+	const peak = 300 << 20 // the limit peakLimit gives
 	for _, c := range []struct {
-		name string
-		room int64
-		want []int // GC percentages set by a pod list, then by its end
+		name       string
+		room       int64
+		saved      int64   // the memory limit before the list
+		want       []int   // GC percentages set by a pod list, then by its end
+		wantLimits []int64 // memory limits set by the list, then by its end
 	}{
-		{"room for all", 100 << 20, []int{105, 25}}, // 64 MiB: 80 points
-		{"room for part", 20 << 20, []int{50, 25}},  // 20 MiB: 25 points
-		{"no room", 0, nil},                         // nothing lent, nothing to take back
-		{"over the peak already", -(5 << 20), nil},  // the base target alone passes it
+		{"room for all", 100 << 20, math.MaxInt64, []int{105, 25}, []int64{peak, math.MaxInt64}}, // 64 MiB: 80 points
+		{"room for part", 20 << 20, math.MaxInt64, []int{50, 25}, []int64{peak, math.MaxInt64}},  // 20 MiB: 25 points
+		{"a lower limit stays", 20 << 20, 250 << 20, []int{50, 25}, []int64{250 << 20, 250 << 20}},
+		{"no room", 0, math.MaxInt64, nil, nil},                        // nothing lent, nothing to take back
+		{"over the peak already", -(5 << 20), math.MaxInt64, nil, nil}, // the resident set passed it
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h, f := newTestHeadroom(time.Hour)
-			var askedBase int
-			h.peakRoom = func(base int) (int64, bool) { askedBase = base; return c.room, true }
+			f.limit = c.saved
+			h.peakLimit = func() (int64, int64, bool) { return peak, c.room, true }
 			h.enable(25, 64<<20)
 			h.enter(false)()
 			h.takeBack()
 			if got := f.calls(); !slices.Equal(got, c.want) {
 				t.Errorf("GC percent set %v, want %v", got, c.want)
 			}
-			if askedBase != 25 {
-				t.Errorf("room asked above a base of %d, want 25", askedBase)
+			if !slices.Equal(f.limits, c.wantLimits) {
+				t.Errorf("memory limits set %v, want %v", f.limits, c.wantLimits)
 			}
 		})
 	}
 }
 
+// TestListHeadroomLimitFollowsThePeak: while headroom is lent, each list
+// sets the memory limit from the peak as it is now, since a live heap that
+// grew past the soft limit raised it.
+func TestListHeadroomLimitFollowsThePeak(t *testing.T) {
+	h, f := newTestHeadroom(time.Hour)
+	peak := int64(300 << 20)
+	h.peakLimit = func() (int64, int64, bool) { return peak, 100 << 20, true }
+	h.enable(25, 64<<20)
+	h.enter(false)()
+	peak = 320 << 20
+	h.enter(false)()
+	h.takeBack()
+	if want := []int64{300 << 20, 320 << 20, math.MaxInt64}; !slices.Equal(f.limits, want) {
+		t.Errorf("memory limits set %v, want %v", f.limits, want)
+	}
+	if want := []int{105, 25}; !slices.Equal(f.calls(), want) {
+		t.Errorf("GC percent set %v, want %v", f.calls(), want)
+	}
+}
+
 // parseResidentSet reads status as procfs reads /proc/PID/status.
-func parseResidentSet(t *testing.T, status string) (rss, hwm int64, err error) {
+func parseResidentSet(t *testing.T, status string) (resident, error) {
 	t.Helper()
 	root := t.TempDir()
 	if err := os.Mkdir(filepath.Join(root, "1"), 0o755); err != nil {
@@ -153,18 +194,19 @@ func parseResidentSet(t *testing.T, status string) (rss, hwm int64, err error) {
 }
 
 func TestParseResidentSet(t *testing.T) {
-	rss, hwm, err := parseResidentSet(t, "Name:\tmetrics-gateway\nVmPeak:\t 2000000 kB\nVmHWM:\t  204800 kB\nVmRSS:\t  143360 kB\nThreads:\t12\n")
-	if err != nil || rss != 140<<20 || hwm != 200<<20 {
-		t.Errorf("got rss %d, hwm %d, err %v; want %d, %d", rss, hwm, err, 140<<20, 200<<20)
+	r, err := parseResidentSet(t, "Name:\tmetrics-gateway\nVmPeak:\t 2000000 kB\nVmHWM:\t  204800 kB\nVmRSS:\t  143360 kB\n"+
+		"RssAnon:\t  122880 kB\nRssFile:\t   19456 kB\nRssShmem:\t    1024 kB\nThreads:\t12\n")
+	if want := (resident{rss: 140 << 20, hwm: 200 << 20, file: 20 << 20}); err != nil || r != want {
+		t.Errorf("got %+v, err %v; want %+v", r, err, want)
 	}
 	for _, bad := range []string{"", "VmRSS:\t 12 kB\n", "VmHWM:\t x kB\nVmRSS:\t 12 kB\n"} {
-		if _, _, err := parseResidentSet(t, bad); err == nil {
+		if _, err := parseResidentSet(t, bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
 	}
 	// The process's own, where there is a /proc.
-	if rss, hwm, err := residentSet(); err == nil && (rss <= 0 || hwm < rss) {
-		t.Errorf("this process: VmRSS %d, VmHWM %d", rss, hwm)
+	if r, err := residentSet(); err == nil && (r.rss <= 0 || r.hwm < r.rss || r.file <= 0 || r.file > r.rss) {
+		t.Errorf("this process: %+v", r)
 	}
 }
 
