@@ -54,31 +54,11 @@ func TestPodBytesInFlight(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addrs, badRequests := startSlowPods(t, pods, body, podReadChunk, 40*time.Millisecond)
-			var kubeletConns atomic.Int64
-			kubelet := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "k 1\n") }))
-			kubelet.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-				if s == http.StateNew {
-					kubeletConns.Add(1)
-				}
-			}
-			kubelet.Start()
-			defer kubelet.Close()
-
-			podJob := map[string]any{
-				"job_name": PodJobName, "scrape_interval": "1s", "scrape_timeout": "900ms", "body_size_limit": "2MiB",
-				"static_configs": []any{map[string]any{"targets": addrs}},
-			}
-			podScrapeHTTP(podJob)
-			doc, err := yaml.Marshal(map[string]any{"scrape_configs": []any{podJob, map[string]any{
-				"job_name": KubeletJobName, "scrape_interval": "750ms", "scrape_timeout": "750ms",
-				"static_configs": []any{map[string]any{"targets": []string{strings.TrimPrefix(kubelet.URL, "http://")}}},
-			}}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			kubelet, kubeletConns := startCountingKubelet(t)
+			doc := podBytesScrapeConfig(t, addrs, kubelet)
 			var logs syncBuffer
 			logger := slog.New(slog.NewTextHandler(&logs, nil))
-			cfg, err := LoadConfig(logger, string(doc))
+			cfg, err := LoadConfig(logger, doc)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,6 +107,41 @@ func TestPodBytesInFlight(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startCountingKubelet starts a kubelet serving one sample, counting the
+// connections it accepts; it returns its host:port.
+func startCountingKubelet(t *testing.T) (string, *atomic.Int64) {
+	t.Helper()
+	conns := &atomic.Int64{}
+	kubelet := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "k 1\n") }))
+	kubelet.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	kubelet.Start()
+	t.Cleanup(kubelet.Close)
+	return strings.TrimPrefix(kubelet.URL, "http://"), conns
+}
+
+// podBytesScrapeConfig is TestPodBytesInFlight's: the pods every second
+// with a 900 ms timeout, the kubelet every 750 ms.
+func podBytesScrapeConfig(t *testing.T, pods []string, kubelet string) string {
+	t.Helper()
+	podJob := map[string]any{
+		"job_name": PodJobName, "scrape_interval": "1s", "scrape_timeout": "900ms", "body_size_limit": "2MiB",
+		"static_configs": []any{map[string]any{"targets": pods}},
+	}
+	podScrapeHTTP(podJob)
+	doc, err := yaml.Marshal(map[string]any{"scrape_configs": []any{podJob, map[string]any{
+		"job_name": KubeletJobName, "scrape_interval": "750ms", "scrape_timeout": "750ms",
+		"static_configs": []any{map[string]any{"targets": []string{kubelet}}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(doc)
 }
 
 // startSlowPods starts n pods serving a body of size bytes in chunks, one
