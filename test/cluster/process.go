@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -149,9 +150,22 @@ func pidOwnedBy(pid int, dir string) bool {
 	return bytes.Contains(cmdline, []byte(dir))
 }
 
-// freePorts returns n distinct free TCP ports on 127.0.0.1. All listeners are held until
-// every port is chosen so the kernel cannot hand out the same port twice; another process
-// may still grab one before our component binds it, which start-up reports as a bind error.
+// handedOut holds every port freePorts has returned in this process. A
+// port is free to the kernel from the moment its probe listener closes
+// until the component it was chosen for binds it, so without this two
+// callers (or two calls of one caller that start their processes later,
+// as StartThanos does) can be given the same port: CI once started two
+// Thanos receivers on one remote-write port.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// freePorts returns n free TCP ports on 127.0.0.1, distinct from each
+// other and from every port returned before in this process. Each probe
+// listener is held until every port is chosen, so the kernel cannot offer
+// the same port twice; another process may still grab one before our
+// component binds it, which start-up reports as a bind error.
 func freePorts(n int) ([]int, error) {
 	var listeners []net.Listener
 	defer func() {
@@ -159,14 +173,22 @@ func freePorts(n int) ([]int, error) {
 			l.Close()
 		}
 	}()
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	ports := make([]int, 0, n)
-	for range n {
+	for len(ports) < n {
+		if len(listeners) >= n+1000 {
+			return nil, fmt.Errorf("pick free port: %d probes found only %d ports not handed out before", len(listeners), len(ports))
+		}
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("pick free port: %w", err)
 		}
 		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		if p := l.Addr().(*net.TCPAddr).Port; !handedOut.ports[p] {
+			handedOut.ports[p] = true
+			ports = append(ports, p)
+		}
 	}
 	return ports, nil
 }
