@@ -43,8 +43,8 @@ test: ## Every test: unit and whole-path (-race), the test/ module, and end-to-e
 TEST_BIN := $(CURDIR)/test/bin
 
 .PHONY: e2e-build
-e2e-build: build ## etcd and chromium (apt), control plane v1.37.2 and Thanos v0.40.1 (cached in test/bin), simkubelet, helmchart, gateway.
-	test/hack/install-etcd.sh
+e2e-build: build ## chromium (apt), etcd v3.7.0, control plane v1.37.2 and Thanos v0.40.1 (cached in test/bin), simkubelet, helmchart, gateway.
+	test/hack/build-etcd.sh $(TEST_BIN)
 	test/hack/install-chromium.sh
 	test/hack/build-control-plane.sh $(TEST_BIN)
 	test/hack/build-thanos.sh $(TEST_BIN)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"time"
@@ -24,7 +23,7 @@ type Options struct {
 	// BinDir holds kube-apiserver, kube-controller-manager and kube-scheduler
 	// (test/hack/build-control-plane.sh). Default: test/bin next to this package's source.
 	BinDir string
-	// EtcdPath defaults to `etcd` on PATH (test/hack/install-etcd.sh installs it).
+	// EtcdPath defaults to BinDir/etcd (test/hack/build-etcd.sh builds it).
 	EtcdPath string
 	// HPA timings, short so scaling tests take minutes rather than the default quarter hour.
 	HPASyncPeriod              time.Duration // default 5s
@@ -75,11 +74,7 @@ func (o *Options) complete() error {
 		o.BinDir = defaultBinDir()
 	}
 	if o.EtcdPath == "" {
-		path, err := exec.LookPath("etcd")
-		if err != nil {
-			return errors.New("cluster: etcd not on PATH; run test/hack/install-etcd.sh or set Options.EtcdPath")
-		}
-		o.EtcdPath = path
+		o.EtcdPath = filepath.Join(o.BinDir, etcdComponent)
 	}
 	setDefault(&o.HPASyncPeriod, 5*time.Second)
 	setDefault(&o.HPADownscaleStabilization, 30*time.Second)
@@ -91,6 +86,9 @@ func (o *Options) complete() error {
 	}
 	if o.Stdout == nil {
 		o.Stdout = os.Stdout
+	}
+	if _, err := os.Stat(o.EtcdPath); err != nil {
+		return fmt.Errorf("cluster: etcd (run test/hack/build-etcd.sh or set Options.EtcdPath): %w", err)
 	}
 	for _, b := range []string{apiserverComponent, kcmComponent, schedComponent} {
 		if _, err := os.Stat(filepath.Join(o.BinDir, b)); err != nil {

@@ -39,7 +39,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var binDir, etcdPath *string
 	if args[0] == "up" {
 		binDir = fs.String("bin-dir", "", "directory with kube-apiserver, kube-controller-manager, kube-scheduler (default test/bin)")
-		etcdPath = fs.String("etcd", "", "etcd binary (default: etcd on PATH)")
+		etcdPath = fs.String("etcd", "", "etcd binary (default: etcd in --bin-dir, from test/hack/build-etcd.sh)")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
