@@ -132,24 +132,27 @@ const runningOnly = "status.phase=Running"
 // NewInformer returns the informer of running pods, holding *Pod objects
 // indexed by namespace. Nobody may change what it holds.
 func NewInformer(client kubernetes.Interface) cache.SharedIndexInformer {
-	lw := &cache.ListWatch{
+	// As client-go's generated informers do: a client that cannot stream
+	// the initial list (a fake) is listed instead.
+	inf := cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(listWatch(client), client), &corev1.Pod{}, cache.SharedIndexInformerOptions{
+		Indexers: cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
+	})
+	// The informer is new and not running: SetTransform cannot fail.
+	_ = inf.SetTransform(Slim)
+	return inf
+}
+
+// listWatch lists (listSlim) and watches the running pods.
+func listWatch(client kubernetes.Interface) *cache.ListWatch {
+	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = runningOnly
-			return client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, o)
+			return listSlim(ctx, client, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			o.FieldSelector = runningOnly
 			return client.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, o)
 		},
 	}
-	// As client-go's generated informers do: a client that cannot stream
-	// the initial list (a fake) is listed instead.
-	inf := cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, client), &corev1.Pod{}, cache.SharedIndexInformerOptions{
-		Indexers: cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
-	})
-	// The informer is new and not running: SetTransform cannot fail.
-	_ = inf.SetTransform(Slim)
-	return inf
 }
 
 // Lister lists what the informer holds as *Pod.
