@@ -118,7 +118,8 @@ func testHPAScalesOnCPU(t *testing.T) {
 
 	// The gateway recorded the way up and back (docs/autoscaling.md): the
 	// count the HPA held under load, at the time it held it (on the way up
-	// the controller may pass a count above it, as CI once saw 3 → 5 → 4),
+	// the controller may pass a count above it: a fresh-clone make test once
+	// saw 3 → 5 → 4),
 	// and the count it is back to.
 	sel := fmt.Sprintf(`{namespace=%q,horizontalpodautoscaler=%q}`, d.ns, d.name)
 	eventually(t, 30*time.Second, "autoscaling history recorded", func() error {
