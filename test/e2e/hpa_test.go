@@ -119,8 +119,7 @@ func testHPAScalesOnCPU(t *testing.T) {
 	// The gateway recorded the way up and back (docs/autoscaling.md): the
 	// count the HPA held under load, at the time it held it (on the way up
 	// the controller may pass a count above it: a fresh-clone make test once
-	// saw 3 → 5 → 4),
-	// and the count it is back to.
+	// saw 3 → 5 → 4), and the count it is back to.
 	sel := fmt.Sprintf(`{namespace=%q,horizontalpodautoscaler=%q}`, d.ns, d.name)
 	eventually(t, 30*time.Second, "autoscaling history recorded", func() error {
 		for expr, expect := range map[string]float64{
