@@ -1,15 +1,12 @@
 package server
 
 import (
-	"errors"
 	"net/http"
 	"runtime/debug"
 	"runtime/metrics"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/prometheus/procfs"
 
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	metricsapi "k8s.io/metrics/pkg/apis/metrics"
@@ -31,20 +28,21 @@ import (
 // dashboards) is collected every few lists instead, and the idle gateway
 // keeps its low target.
 //
-// It never lends past the process's resident high-water mark (peakLimit):
-// the startup (WAL replay, the first lists of every Pod and Node, the
-// first scrape of every kubelet) leaves a peak well above the steady
-// memory, which the pod's memory limit had to hold already, and lists may
-// use what lies below it. A list borrows at most what the resident set is
-// below its peak, and while anything is lent the runtime's soft memory
-// limit is lowered to the peak less the file-backed pages, so the runtime
-// collects before its memory passes it: the GC's goal alone let the heap
-// pass the peak by 32 MB at 100x70 (docs/benchmarks.md, "Lists and the
-// peak").
+// What is lent is held to a ceiling for the burst: at its first list the
+// runtime's soft memory limit (debug.SetMemoryLimit) is set to the memory
+// the Go runtime holds then plus the loan, and kept there, raised only as
+// the live heap grows, until the headroom is taken back. The runtime
+// counts every heap page it has mapped and not returned, touched or not,
+// and collects before passing the limit whatever the GC's goal, so a
+// burst's peak is the resident set at its first list plus the loan. The
+// GC's goal alone let the heap pass it by about 30 MB at 100x70 while it
+// marked during a list, and a limit set from the resident high-water mark
+// at each list climbed with every overshoot (docs/benchmarks.md, "Lists
+// and the peak").
 //
 // It is the only place the GC target changes after startup, and it is
-// process-wide, as GOGC is. The lent headroom stays under GOMEMLIMIT: near
-// the memory limit the runtime collects regardless of the target.
+// process-wide, as GOGC is. The ceiling stays under GOMEMLIMIT: near the
+// memory limit the runtime collects regardless of the target.
 type listHeadroom struct {
 	mu sync.Mutex
 	// base is the GC percentage outside lists; 0 disables lending.
@@ -60,15 +58,18 @@ type listHeadroom struct {
 	inflight int
 	lent     int64
 	restore  *time.Timer
-	// limited: the memory limit is lowered, and savedLimit is what it was.
-	limited    bool
-	savedLimit int64
-	// setGCPercent, setMemoryLimit, liveHeap and peakLimit are the
-	// runtime's and the kernel's; tests replace them.
+	// While lent, the memory limit is held at the burst's ceiling:
+	// heldFrom is the runtime's memory and liveFrom the live heap at the
+	// burst's first list, savedLimit the limit before it and ceiling the
+	// limit set now.
+	heldFrom            int64
+	liveFrom            uint64
+	savedLimit, ceiling int64
+	// setGCPercent, setMemoryLimit and memory are the runtime's; tests
+	// replace them.
 	setGCPercent   func(int) int
 	setMemoryLimit func(int64) int64
-	liveHeap       func() uint64
-	peakLimit      func() (limit, room int64, ok bool)
+	memory         func() (held int64, live uint64)
 }
 
 // listHeadroomPerItem is what a list borrows per pod or node: about four
@@ -86,7 +87,7 @@ const listHeadroomFloor = 8 << 20
 // gcHeadroom is the process's: the GC target is process-wide.
 // MemoryOptions.Apply enables it once the gateway has started, and the
 // server tells it how to count pods and nodes.
-var gcHeadroom = &listHeadroom{perItem: listHeadroomPerItem, linger: 2 * time.Second, setGCPercent: debug.SetGCPercent, setMemoryLimit: debug.SetMemoryLimit, liveHeap: liveHeapBytes, peakLimit: peakLimit}
+var gcHeadroom = &listHeadroom{perItem: listHeadroomPerItem, linger: 2 * time.Second, setGCPercent: debug.SetGCPercent, setMemoryLimit: debug.SetMemoryLimit, memory: runtimeMemory}
 
 // enable lends up to most bytes of headroom above base during lists from
 // now on; 0 bytes disables it.
@@ -120,27 +121,30 @@ func (h *listHeadroom) enter(nodes bool) (leave func()) {
 		h.restore = nil
 	}
 	want := min(h.most, max(listHeadroomFloor, h.perItem*int64(h.items(nodes))))
-	if want <= h.lent && !h.limited {
-		return h.leave // lent already, with no limit to keep up to date
+	held, live := h.memory()
+	if live == 0 {
+		return h.leave // no GC cycle has finished: nothing to lend against
 	}
-	limit, room, bounded := h.peakLimit()
-	if bounded {
-		want = min(want, max(room, 0))
+	if h.lent == 0 {
+		h.heldFrom, h.liveFrom = held, live
+		h.savedLimit = h.setMemoryLimit(-1)
+		h.ceiling = h.savedLimit
 	}
-	if live := h.liveHeap(); want > h.lent && live > 0 {
+	if want > h.lent {
 		// The target is live × (1 + GOGC/100): base's share plus want.
 		h.setGCPercent(h.base + int(100*want/int64(live)))
 		h.lent = want
-		if bounded && !h.limited {
-			h.savedLimit, h.limited = h.setMemoryLimit(-1), true
-		}
 	}
-	if h.limited && bounded {
-		// Set again on every list while lent: a live heap that outgrows the
-		// limit (the soft limit lets it) raises the peak, and the limit
-		// follows, so that lists sent without pause cannot hold the
-		// collector at a stale limit.
-		h.setMemoryLimit(min(limit, h.savedLimit))
+	// Set on every list while lent: what the burst may hold grows with the
+	// live heap (new pods, new series), never with the garbage its lists
+	// leave, which is what the ceiling is there to bound.
+	grown := int64(0)
+	if live > h.liveFrom {
+		grown = int64(live - h.liveFrom)
+	}
+	if c := min(h.heldFrom+h.lent+grown, h.savedLimit); c != h.ceiling {
+		h.setMemoryLimit(c)
+		h.ceiling = c
 	}
 	return h.leave
 }
@@ -154,7 +158,8 @@ func (h *listHeadroom) leave() {
 	}
 }
 
-// takeBack restores the base target, unless a list came in meanwhile.
+// takeBack restores the base target and the memory limit, unless a list
+// came in meanwhile.
 func (h *listHeadroom) takeBack() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -162,66 +167,22 @@ func (h *listHeadroom) takeBack() {
 		return
 	}
 	h.setGCPercent(h.base)
+	h.setMemoryLimit(h.savedLimit)
 	h.lent = 0
-	if h.limited {
-		h.setMemoryLimit(h.savedLimit)
-		h.limited = false
-	}
 }
 
-// liveHeapBytes is the heap the last GC cycle found live.
-func liveHeapBytes() uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+// runtimeMemory is what the Go runtime's soft memory limit counts (the
+// memory it has mapped and not returned to the kernel) and the heap the
+// last GC cycle found live.
+func runtimeMemory() (held int64, live uint64) {
+	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}, {Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
+	for _, v := range s {
+		if v.Value.Kind() != metrics.KindUint64 {
+			return 0, 0
+		}
 	}
-	return s[0].Value.Uint64()
-}
-
-// peakLimit says how lists can use memory below the process's resident
-// high-water mark without passing it: room is what the resident set is
-// below its peak (VmHWM − VmRSS), and limit the soft memory limit that keeps
-// the Go runtime's memory (the anonymous pages: the binary is static) under
-// the peak less the file-backed pages resident now (the executable, the
-// TSDB's memory-mapped chunks). The runtime counts every heap page it has
-// mapped and not returned, touched or not, so it collects before the heap
-// passes the limit whatever the GC's goal. ok is false where the kernel
-// does not say (no /proc): there the headroom is lent in full, with no
-// limit.
-func peakLimit() (limit, room int64, ok bool) {
-	r, err := residentSet()
-	if err != nil {
-		return 0, 0, false
-	}
-	return r.hwm - r.file, r.hwm - r.rss, true
-}
-
-// resident is what the process's status says of its resident set, in
-// bytes.
-type resident struct {
-	rss, hwm, file int64 // VmRSS, VmHWM, RssFile + RssShmem
-}
-
-// residentSet reads the process's resident set, its high-water mark and
-// its file-backed part from /proc/self/status.
-func residentSet() (resident, error) {
-	p, err := procfs.Self()
-	if err != nil {
-		return resident{}, err
-	}
-	return residentSetOf(p)
-}
-
-func residentSetOf(p procfs.Proc) (resident, error) {
-	st, err := p.NewStatus()
-	if err != nil {
-		return resident{}, err
-	}
-	if st.VmRSS == 0 || st.VmHWM == 0 {
-		return resident{}, errors.New("no VmRSS and VmHWM in the process's status")
-	}
-	return resident{rss: int64(st.VmRSS), hwm: int64(st.VmHWM), file: int64(st.RssFile + st.RssShmem)}, nil
+	return int64(s[0].Value.Uint64() - s[1].Value.Uint64()), s[2].Value.Uint64()
 }
 
 // isMetricsList says whether r lists PodMetrics (of all namespaces or one)

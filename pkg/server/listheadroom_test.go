@@ -4,14 +4,12 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/procfs"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 )
 
@@ -22,6 +20,27 @@ type fakeRuntime struct {
 	set    []int
 	limit  int64
 	limits []int64
+	// held and live are what memory reports.
+	held int64
+	live uint64
+}
+
+func (f *fakeRuntime) memory() (int64, uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.held, f.live
+}
+
+func (f *fakeRuntime) setMemory(held int64, live uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.held, f.live = held, live
+}
+
+func (f *fakeRuntime) limitsSet() []int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.limits)
 }
 
 func (f *fakeRuntime) setMemoryLimit(l int64) int64 {
@@ -48,12 +67,11 @@ func (f *fakeRuntime) calls() []int {
 	return slices.Clone(f.set)
 }
 
-// newTestHeadroom lends 8 KiB per item on a live heap of 80 MiB, in a
-// cluster of 10,000 pods and 100 nodes, with no peak to keep under.
+// newTestHeadroom lends 8 KiB per item on a live heap of 80 MiB, with the
+// runtime holding 100 MiB, in a cluster of 10,000 pods and 100 nodes.
 func newTestHeadroom(linger time.Duration) (*listHeadroom, *fakeRuntime) {
-	f := &fakeRuntime{limit: math.MaxInt64}
-	h := &listHeadroom{perItem: 8 << 10, linger: linger, setGCPercent: f.setGCPercent, setMemoryLimit: f.setMemoryLimit,
-		liveHeap: func() uint64 { return 80 << 20 }, peakLimit: func() (int64, int64, bool) { return 0, 0, false }}
+	f := &fakeRuntime{limit: math.MaxInt64, held: 100 << 20, live: 80 << 20}
+	h := &listHeadroom{perItem: 8 << 10, linger: linger, setGCPercent: f.setGCPercent, setMemoryLimit: f.setMemoryLimit, memory: f.memory}
 	h.count(func(nodes bool) int {
 		if nodes {
 			return 100
@@ -116,97 +134,71 @@ func TestListHeadroomInProportionAndTimerRestoresBase(t *testing.T) {
 	}
 }
 
-// TestListHeadroomStaysUnderThePeak: a list borrows at most what the
-// resident set is below its peak, with no room nothing is lent, and while
-// anything is lent the memory limit is the peak's (or the one already set,
-// if lower), restored when the headroom is taken back.
-func TestListHeadroomStaysUnderThePeak(t *testing.T) {
-	const peak = 300 << 20 // the limit peakLimit gives
+// TestListHeadroomHoldsACeiling: the first list of a burst sets the memory
+// limit to what the runtime holds then plus the loan (or keeps a lower
+// limit); later lists keep it while the garbage grows, raise it by what
+// the live heap grew, and raise it to a larger loan; taking the headroom
+// back restores the limit of before.
+func TestListHeadroomHoldsACeiling(t *testing.T) {
+	const held, mib = 100 << 20, 1 << 20
 	for _, c := range []struct {
 		name       string
-		room       int64
-		saved      int64   // the memory limit before the list
-		want       []int   // GC percentages set by a pod list, then by its end
-		wantLimits []int64 // memory limits set by the list, then by its end
+		saved      int64   // the memory limit before the burst
+		wantLimits []int64 // memory limits set by the burst, then by its end
 	}{
-		{"room for all", 100 << 20, math.MaxInt64, []int{105, 25}, []int64{peak, math.MaxInt64}}, // 64 MiB: 80 points
-		{"room for part", 20 << 20, math.MaxInt64, []int{50, 25}, []int64{peak, math.MaxInt64}},  // 20 MiB: 25 points
-		{"a lower limit stays", 20 << 20, 250 << 20, []int{50, 25}, []int64{250 << 20, 250 << 20}},
-		{"no room", 0, math.MaxInt64, nil, nil},                        // nothing lent, nothing to take back
-		{"over the peak already", -(5 << 20), math.MaxInt64, nil, nil}, // the resident set passed it
+		{"no limit before", math.MaxInt64, []int64{held + 8*mib, held + 64*mib, held + 74*mib, math.MaxInt64}},
+		{"a lower limit stays", held + 30*mib, []int64{held + 8*mib, held + 30*mib, held + 30*mib}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h, f := newTestHeadroom(time.Hour)
 			f.limit = c.saved
-			h.peakLimit = func() (int64, int64, bool) { return peak, c.room, true }
 			h.enable(25, 64<<20)
+			h.enter(true)()                  // 100 nodes: the 8 MiB floor, 10 points
+			f.setMemory(held+50*mib, 80<<20) // the lists' garbage
+			h.enter(false)()                 // 10,000 pods: 64 MiB, 80 points
+			h.enter(false)()                 // the same: nothing changes
+			f.setMemory(held+60*mib, 90<<20) // 10 MiB more live heap
 			h.enter(false)()
 			h.takeBack()
-			if got := f.calls(); !slices.Equal(got, c.want) {
-				t.Errorf("GC percent set %v, want %v", got, c.want)
+			if want := []int{35, 105, 25}; !slices.Equal(f.calls(), want) {
+				t.Errorf("GC percent set %v, want %v", f.calls(), want)
 			}
-			if !slices.Equal(f.limits, c.wantLimits) {
-				t.Errorf("memory limits set %v, want %v", f.limits, c.wantLimits)
+			if got := f.limitsSet(); !slices.Equal(got, c.wantLimits) {
+				t.Errorf("memory limits set %v, want %v", got, c.wantLimits)
+			}
+			// The next burst starts from what the runtime holds then.
+			h.enter(false)()
+			h.takeBack()
+			if got := f.limitsSet(); got[len(got)-2] != min(held+60*mib+64*mib, c.saved) {
+				t.Errorf("the next burst's ceiling: %v", got)
 			}
 		})
 	}
 }
 
-// TestListHeadroomLimitFollowsThePeak: while headroom is lent, each list
-// sets the memory limit from the peak as it is now, since a live heap that
-// grew past the soft limit raised it.
-func TestListHeadroomLimitFollowsThePeak(t *testing.T) {
-	h, f := newTestHeadroom(time.Hour)
-	peak := int64(300 << 20)
-	h.peakLimit = func() (int64, int64, bool) { return peak, 100 << 20, true }
+// TestListHeadroomBeforeTheFirstGC: with no live heap measured yet there
+// is nothing to lend against, and nothing is set.
+func TestListHeadroomBeforeTheFirstGC(t *testing.T) {
+	h, f := newTestHeadroom(time.Millisecond)
+	f.setMemory(100<<20, 0)
 	h.enable(25, 64<<20)
 	h.enter(false)()
-	peak = 320 << 20
-	h.enter(false)()
+	time.Sleep(5 * time.Millisecond)
 	h.takeBack()
-	if want := []int64{300 << 20, 320 << 20, math.MaxInt64}; !slices.Equal(f.limits, want) {
-		t.Errorf("memory limits set %v, want %v", f.limits, want)
-	}
-	if want := []int{105, 25}; !slices.Equal(f.calls(), want) {
-		t.Errorf("GC percent set %v, want %v", f.calls(), want)
+	if len(f.calls()) != 0 || len(f.limitsSet()) != 0 {
+		t.Errorf("set GC percent %v, memory limits %v", f.calls(), f.limitsSet())
 	}
 }
 
-// parseResidentSet reads status as procfs reads /proc/PID/status.
-func parseResidentSet(t *testing.T, status string) (resident, error) {
-	t.Helper()
-	root := t.TempDir()
-	if err := os.Mkdir(filepath.Join(root, "1"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "1", "status"), []byte(status), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	fs, err := procfs.NewFS(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := fs.Proc(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return residentSetOf(p)
-}
-
-func TestParseResidentSet(t *testing.T) {
-	r, err := parseResidentSet(t, "Name:\tmetrics-gateway\nVmPeak:\t 2000000 kB\nVmHWM:\t  204800 kB\nVmRSS:\t  143360 kB\n"+
-		"RssAnon:\t  122880 kB\nRssFile:\t   19456 kB\nRssShmem:\t    1024 kB\nThreads:\t12\n")
-	if want := (resident{rss: 140 << 20, hwm: 200 << 20, file: 20 << 20}); err != nil || r != want {
-		t.Errorf("got %+v, err %v; want %+v", r, err, want)
-	}
-	for _, bad := range []string{"", "VmRSS:\t 12 kB\n", "VmHWM:\t x kB\nVmRSS:\t 12 kB\n"} {
-		if _, err := parseResidentSet(t, bad); err == nil {
-			t.Errorf("%q: no error", bad)
-		}
-	}
-	// The process's own, where there is a /proc.
-	if r, err := residentSet(); err == nil && (r.rss <= 0 || r.hwm < r.rss || r.file <= 0 || r.file > r.rss) {
-		t.Errorf("this process: %+v", r)
+// TestRuntimeMemory: the runtime's own figures, as the soft memory limit
+// counts them.
+func TestRuntimeMemory(t *testing.T) {
+	runtime.GC()
+	held, live := runtimeMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if live == 0 || held <= int64(live) || uint64(held) > ms.Sys {
+		t.Errorf("held %d, live %d; Sys %d", held, live, ms.Sys)
 	}
 }
 
