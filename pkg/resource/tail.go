@@ -2,6 +2,7 @@ package resource
 
 import (
 	"time"
+	"unique"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
@@ -91,12 +92,23 @@ type seriesInfo struct {
 	last int
 }
 
+// seriesInfoOf returns the series' seriesInfo as a unique.Handle: the
+// series of a cluster share a few of them (three metrics times the
+// container names in use), so the tails hold one object fewer per series
+// and a list reads the same few over and over, where it chased one
+// pointer per series (3 ms of a 7,000-pod list in a profile at 100x70).
+// Handles that no series holds any more are collected.
 func seriesInfoOf(ls labels.Labels) any {
-	i := &seriesInfo{metric: ls.Get(labels.MetricName), container: ls.Get(containerLabel), last: 1}
+	i := seriesInfo{metric: ls.Get(labels.MetricName), container: ls.Get(containerLabel), last: 1}
 	if i.metric == scrape.ContainerCPUMetric || i.metric == scrape.NodeCPUMetric {
 		i.last = 2
 	}
-	return i
+	return unique.Make(i)
+}
+
+// infoOf is the seriesInfo seriesInfoOf gave s.
+func infoOf(s *storage.TailSeries) seriesInfo {
+	return s.Info().(unique.Handle[seriesInfo]).Value()
 }
 
 // podMetricsFromTail answers from the containers' tail, or returns false
@@ -121,7 +133,7 @@ func (g *Getter) podMetricsFromTail(now time.Time, pods []*metav1.PartialObjectM
 			}
 			ps.names, ps.series = ps.names[:0], ps.series[:0]
 			for _, s := range group {
-				info := s.Info().(*seriesInfo)
+				info := infoOf(s)
 				if info.container == "" {
 					continue
 				}
@@ -160,7 +172,7 @@ func (g *Getter) nodeMetricsFromTail(now time.Time, nodes []*corev1.Node) (out [
 			var acc series
 			found := false
 			for _, s := range r.Group(n.Name) {
-				info := s.Info().(*seriesInfo)
+				info := infoOf(s)
 				var exact bool
 				if buf, exact = s.Last(mint, maxt, info.last, buf[:0]); !exact {
 					return

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unique"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
@@ -394,6 +395,34 @@ func (c coverage) check(t *testing.T) {
 		"restarted pod left out", "fallen counter skipped", "vanished container dropped", "deleted pod gone"} {
 		if c[want] == 0 {
 			t.Errorf("no answer showed %q: the fixture no longer covers it (%v)", want, c)
+		}
+	}
+}
+
+// TestSeriesInfoShared: series of the same metric and container share one
+// seriesInfo, which does not keep the labels it was taken from.
+func TestSeriesInfoShared(t *testing.T) {
+	cpu := func(ns, pod, container string) any {
+		return seriesInfoOf(labels.FromStrings(labels.MetricName, scrape.ContainerCPUMetric, "namespace", ns, "pod", pod, containerLabel, container))
+	}
+	a, b := cpu("ns-1", "web-1", "app"), cpu("ns-2", "web-2", "app")
+	if a != b {
+		t.Errorf("two pods' app containers: %v and %v, want one handle", a, b)
+	}
+	if a == cpu("ns-1", "web-1", "sidecar") {
+		t.Error("two containers share a handle")
+	}
+	mem := seriesInfoOf(labels.FromStrings(labels.MetricName, scrape.ContainerMemoryMetric, "namespace", "ns-1", "pod", "web-1", containerLabel, "app"))
+	for _, c := range []struct {
+		info any
+		want seriesInfo
+	}{
+		{a, seriesInfo{metric: scrape.ContainerCPUMetric, container: "app", last: 2}},
+		{mem, seriesInfo{metric: scrape.ContainerMemoryMetric, container: "app", last: 1}},
+		{seriesInfoOf(labels.FromStrings(labels.MetricName, scrape.NodeCPUMetric, "node", "n-1")), seriesInfo{metric: scrape.NodeCPUMetric, last: 2}},
+	} {
+		if got := c.info.(unique.Handle[seriesInfo]).Value(); got != c.want {
+			t.Errorf("got %+v, want %+v", got, c.want)
 		}
 	}
 }
