@@ -30,10 +30,20 @@ const hpaTolerance = 0.10
 // pod's usage steps: its cpu (+0.4 cores) and then its request rate
 // (0 → 40/s, the http_requests custom metric). Prometheus spreads each
 // replica's scrapes by a hash of its hostname; with different ones, right
-// after a step one replica may have seen it and the other not yet. Both
-// must stay within the HPA's tolerance of each other throughout; the worst
-// case is logged. It also shows that a replica reports ready only when it
-// can answer cpu for every node.
+// after a step one replica may have seen it and the other not yet, for up
+// to an interval. Both must stay within the HPA's tolerance of each other
+// throughout, but for single answers; the worst case is logged. It also
+// shows that a replica reports ready only when it can answer cpu for every
+// node.
+//
+// Why single answers pass: the replicas scrape at the same instants, but
+// each appends its scrape a few milliseconds after it (more on a loaded
+// machine). A question that falls between the two appends, while a rate
+// still climbs after a step, sees one more sample on one side: once, in
+// CI, 11.1% apart 28.5 s after the request-rate step, in 1 of 130
+// answers. That lasts until the other append, less than the 500 ms to the
+// next question; replicas scraping at different instants (under their pod
+// names) disagreed in 49 and 60 of 130 answers, in runs of seconds.
 func testReplicasAgree(t *testing.T) {
 	logsOnFailure(t)
 	if os.Geteuid() != 0 {
@@ -139,7 +149,7 @@ func (q question) ask(ctx context.Context, gws [2]*env.Gateway) (a, b float64, e
 
 // measure runs step (if any), then asks both replicas twice a second for
 // settle plus a resolution. It logs the worst disagreement and fails if it
-// ever reaches the HPA's tolerance.
+// reaches the HPA's tolerance in two answers in a row.
 func (q question) measure(ctx context.Context, t *testing.T, gws [2]*env.Gateway, what string, settle time.Duration, step func()) {
 	t.Helper()
 	start := time.Now()
@@ -148,7 +158,8 @@ func (q question) measure(ctx context.Context, t *testing.T, gws [2]*env.Gateway
 	}
 	var worst, worstA, worstB float64
 	var worstAt time.Duration
-	asked, over := 0, 0
+	asked, over, inARow := 0, 0, 0
+	lastOver := false
 	for time.Since(start) < settle+e.Resolution {
 		at := time.Since(start)
 		a, b, err := q.ask(ctx, gws)
@@ -160,16 +171,21 @@ func (q question) measure(ctx context.Context, t *testing.T, gws [2]*env.Gateway
 		if diff > worst {
 			worst, worstA, worstB, worstAt = diff, a, b, at
 		}
-		if diff >= hpaTolerance {
+		isOver := diff >= hpaTolerance
+		if isOver {
 			over++
+			if lastOver {
+				inARow++
+			}
 		}
+		lastOver = isOver
 		time.Sleep(500*time.Millisecond - time.Since(start.Add(at)))
 	}
-	t.Logf("%s %s: %d simultaneous answers; worst disagreement %.2f%% (%.4g vs %.4g, %v after the step); %d answers at or over the HPA's %.0f%% tolerance",
-		q.name, what, asked, 100*worst, worstA, worstB, worstAt.Round(100*time.Millisecond), over, 100*hpaTolerance)
-	if over > 0 {
-		t.Errorf("%s %s: the replicas disagreed by %.0f%% or more in %d of %d answers, worst %.1f%% (%.4g vs %.4g) %v after the step",
-			q.name, what, 100*hpaTolerance, over, asked, 100*worst, worstA, worstB, worstAt.Round(100*time.Millisecond))
+	t.Logf("%s %s: %d simultaneous answers; worst disagreement %.2f%% (%.4g vs %.4g, %v after the step); %d answers at or over the HPA's %.0f%% tolerance, %d of them right after another",
+		q.name, what, asked, 100*worst, worstA, worstB, worstAt.Round(100*time.Millisecond), over, 100*hpaTolerance, inARow)
+	if inARow > 0 {
+		t.Errorf("%s %s: the replicas disagreed by %.0f%% or more in %d of %d answers, %d of them right after another, worst %.1f%% (%.4g vs %.4g) %v after the step",
+			q.name, what, 100*hpaTolerance, over, asked, inARow, 100*worst, worstA, worstB, worstAt.Round(100*time.Millisecond))
 	}
 }
 
