@@ -177,9 +177,9 @@ func (w *World) Run(ctx context.Context, kind Kind, run int, o RunOptions) (r Re
 	return r, nil
 }
 
-// profiles writes the idle profiles of s and, for the resource runs, a CPU
-// profile of s answering list all PodMetrics back to back: the request
-// path the latency figures measure.
+// profiles writes the idle profiles of s and, for the resource runs, CPU
+// profiles of s answering list NodeMetrics and list all PodMetrics back to
+// back: the request paths whose latency grows with the cluster.
 func (w *World) profiles(ctx context.Context, s *Server, o RunOptions, prefix string) error {
 	if err := w.profile(ctx, s, o.ProfileDir, prefix, time.Duration(max(o.ProfileRounds, 1))*o.Resolution); err != nil {
 		return err
@@ -187,7 +187,12 @@ func (w *World) profiles(ctx context.Context, s *Server, o RunOptions, prefix st
 	if o.Ingest || o.Custom {
 		return nil
 	}
-	return w.profileQuery(ctx, s, o.ProfileDir, prefix, ResourceQueries()[1], 15*time.Second)
+	for _, q := range ResourceQueries()[:2] {
+		if err := w.profileQuery(ctx, s, o.ProfileDir, prefix, q, 15*time.Second); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // profileQuery saves a CPU profile of s over span while one client sends q
