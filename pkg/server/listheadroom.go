@@ -138,10 +138,7 @@ func (h *listHeadroom) enter(nodes bool) (leave func()) {
 	// Set on every list while lent: what the burst may hold grows with the
 	// live heap (new pods, new series), never with the garbage its lists
 	// leave, which is what the ceiling is there to bound.
-	grown := int64(0)
-	if live > h.liveFrom {
-		grown = int64(live - h.liveFrom)
-	}
+	grown := max(int64(live)-int64(h.liveFrom), 0)
 	if c := min(h.heldFrom+h.lent+grown, h.savedLimit); c != h.ceiling {
 		h.setMemoryLimit(c)
 		h.ceiling = c
