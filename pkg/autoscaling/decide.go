@@ -118,6 +118,45 @@ func Limit(now time.Time, current, desired, minReplicas, maxReplicas int32, even
 	return desired, "DesiredWithinRange"
 }
 
+// An HPA without spec.behavior takes the controller's older path
+// (normalizeDesiredReplicas), not its behavior defaults: one window, the
+// downscale stabilization, over recommendations in either direction, and a
+// scale-up limit of twice the current replicas, or 4, per sync, with no
+// period and no limit down.
+
+// StabilizeWithoutBehavior is that path's stabilizeRecommendation: the
+// highest of the proposal and the recommendations inside the window.
+func StabilizeWithoutBehavior(now time.Time, proposal int32, history []Recommendation, window time.Duration) (int32, string) {
+	out := proposal
+	for _, r := range history {
+		if !r.At.Before(now.Add(-window)) {
+			out = max(out, r.Replicas)
+		}
+	}
+	if out == proposal {
+		return out, ""
+	}
+	return out, fmt.Sprintf("scale-down stabilization: the highest recommendation of the last %v was %d", window, out)
+}
+
+// LimitWithoutBehavior is that path's convertDesiredReplicasWithRules:
+// minReplicas, then the lower of maxReplicas and the scale-up limit.
+func LimitWithoutBehavior(current, desired, minReplicas, maxReplicas int32) (int32, string) {
+	upLimit := ScaleUpLimitWithoutBehavior(current)
+	if desired < minReplicas {
+		return minReplicas, "TooFewReplicas"
+	}
+	if maxReplicas > upLimit {
+		return min(desired, upLimit), pick(desired > upLimit, "ScaleUpLimit")
+	}
+	return min(desired, maxReplicas), pick(desired > maxReplicas, "TooManyReplicas")
+}
+
+// ScaleUpLimitWithoutBehavior is the controller's calculateScaleUpLimit.
+func ScaleUpLimitWithoutBehavior(current int32) int32 {
+	return int32(math.Max(2*float64(current), 4))
+}
+
 func pick(limited bool, reason string) string {
 	if limited {
 		return reason

@@ -99,3 +99,54 @@ func TestStabilize(t *testing.T) {
 		t.Errorf("scale-up inside a 2m scale-up window: %d %q, want 5 held", got, why)
 	}
 }
+
+// TestWithoutBehavior: an HPA without spec.behavior takes the controller's
+// older path. The stabilization cases are Kubernetes 1.37's
+// TestNormalizeDesiredReplicas (pkg/controller/podautoscaler/
+// horizontal_test.go), whose window is 5m; the limits are
+// convertDesiredReplicasWithRules': twice the replicas or 4, per sync.
+func TestWithoutBehavior(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		name            string
+		history         []Recommendation
+		proposal, want  int32
+		heldByOlderOnes bool
+	}{
+		{name: "empty log", proposal: 5, want: 5},
+		{name: "stabilize", history: []Recommendation{{At: now.Add(-2 * time.Minute), Replicas: 4}, {At: now.Add(-time.Minute), Replicas: 5}}, proposal: 3, want: 5, heldByOlderOnes: true},
+		{name: "no stabilize", history: []Recommendation{{At: now.Add(-2 * time.Minute), Replicas: 1}, {At: now.Add(-time.Minute), Replicas: 2}}, proposal: 3, want: 3},
+		{name: "no stabilize - old recommendations", history: []Recommendation{{At: now.Add(-10 * time.Minute), Replicas: 10}, {At: now.Add(-9 * time.Minute), Replicas: 9}}, proposal: 3, want: 3},
+		{name: "stabilize - old recommendations", history: []Recommendation{{At: now.Add(-10 * time.Minute), Replicas: 10}, {At: now.Add(-time.Minute), Replicas: 4}, {At: now.Add(-2 * time.Minute), Replicas: 5}, {At: now.Add(-9 * time.Minute), Replicas: 9}}, proposal: 3, want: 5, heldByOlderOnes: true},
+	} {
+		got, why := StabilizeWithoutBehavior(now, c.proposal, c.history, DefaultDownscaleStabilization)
+		if got != c.want || (why != "") != c.heldByOlderOnes {
+			t.Errorf("%s: %d %q, want %d (held: %v)", c.name, got, why, c.want, c.heldByOlderOnes)
+		}
+	}
+	// Unlike the behavior's scale-down window, this one also raises a
+	// scale-up to a higher recommendation inside it.
+	if got, _ := StabilizeWithoutBehavior(now, 3, []Recommendation{{At: now.Add(-time.Minute), Replicas: 4}}, DefaultDownscaleStabilization); got != 4 {
+		t.Errorf("a scale-up to 3 after a recommendation of 4: %d, want 4", got)
+	}
+	if got, _ := Stabilize(now, 2, 3, []Recommendation{{At: now.Add(-time.Minute), Replicas: 4}}, Behavior(&autoscalingv2.HorizontalPodAutoscalerBehavior{}, DefaultDownscaleStabilization)); got != 3 {
+		t.Errorf("the same with a behavior: %d, want 3", got)
+	}
+
+	for _, c := range []struct {
+		name                               string
+		current, desired, minR, maxR, want int32
+		reason                             string
+	}{
+		{name: "from 1, at most 4 (the behavior's 4 pods per 15s would allow 5)", current: 1, desired: 5, minR: 1, maxR: 10, want: 4, reason: "ScaleUpLimit"},
+		{name: "from 3, at most 6 (TestUpscaleCap's HPA without its rules)", current: 3, desired: 24, minR: 1, maxR: 100, want: 6, reason: "ScaleUpLimit"},
+		{name: "maxReplicas under the scale-up limit (TestNoBackoffUpscaleCMNoBackoffCpu)", current: 3, desired: 7, minR: 1, maxR: 5, want: 5, reason: "TooManyReplicas"},
+		{name: "within range", current: 3, desired: 5, minR: 1, maxR: 10, want: 5, reason: "DesiredWithinRange"},
+		{name: "no limit down", current: 10, desired: 2, minR: 1, maxR: 10, want: 2, reason: "DesiredWithinRange"},
+		{name: "minReplicas", current: 3, desired: 1, minR: 2, maxR: 10, want: 2, reason: "TooFewReplicas"},
+	} {
+		if got, reason := LimitWithoutBehavior(c.current, c.desired, c.minR, c.maxR); got != c.want || reason != c.reason {
+			t.Errorf("%s: %d %s, want %d %s", c.name, got, reason, c.want, c.reason)
+		}
+	}
+}

@@ -80,6 +80,9 @@ type Explanation struct {
 	// recommended says Proposal is a recommendation the controller keeps
 	// for its stabilization windows (it keeps none when it held early).
 	recommended bool
+	// withoutBehavior says the HPA sets no spec.behavior, so the
+	// controller's older limits applied (LimitWithoutBehavior).
+	withoutBehavior bool
 }
 
 // MetricExplain is one metric of the HPA.
@@ -129,8 +132,14 @@ func Explain(ctx context.Context, r Reader, namespace, name string, o Options) (
 		return e, err
 	}
 	e.recommended = true
-	e.Stabilized, e.StabilizeReason = Stabilize(o.Timing.Now, current, e.Proposal, o.History, b)
-	e.Desired, e.LimitReason = Limit(o.Timing.Now, current, e.Stabilized, e.Min, e.Max, o.Events, b)
+	if h.Spec.Behavior == nil {
+		e.withoutBehavior = true
+		e.Stabilized, e.StabilizeReason = StabilizeWithoutBehavior(o.Timing.Now, e.Proposal, o.History, o.DownscaleStabilization)
+		e.Desired, e.LimitReason = LimitWithoutBehavior(current, e.Stabilized, e.Min, e.Max)
+	} else {
+		e.Stabilized, e.StabilizeReason = Stabilize(o.Timing.Now, current, e.Proposal, o.History, b)
+		e.Desired, e.LimitReason = Limit(o.Timing.Now, current, e.Stabilized, e.Min, e.Max, o.Events, b)
+	}
 	e.Verdict = e.verdict()
 	return e, nil
 }
@@ -292,7 +301,13 @@ func (e *Explanation) verdict() string {
 		why += fmt.Sprintf("; capped at maxReplicas %d", e.Max)
 	case "TooFewReplicas":
 		why += fmt.Sprintf("; raised to minReplicas %d", e.Min)
-	case "ScaleUpLimit", "ScaleDownLimit":
+	case "ScaleUpLimit":
+		if e.withoutBehavior {
+			why += fmt.Sprintf("; without a behavior, a scale-up goes at most to twice the replicas or 4, so %d now", e.Desired)
+		} else {
+			why += fmt.Sprintf("; the scaling policies allow %d now", e.Desired)
+		}
+	case "ScaleDownLimit":
 		why += fmt.Sprintf("; the scaling policies allow %d now", e.Desired)
 	}
 	if e.Desired == e.Current {

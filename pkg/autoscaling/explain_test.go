@@ -113,6 +113,31 @@ func TestExplain(t *testing.T) {
 	}
 }
 
+// TestExplainWithoutBehavior: with no spec.behavior the controller scales
+// 1 → 4 on a queue that wants 5 (twice the replicas, or 4, at a time), as
+// the e2e suite saw it do; with a behavior, even an empty one, its default
+// policies allow 4 pods per 15 s, so 5.
+func TestExplainWithoutBehavior(t *testing.T) {
+	queue := autoscalingv2.MetricSpec{Type: autoscalingv2.ExternalMetricSourceType, External: &autoscalingv2.ExternalMetricSource{
+		Metric: autoscalingv2.MetricIdentifier{Name: "queue_depth"},
+		Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: ptr.To(resource.MustParse("5"))}}}
+	hpa := webHPA(queue)
+	hpa.Spec.MinReplicas, hpa.Spec.MaxReplicas = ptr.To[int32](1), 10
+	o := Options{Tolerance: DefaultTolerance, Timing: DefaultTiming(time.Now()), DownscaleStabilization: DefaultDownscaleStabilization}
+	r := fakeReader{hpa: hpa, scale: ScaleInfo{Replicas: 1, StatusReplicas: 1, Selector: "app=web"}, external: 22000}
+	e, err := Explain(context.Background(), r, "shop", "web", o)
+	if want := "scale from 1 to 4: queue_depth: total 22000m ÷ 5000m per pod = 5; without a behavior, a scale-up goes at most to twice the replicas or 4, so 4 now"; err != nil || e.Verdict != want || e.LimitReason != "ScaleUpLimit" {
+		t.Errorf("without a behavior: %q (%s) %v\nwant %q (ScaleUpLimit)", e.Verdict, e.LimitReason, err, want)
+	}
+	withBehavior := hpa.DeepCopy()
+	withBehavior.Spec.Behavior = &autoscalingv2.HorizontalPodAutoscalerBehavior{}
+	r.hpa = withBehavior
+	e, err = Explain(context.Background(), r, "shop", "web", o)
+	if want := "scale from 1 to 5: queue_depth: total 22000m ÷ 5000m per pod = 5"; err != nil || e.Verdict != want || e.LimitReason != "DesiredWithinRange" {
+		t.Errorf("with an empty behavior: %q (%s) %v\nwant %q (DesiredWithinRange)", e.Verdict, e.LimitReason, err, want)
+	}
+}
+
 // TestExplainBeforeMetrics: a target outside minReplicas..maxReplicas, or
 // at 0, is decided before any metric is read.
 func TestExplainBeforeMetrics(t *testing.T) {

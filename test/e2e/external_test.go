@@ -22,9 +22,10 @@ const perWorker = 5
 // testHPAScalesOnExternalMetric restarts the gateway with
 // testdata/adapter-config.yaml as its --adapter-config, whose externalRules
 // serve queue_depth on external.metrics.k8s.io, then scales the workers on
-// it: a queue of 22 wants ceil(22/5) = 5 workers, reached in one step (the
-// HPA may add 4 pods per period) and held (at 5 the ratio is 0.88, but
-// ceil(22/5) is still 5); an empty queue brings them back to 1. A gauge
+// it: a queue of 22 wants ceil(22/5) = 5 workers, reached in two syncs (the
+// HPA sets no behavior, so the controller goes at most to twice the
+// replicas or 4 at a time: 1 → 4 → 5) and held (at 5 the ratio is 0.88,
+// but ceil(22/5) is still 5); an empty queue brings them back to 1. A gauge
 // has no window, so the timings are scrape interval + HPA period.
 func testHPAScalesOnExternalMetric(t *testing.T) {
 	logsOnFailure(t)
