@@ -4,12 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os/exec"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
 )
 
 // explanation is what the e2e suite reads of `explain -o json`
@@ -59,9 +65,11 @@ var explained = struct {
 
 // explainHPA asks the gateway for d's HPA now: `explain --gateway` through
 // its loopback listener, so the replay sees the recommendations the gateway
-// recorded, as the controller's stabilization does.
+// recorded, as the controller's stabilization does. From the first ask on,
+// the test also watches the controller rescale d (watchScales).
 func explainHPA(ctx context.Context, t *testing.T, d deployment) explanation {
 	t.Helper()
+	watchScales(t, d)
 	x := explainAt(ctx, t, d, "")
 	explained.Lock()
 	explained.m[d.ns+"/"+d.name] = append(explained.m[d.ns+"/"+d.name], x)
@@ -141,18 +149,111 @@ func explainSays(ctx context.Context, t *testing.T, d deployment, current int32,
 	return x
 }
 
-// checkAtReproduces replays, with --at, the first scale decision and the
-// last hold that explain reported for d's HPA, from the gateway's recorded
-// history alone: each names the replicas, the reason and the pods it named
-// then. The gateway records a round every resolution, so a replay of a past
-// time sees the target and pods of the last round before it: the
-// explanations compared are those whose target and pods had not changed
-// for a round and more before them.
+// rescale is a scale of an HPA's target as the controller reported it:
+// the status it writes right after updating the scale, with the count it
+// scaled from as current, and when the test saw that status.
+type rescale struct {
+	seen     time.Time
+	from, to int32
+}
+
+// rescales keeps, by HPA, the rescales seen since its first explainHPA.
+var rescales = struct {
+	sync.Mutex
+	watched map[string]bool
+	m       map[string][]rescale
+}{watched: map[string]bool{}, m: map[string][]rescale{}}
+
+// watchScales watches d's HPA until t ends and records each rescale (a
+// new status.lastScaleTime) the moment its status arrives.
+func watchScales(t *testing.T, d deployment) {
+	t.Helper()
+	key := d.ns + "/" + d.name
+	rescales.Lock()
+	started := rescales.watched[key]
+	rescales.watched[key] = true
+	rescales.Unlock()
+	if started {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f := informers.NewSharedInformerFactoryWithOptions(e.Client, 0, informers.WithNamespace(d.ns),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + d.name }))
+	t.Cleanup(func() {
+		cancel()
+		f.Shutdown()
+		rescales.Lock()
+		delete(rescales.watched, key)
+		rescales.Unlock()
+	})
+	informer := f.Autoscaling().V2().HorizontalPodAutoscalers().Informer()
+	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: func(o, n any) {
+		was, now := o.(*autoscalingv2.HorizontalPodAutoscaler), n.(*autoscalingv2.HorizontalPodAutoscaler)
+		if now.Status.LastScaleTime == nil || now.Status.LastScaleTime.Equal(was.Status.LastScaleTime) {
+			return
+		}
+		seen := time.Now()
+		rescales.Lock()
+		rescales.m[key] = append(rescales.m[key], rescale{seen: seen, from: now.Status.CurrentReplicas, to: now.Status.DesiredReplicas})
+		rescales.Unlock()
+	}}); err != nil {
+		t.Fatalf("watching HPA %s: %v", key, err)
+	}
+	f.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+		t.Fatalf("watching HPA %s: the informer did not sync", key)
+	}
+}
+
+// checkAtReproduces replays, with --at, from the gateway's recorded history
+// alone, the controller's first rescale of d and the last hold explain
+// reported: each names the replicas and the pods as they were then.
+//
+// The rescale is replayed at the moment the controller's status reporting
+// it arrived: the metrics it acted on were in by then, and the recorder's
+// last round before it still saw the count it scaled from, unless a round
+// fell between the scale and its status; then the replay is of just before
+// that round. A live explain sees a decision only in the seconds between
+// the scrape that prompts it and the controller's next sync, and may miss
+// it: that is why the controller, not explain, says when it was.
+//
+// The hold is compared with what explain said at the time. The gateway
+// records a round every resolution, so a replay of a past time sees the
+// target and pods of the last round before it: the hold compared is one
+// whose target and pods had not changed for a round and more before it.
 func checkAtReproduces(ctx context.Context, t *testing.T, d deployment) {
 	t.Helper()
+	key := d.ns + "/" + d.name
 	explained.Lock()
-	all := explained.m[d.ns+"/"+d.name]
+	all := explained.m[key]
 	explained.Unlock()
+	rescales.Lock()
+	scaled := rescales.m[key]
+	rescales.Unlock()
+	if len(scaled) == 0 {
+		t.Fatalf("the controller rescaled %s, but no rescale was seen", d.name)
+	}
+	first := scaled[0]
+	// The pods then are those explain named last before it, at the count
+	// the controller scaled from.
+	var before *explanation
+	for i := range all {
+		if all[i].At.Before(first.seen) && all[i].Current == first.from && all[i].Metrics != nil {
+			before = &all[i]
+		}
+	}
+	if before == nil {
+		t.Fatalf("no explanation of %s at %d replicas before the controller scaled it to %d", d.name, first.from, first.to)
+	}
+	at := beforeRound(ctx, t, d, first)
+	x := explainAt(ctx, t, d, at.Format(time.RFC3339Nano))
+	if !x.Past || !x.Rebuilt || x.Current != first.from || x.Desired != first.to || !strings.HasPrefix(x.Verdict, fmt.Sprintf("scale from %d to %d", first.from, first.to)) || !slices.Equal(x.pods(), before.pods()) {
+		t.Errorf("explain --at %s:\n got  %d → %d, pods %v: %s\n want %d → %d, pods %v (the controller's rescale, seen at %s)",
+			at.Format(time.RFC3339Nano), x.Current, x.Desired, x.pods(), x.Verdict, first.from, first.to, before.pods(), first.seen.Format(time.RFC3339Nano))
+	} else {
+		t.Logf("explain --at %s reproduces the controller's rescale: %s", at.Format(time.RFC3339Nano), x.Verdict)
+	}
+
 	steady := func(i int) bool {
 		for j := i - 1; j >= 0; j-- {
 			if all[j].Current != all[i].Current || !slices.Equal(all[j].pods(), all[i].pods()) {
@@ -164,34 +265,52 @@ func checkAtReproduces(ctx context.Context, t *testing.T, d deployment) {
 		}
 		return false
 	}
-	var picks []explanation
-	for i, x := range all {
-		if x.Desired != x.Current && x.Metrics != nil && steady(i) {
-			picks = append(picks, x)
-			break
-		}
-	}
-	for i := len(all) - 1; i >= 0; i-- {
+	var then *explanation
+	for i := len(all) - 1; i >= 0 && then == nil; i-- {
 		if all[i].Desired == all[i].Current && all[i].Metrics != nil && steady(i) {
-			picks = append(picks, all[i])
-			break
+			then = &all[i]
 		}
 	}
-	if len(picks) != 2 {
-		t.Fatalf("want a scale decision and a hold, each after a round without change, among %d explanations of %s", len(all), d.name)
+	if then == nil {
+		t.Fatalf("want a hold after a round without change among %d explanations of %s", len(all), d.name)
 	}
-	for _, then := range picks {
-		// Every pod of the target is listed, with its value (a pod of
-		// another workload sharing the labels may be too).
-		if n := len(then.pods()); n > 0 && n < int(then.Current) {
-			t.Errorf("explain at %s listed %d pods for %d replicas: %v", then.At.Format(time.RFC3339), n, then.Current, then.pods())
-		}
-		x := explainAt(ctx, t, d, then.At.Format(time.RFC3339Nano))
-		if !x.Past || !x.Rebuilt || x.Desired != then.Desired || x.Current != then.Current || x.Verdict != then.Verdict || !slices.Equal(x.pods(), then.pods()) {
-			t.Errorf("explain --at %s:\n got  %d → %d, pods %v: %s\n want %d → %d, pods %v: %s (as explained then)",
-				then.At.Format(time.RFC3339Nano), x.Current, x.Desired, x.pods(), x.Verdict, then.Current, then.Desired, then.pods(), then.Verdict)
-			continue
-		}
-		t.Logf("explain --at %s reproduces: %s", then.At.Format(time.RFC3339), x.Verdict)
+	// Every pod of the target is listed, with its value (a pod of
+	// another workload sharing the labels may be too).
+	if n := len(then.pods()); n > 0 && n < int(then.Current) {
+		t.Errorf("explain at %s listed %d pods for %d replicas: %v", then.At.Format(time.RFC3339), n, then.Current, then.pods())
 	}
+	x = explainAt(ctx, t, d, then.At.Format(time.RFC3339Nano))
+	if !x.Past || !x.Rebuilt || x.Desired != then.Desired || x.Current != then.Current || x.Verdict != then.Verdict || !slices.Equal(x.pods(), then.pods()) {
+		t.Errorf("explain --at %s:\n got  %d → %d, pods %v: %s\n want %d → %d, pods %v: %s (as explained then)",
+			then.At.Format(time.RFC3339Nano), x.Current, x.Desired, x.pods(), x.Verdict, then.Current, then.Desired, then.pods(), then.Verdict)
+		return
+	}
+	t.Logf("explain --at %s reproduces: %s", then.At.Format(time.RFC3339), x.Verdict)
+}
+
+// beforeRound is when to replay rescale r: when its status was seen, or,
+// when the recorder's last round by then already read the new count (it
+// fell between the scale and its status), just before that round.
+func beforeRound(ctx context.Context, t *testing.T, d deployment, r rescale) time.Time {
+	t.Helper()
+	at := r.seen
+	for range 3 {
+		sel := fmt.Sprintf(`metrics_gateway_autoscaler_target_replicas{namespace=%q,horizontalpodautoscaler=%q} @ %.3f`, d.ns, d.name, float64(at.UnixMilli())/1000)
+		n, err := promScalar(ctx, sel)
+		if err != nil {
+			t.Fatalf("the recorded target replicas: %v", err)
+		}
+		if int32(n) != r.to {
+			return at
+		}
+		ts, err := promScalar(ctx, "timestamp("+sel+")")
+		if err != nil {
+			t.Fatalf("the recorded target replicas: %v", err)
+		}
+		round := time.UnixMilli(int64(math.Round(ts * 1000)))
+		t.Logf("the recorder's round at %s read the rescale to %d seen at %s: replaying just before it", round.Format(time.RFC3339Nano), r.to, r.seen.Format(time.RFC3339Nano))
+		at = round.Add(-time.Millisecond)
+	}
+	t.Fatalf("three rounds up to %s read %s at %d replicas: the rescale seen at %s is older than that", at.Format(time.RFC3339Nano), d.name, r.to, r.seen.Format(time.RFC3339Nano))
+	return at
 }
