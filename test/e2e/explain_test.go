@@ -119,8 +119,8 @@ func explainNames(ctx context.Context, t *testing.T, d deployment, want int32, t
 }
 
 // explainSteady asks explain every 2s for a round and more while nothing
-// changes, so that checkAtReproduces finds the decision that follows a
-// step steady before it.
+// changes, so that checkAtReproduces knows the pods before the step, and
+// starts watching the controller's rescales (watchScales) before it.
 func explainSteady(ctx context.Context, t *testing.T, d deployment) {
 	t.Helper()
 	for end := time.Now().Add(e.Resolution + 6*time.Second); time.Now().Before(end); time.Sleep(2 * time.Second) {
