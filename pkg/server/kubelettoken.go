@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/tsdb/fileutil"
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -52,6 +53,7 @@ type kubeletToken struct {
 	client          kubernetes.Interface
 	namespace, name string
 	dir, file       string
+	lock            fileutil.Releaser
 	logger          *slog.Logger
 
 	mu       sync.Mutex // guards issued and expires
@@ -69,11 +71,12 @@ func newKubeletToken(ctx context.Context, client kubernetes.Interface, account s
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "metrics-gateway-kubelet-token-")
+	logger = logger.With("component", "kubelet-token", "serviceaccount", account)
+	dir, lock, err := makeTokenDir(os.TempDir(), logger)
 	if err != nil {
 		return nil, fmt.Errorf("kubelet token directory: %w", err)
 	}
-	k := &kubeletToken{client: client, namespace: ns, name: name, dir: dir, file: filepath.Join(dir, "token"), logger: logger.With("component", "kubelet-token", "serviceaccount", account)}
+	k := &kubeletToken{client: client, namespace: ns, name: name, dir: dir, lock: lock, file: filepath.Join(dir, "token"), logger: logger}
 	k.failures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "metrics_gateway_kubelet_token_request_failures_total",
 		Help: "Failed TokenRequests for the ServiceAccount whose tokens are sent to kubelets (--kubelet-service-account).",
@@ -84,7 +87,7 @@ func newKubeletToken(ctx context.Context, client kubernetes.Interface, account s
 	}, func() float64 { _, exp := k.life(); return float64(exp.Unix()) })
 	for _, c := range []prometheus.Collector{k.failures, k.expiry} {
 		if err := reg.Register(c); err != nil {
-			return nil, errors.Join(fmt.Errorf("register kubelet token metrics: %w", err), os.RemoveAll(dir))
+			return nil, errors.Join(fmt.Errorf("register kubelet token metrics: %w", err), k.close())
 		}
 	}
 	first, cancel := context.WithTimeout(ctx, time.Minute)
@@ -98,7 +101,7 @@ func newKubeletToken(ctx context.Context, client kubernetes.Interface, account s
 		return true, nil
 	})
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("first kubelet token: %w", last), os.RemoveAll(dir))
+		return nil, errors.Join(fmt.Errorf("first kubelet token: %w", last), k.close())
 	}
 	return k, nil
 }
@@ -165,4 +168,46 @@ func (k *kubeletToken) run(ctx context.Context) {
 }
 
 // close removes the token directory.
-func (k *kubeletToken) close() error { return os.RemoveAll(k.dir) }
+func (k *kubeletToken) close() error {
+	return errors.Join(os.RemoveAll(k.dir), k.lock.Release())
+}
+
+// tokenDirPrefix names the private directories kubelet tokens are kept in.
+const tokenDirPrefix = "metrics-gateway-kubelet-token-"
+
+// makeTokenDir creates a private directory for the kubelet token under
+// parent, holding a lock on its file "lock" for the life of the process:
+// the kernel drops the lock however the process ends. First it removes
+// the directories of gateways that ended without removing theirs (a
+// SIGKILL, an OOM kill), each holding a token that may still be valid:
+// those whose lock nobody holds. A directory without a lock file is left
+// alone: it may be another gateway's being made.
+func makeTokenDir(parent string, logger *slog.Logger) (string, fileutil.Releaser, error) {
+	stale, _ := filepath.Glob(filepath.Join(parent, tokenDirPrefix+"*"))
+	for _, old := range stale {
+		lockFile := filepath.Join(old, "lock")
+		if _, err := os.Stat(lockFile); err != nil {
+			continue
+		}
+		l, _, err := fileutil.Flock(lockFile)
+		if err != nil {
+			continue // held: that gateway runs
+		}
+		err = errors.Join(os.RemoveAll(old), l.Release())
+		logger.Info("Removed the kubelet token directory of a gateway that ended without removing it", "dir", old, "err", err)
+	}
+	dir, err := os.MkdirTemp(parent, tokenDirPrefix)
+	if err != nil {
+		return "", nil, err
+	}
+	// Locked under another name, then renamed: a sweeping gateway never
+	// sees this directory's lock file unlocked.
+	lock, _, err := fileutil.Flock(filepath.Join(dir, "lock.new"))
+	if err != nil {
+		return "", nil, errors.Join(err, os.RemoveAll(dir))
+	}
+	if err := os.Rename(filepath.Join(dir, "lock.new"), filepath.Join(dir, "lock")); err != nil {
+		return "", nil, errors.Join(err, lock.Release(), os.RemoveAll(dir))
+	}
+	return dir, lock, nil
+}
