@@ -65,6 +65,11 @@ type listHeadroom struct {
 	heldFrom            int64
 	liveFrom            uint64
 	savedLimit, ceiling int64
+	// gogc is the configured GC percentage and floor the least headroom
+	// in bytes the base target leaves above the live heap (keepFloor); 0
+	// keeps none.
+	gogc  int
+	floor int64
 	// setGCPercent, setMemoryLimit and memory are the runtime's; tests
 	// replace them.
 	setGCPercent   func(int) int
@@ -98,6 +103,65 @@ func (h *listHeadroom) enable(base int, most int64) {
 	if most <= 0 {
 		h.base = 0
 	}
+}
+
+// floorEvery is how often the base target follows the live heap.
+const floorEvery = 5 * time.Second
+
+// keepFloor raises the GC percentage outside lists, from gogc, so that the
+// heap may grow by at least floor bytes past the live heap before the next
+// collection, following the live heap every floorEvery from now on; a
+// floor of 0 keeps gogc. A small heap at gogc collects after every few MB
+// allocated: at 10x30 (a live heap of 23 MB, 6 MB of headroom at 25) the
+// collector ran about twice per scrape round and during every few lists
+// (docs/benchmarks.md, "GC at 10x30"). The Go runtime keeps a 4 MB floor
+// of its own for the same reason. A large heap at gogc leaves more than
+// the floor, and the floor changes nothing there. The process's
+// gcHeadroom follows it (followFloor) every floorEvery once started.
+func (h *listHeadroom) keepFloor(gogc int, floor int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.gogc, h.floor = gogc, floor
+}
+
+var followingFloor sync.Once
+
+// followFloorEvery starts following the live heap for the process's
+// gcHeadroom, for the life of the process.
+func followFloorEvery(d time.Duration) {
+	followingFloor.Do(func() {
+		go func() {
+			for range time.Tick(d) {
+				gcHeadroom.followFloor()
+			}
+		}()
+	})
+}
+
+// followFloor sets the base GC percentage to what keeps the floor over the
+// live heap now, if that is more than gogc.
+func (h *listHeadroom) followFloor() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.floor <= 0 || h.gogc <= 0 {
+		return
+	}
+	_, live := h.memory()
+	if live == 0 {
+		return
+	}
+	want := max(h.gogc, int((100*h.floor+int64(live)-1)/int64(live)))
+	if h.base != 0 {
+		// Lending: lists add their loan to the base, and give it back to it.
+		if want == h.base {
+			return
+		}
+		h.base = want
+		if h.lent > 0 {
+			return
+		}
+	}
+	h.setGCPercent(want)
 }
 
 // count sets how the pods or nodes a list may answer are counted.

@@ -253,3 +253,42 @@ func TestWithListHeadroomLendsToKubectlTopOnly(t *testing.T) {
 		t.Errorf("GC percent set %v: want lent and taken back for each of the 3 lists", got)
 	}
 }
+
+// TestGCFloor: below a live heap of floor × 100 / gogc the base target
+// leaves floor bytes of headroom; above it gogc rules. While a list
+// borrows, the new base waits for the loan to be given back.
+func TestGCFloor(t *testing.T) {
+	h, f := newTestHeadroom(time.Hour)
+	h.enable(25, 64<<20)
+	h.keepFloor(25, 16<<20)
+	f.setMemory(40<<20, 20<<20) // 16 MiB on 20 MiB live: 80%
+	h.followFloor()
+	if got := f.calls(); !slices.Equal(got, []int{80}) {
+		t.Fatalf("on a 20 MiB live heap: %v, want [80]", got)
+	}
+	h.followFloor()               // unchanged: not set again
+	f.setMemory(200<<20, 100<<20) // 25% of 100 MiB is more than 16 MiB
+	h.followFloor()
+	if got := f.calls(); !slices.Equal(got, []int{80, 25}) {
+		t.Fatalf("on a 100 MiB live heap: %v, want [80 25]", got)
+	}
+
+	// A list borrows 64 MiB on 20 MiB live (320 points above the base);
+	// the floor's new base is set when the loan is given back.
+	f.setMemory(40<<20, 20<<20)
+	leave := h.enter(false)
+	h.followFloor()
+	leave()
+	h.takeBack()
+	if got := f.calls(); !slices.Equal(got, []int{80, 25, 345, 80}) {
+		t.Fatalf("a list while the floor rose: %v, want [80 25 345 80]", got)
+	}
+
+	// 0 keeps gogc.
+	h.keepFloor(25, 0)
+	f.setMemory(40<<20, 1<<20)
+	h.followFloor()
+	if got := f.calls(); len(got) != 4 {
+		t.Fatalf("with no floor: %v, want nothing more set", got)
+	}
+}

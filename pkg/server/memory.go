@@ -46,13 +46,21 @@ type MemoryOptions struct {
 	// ListGCHeadroom is the most GC headroom lent while metrics.k8s.io
 	// lists are answered (listHeadroom), e.g. 64MiB; 0 lends none.
 	ListGCHeadroom string
+	// GCMinHeadroom is the least headroom the GC target leaves above the
+	// live heap (listHeadroom.keepFloor), e.g. 16MiB; 0 for GOGC alone.
+	GCMinHeadroom string
 }
+
+// DefaultGCMinHeadroom is --gc-min-headroom's default: it binds below a
+// live heap of 64 MiB at --gogc=25, so at 10x30 (23 MB live: the GC at
+// about 74%) and not at 100x70 (73 MB) or larger.
+const DefaultGCMinHeadroom = "16MiB"
 
 // DefaultListGCHeadroom is --list-gc-headroom's default.
 const DefaultListGCHeadroom = "64MiB"
 
 func defaultMemoryOptions() MemoryOptions {
-	return MemoryOptions{AutoGoMemLimit: true, Ratio: 0.9, GOGC: DefaultGOGC, ReleaseBinaryPages: true, ListGCHeadroom: DefaultListGCHeadroom}
+	return MemoryOptions{AutoGoMemLimit: true, Ratio: 0.9, GOGC: DefaultGOGC, ReleaseBinaryPages: true, ListGCHeadroom: DefaultListGCHeadroom, GCMinHeadroom: DefaultGCMinHeadroom}
 }
 
 func (m *MemoryOptions) addFlags(fs *pflag.FlagSet) {
@@ -60,6 +68,7 @@ func (m *MemoryOptions) addFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&m.Ratio, "auto-gomemlimit-ratio", m.Ratio, "Fraction of the detected memory limit used as GOMEMLIMIT, in (0, 1].")
 	fs.IntVar(&m.GOGC, "gogc", m.GOGC, "Go garbage collector target percentage (GOGC). Without this flag a GOGC environment variable takes precedence.")
 	fs.StringVar(&m.ListGCHeadroom, "list-gc-headroom", m.ListGCHeadroom, "Most garbage collector headroom lent, on top of --gogc's, while metrics.k8s.io lists without a label selector (kubectl top) are answered and for 2 s after the last: 8 KiB per pod (or node) in the cluster, at least 8 MiB, up to this size, e.g. 64MiB; 0 for none. While lent, the soft memory limit is held at what the Go runtime held at the first list of the burst plus the loan (raised only as the live heap grows), so a burst of lists raises the peak memory by about the loan. A list of every pod allocates about 2 kB per pod; with the headroom, lists sent one after another are collected every few lists instead of during each. GOMEMLIMIT still bounds the heap.")
+	fs.StringVar(&m.GCMinHeadroom, "gc-min-headroom", m.GCMinHeadroom, "Least garbage collector headroom above the live heap, e.g. 16MiB: while --gogc's percentage of the live heap is less, the GC target is raised to this (the live heap is read every 5 s); 0 for --gogc alone. A small heap at a low --gogc collects after every few MB allocated.")
 	fs.BoolVar(&m.ReleaseBinaryPages, "release-binary-pages", m.ReleaseBinaryPages, "Once started, page out the resident pages of the gateway's own executable (most ran only at startup) and have the rest read back page by page as used (madvise MADV_PAGEOUT, MADV_RANDOM). Linux only.")
 }
 
@@ -74,7 +83,21 @@ func (m MemoryOptions) validate() []error {
 	if _, err := m.listGCHeadroom(); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := m.gcMinHeadroom(); err != nil {
+		errs = append(errs, err)
+	}
 	return errs
+}
+
+func (m MemoryOptions) gcMinHeadroom() (int64, error) {
+	if m.GCMinHeadroom == "" {
+		return 0, nil
+	}
+	b, err := units.ParseBase2Bytes(m.GCMinHeadroom)
+	if err != nil || b < 0 {
+		return 0, fmt.Errorf("gc-min-headroom %q: want a size such as 16MiB, or 0", m.GCMinHeadroom)
+	}
+	return int64(b), nil
 }
 
 func (m MemoryOptions) listGCHeadroom() (int64, error) {
@@ -129,6 +152,11 @@ func (m MemoryOptions) Apply(gogcFlagSet bool, logger *slog.Logger) (started fun
 		debug.SetGCPercent(gogc)
 		headroom, _ := m.listGCHeadroom() // validated
 		gcHeadroom.enable(gogc, headroom)
+		floor, _ := m.gcMinHeadroom() // validated
+		gcHeadroom.keepFloor(gogc, floor)
+		if floor > 0 {
+			followFloorEvery(floorEvery)
+		}
 		release()
 	}
 	if !m.AutoGoMemLimit {

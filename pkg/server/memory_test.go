@@ -23,6 +23,7 @@ func TestMemoryApply(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
 	defer gcHeadroom.enable(0, 0) // started() enables it for the process
+	defer gcHeadroom.keepFloor(0, 0)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, tc := range []struct {
 		name     string
