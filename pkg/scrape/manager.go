@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery"
 	_ "github.com/prometheus/prometheus/discovery/kubernetes" // registers kubernetes_sd_configs; never discovery/install.
+	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/prometheus/prometheus/model/labels"
 	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/storage"
@@ -64,6 +65,10 @@ type Manager struct {
 	contents []string
 	logger   *slog.Logger
 
+	// sets runs the built-in jobs' discovery and sends every job's
+	// targets to scrape; discovery, Prometheus' discovery manager, runs
+	// users' jobs' only when there are any (nil otherwise).
+	sets      *targetSets
 	discovery *discovery.Manager
 	scrape    *promscrape.Manager
 	recorder  *recorder
@@ -104,9 +109,9 @@ type ManagerOptions struct {
 
 // NewManager builds discovery and scrape managers for cfg (from LoadConfig),
 // writing into app. The built-in jobs discover their targets from
-// o.Informers; users' jobs use Prometheus' discovery. Its metrics, and those
-// of the Prometheus libraries, go to reg, which must not be shared with
-// another Manager.
+// o.Informers, run by targetSets; users' jobs use Prometheus' discovery
+// manager. Its metrics, and those of the Prometheus libraries, go to reg,
+// which must not be shared with another Manager.
 func NewManager(cfg *config.Config, app storage.AppendableV2, o ManagerOptions, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
 	inf := o.Informers
 	if reg == nil {
@@ -121,15 +126,29 @@ func NewManager(cfg *config.Config, app storage.AppendableV2, o ManagerOptions, 
 		return nil, fmt.Errorf("scrape configs: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	sdMetrics, err := discovery.CreateAndRegisterSDMetrics(reg)
+	sdCfgs, intervals := discoveryConfigs(scs, inf)
+	own, others := ownDiscovery(sdCfgs)
+	sets, err := newTargetSets(own, logger.With("component", "discovery"))
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("register discovery metrics: %w", err)
+		return nil, fmt.Errorf("discovery: %w", err)
 	}
-	dm := discovery.NewManager(ctx, logger.With("component", "discovery"), reg, sdMetrics, discovery.Name("scrape"), discovery.Updatert(time.Second))
-	if dm == nil {
-		cancel()
-		return nil, errors.New("create discovery manager")
+	var dm *discovery.Manager
+	if len(others) > 0 {
+		sdMetrics, err := discovery.CreateAndRegisterSDMetrics(reg)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("register discovery metrics: %w", err)
+		}
+		dm = discovery.NewManager(ctx, logger.With("component", "discovery"), reg, sdMetrics, discovery.Name("scrape"), discovery.Updatert(time.Second))
+		if dm == nil {
+			cancel()
+			return nil, errors.New("create discovery manager")
+		}
+		if err := dm.ApplyConfig(others); err != nil {
+			cancel()
+			return nil, fmt.Errorf("apply discovery config: %w", err)
+		}
 	}
 	rec, err := newRecorder(logger, reg)
 	if err != nil {
@@ -159,14 +178,9 @@ func NewManager(cfg *config.Config, app storage.AppendableV2, o ManagerOptions, 
 		cancel()
 		return nil, fmt.Errorf("create scrape manager: %w", err)
 	}
-	sdCfgs, intervals := discoveryConfigs(scs, inf)
-	m := &Manager{discovery: dm, scrape: sm, recorder: rec, ctx: ctx, cancel: cancel, intervals: intervals, nodes: inf.Nodes,
+	m := &Manager{discovery: dm, sets: sets, scrape: sm, recorder: rec, ctx: ctx, cancel: cancel, intervals: intervals, nodes: inf.Nodes,
 		inlined: cfg, files: files, contents: contents, logger: logger}
 	rec.reason = m.lastError
-	if err := dm.ApplyConfig(sdCfgs); err != nil {
-		cancel()
-		return nil, fmt.Errorf("apply discovery config: %w", err)
-	}
 	if err := sm.ApplyConfig(cfg); err != nil {
 		cancel()
 		return nil, fmt.Errorf("apply scrape config: %w", err)
@@ -204,8 +218,13 @@ func discoveryConfigs(scs []*config.ScrapeConfig, inf Informers) (map[string]dis
 // Run discovers and scrapes until ctx is done, then stops both managers.
 func (m *Manager) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
-	go func() { errc <- m.discovery.Run() }()
-	go func() { errc <- m.scrape.Run(m.discovery.SyncCh()) }()
+	var upstream <-chan map[string][]*targetgroup.Group
+	if m.discovery != nil {
+		go func() { errc <- m.discovery.Run() }()
+		upstream = m.discovery.SyncCh()
+	}
+	go m.sets.run(m.ctx, upstream)
+	go func() { errc <- m.scrape.Run(m.sets.out) }()
 	go m.recorder.run(m.ctx)
 	go watchFiles(m.ctx, fileReloadInterval, m.inlined, m.files, m.contents, m.scrape.ApplyConfig, m.logger)
 	select {
