@@ -142,7 +142,7 @@ func StabilizeWithoutBehavior(now time.Time, proposal int32, history []Recommend
 // LimitWithoutBehavior is that path's convertDesiredReplicasWithRules:
 // minReplicas, then the lower of maxReplicas and the scale-up limit.
 func LimitWithoutBehavior(current, desired, minReplicas, maxReplicas int32) (int32, string) {
-	upLimit := ScaleUpLimitWithoutBehavior(current)
+	upLimit := scaleUpLimitWithoutBehavior(current)
 	if desired < minReplicas {
 		return minReplicas, "TooFewReplicas"
 	}
@@ -152,8 +152,8 @@ func LimitWithoutBehavior(current, desired, minReplicas, maxReplicas int32) (int
 	return min(desired, maxReplicas), pick(desired > maxReplicas, "TooManyReplicas")
 }
 
-// ScaleUpLimitWithoutBehavior is the controller's calculateScaleUpLimit.
-func ScaleUpLimitWithoutBehavior(current int32) int32 {
+// scaleUpLimitWithoutBehavior is the controller's calculateScaleUpLimit.
+func scaleUpLimitWithoutBehavior(current int32) int32 {
 	return int32(math.Max(2*float64(current), 4))
 }
 

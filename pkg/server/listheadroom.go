@@ -70,6 +70,9 @@ type listHeadroom struct {
 	// keeps none.
 	gogc  int
 	floor int64
+	// floorSet is the GC percentage followFloor last set while lending
+	// is disabled (while enabled, base is).
+	floorSet int
 	// setGCPercent, setMemoryLimit and memory are the runtime's; tests
 	// replace them.
 	setGCPercent   func(int) int
@@ -121,7 +124,7 @@ const floorEvery = 5 * time.Second
 func (h *listHeadroom) keepFloor(gogc int, floor int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.gogc, h.floor = gogc, floor
+	h.gogc, h.floor, h.floorSet = gogc, floor, gogc
 }
 
 var followingFloor sync.Once
@@ -160,6 +163,11 @@ func (h *listHeadroom) followFloor() {
 		if h.lent > 0 {
 			return
 		}
+	} else {
+		if want == h.floorSet {
+			return
+		}
+		h.floorSet = want
 	}
 	h.setGCPercent(want)
 }

@@ -284,11 +284,24 @@ func TestGCFloor(t *testing.T) {
 		t.Fatalf("a list while the floor rose: %v, want [80 25 345 80]", got)
 	}
 
+	// Without lending, the floor sets the percentage itself, once per
+	// change.
+	h.enable(25, 0)
+	h.keepFloor(25, 16<<20)
+	h.followFloor()
+	h.followFloor()
+	f.setMemory(200<<20, 100<<20)
+	h.followFloor()
+	h.followFloor()
+	if got := f.calls(); !slices.Equal(got, []int{80, 25, 345, 80, 80, 25}) {
+		t.Fatalf("without lending: %v, want [... 80 25]", got)
+	}
+
 	// 0 keeps gogc.
 	h.keepFloor(25, 0)
 	f.setMemory(40<<20, 1<<20)
 	h.followFloor()
-	if got := f.calls(); len(got) != 4 {
+	if got := f.calls(); len(got) != 6 {
 		t.Fatalf("with no floor: %v, want nothing more set", got)
 	}
 }

@@ -90,23 +90,21 @@ func (m MemoryOptions) validate() []error {
 }
 
 func (m MemoryOptions) gcMinHeadroom() (int64, error) {
-	if m.GCMinHeadroom == "" {
-		return 0, nil
-	}
-	b, err := units.ParseBase2Bytes(m.GCMinHeadroom)
-	if err != nil || b < 0 {
-		return 0, fmt.Errorf("gc-min-headroom %q: want a size such as 16MiB, or 0", m.GCMinHeadroom)
-	}
-	return int64(b), nil
+	return parseSize("gc-min-headroom", m.GCMinHeadroom, "16MiB")
 }
 
 func (m MemoryOptions) listGCHeadroom() (int64, error) {
-	if m.ListGCHeadroom == "" {
+	return parseSize("list-gc-headroom", m.ListGCHeadroom, "64MiB")
+}
+
+// parseSize reads a flag's size, such as example; empty is 0.
+func parseSize(flag, value, example string) (int64, error) {
+	if value == "" {
 		return 0, nil
 	}
-	b, err := units.ParseBase2Bytes(m.ListGCHeadroom)
+	b, err := units.ParseBase2Bytes(value)
 	if err != nil || b < 0 {
-		return 0, fmt.Errorf("list-gc-headroom %q: want a size such as 64MiB, or 0", m.ListGCHeadroom)
+		return 0, fmt.Errorf("%s %q: want a size such as %s, or 0", flag, value, example)
 	}
 	return int64(b), nil
 }
