@@ -2,16 +2,24 @@ package scrape
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"sort"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery"
 	"github.com/prometheus/prometheus/discovery/kubernetes"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/model/labels"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // chanDiscoverer sends what the test puts on in.
@@ -201,5 +209,91 @@ func TestOwnDiscovery(t *testing.T) {
 	sort.Strings(gotOthers)
 	if fmt.Sprint(gotOwn) != "[kubelet none pods self]" || fmt.Sprint(gotOthers) != "[mixed user]" {
 		t.Errorf("own %v, others %v", gotOwn, gotOthers)
+	}
+}
+
+// TestUsersKubernetesDiscovery runs a user's job with kubernetes_sd_configs
+// (an API server of the test's) beside a static job: the first through
+// Prometheus' discovery manager, the second through targetSets, both
+// reaching the scrape manager. Without a user's job no discovery manager
+// runs.
+func TestUsersKubernetesDiscovery(t *testing.T) {
+	node := corev1.Node{
+		TypeMeta:   metav1.TypeMeta{Kind: "Node", APIVersion: "v1"},
+		ObjectMeta: metav1.ObjectMeta{Name: "n1", ResourceVersion: "1"},
+		Status: corev1.NodeStatus{
+			Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}},
+			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: 1}},
+		},
+	}
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/nodes" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		q := r.URL.Query()
+		switch {
+		case q.Get("sendInitialEvents") == "true":
+			// No watch list here: client-go falls back to list and watch.
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure, Code: http.StatusBadRequest, Reason: metav1.StatusReasonBadRequest})
+		case q.Get("watch") == "true" || q.Get("watch") == "1":
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		default:
+			_ = json.NewEncoder(w).Encode(corev1.NodeList{TypeMeta: metav1.TypeMeta{Kind: "NodeList", APIVersion: "v1"}, ListMeta: metav1.ListMeta{ResourceVersion: "1"}, Items: []corev1.Node{node}})
+		}
+	}))
+	t.Cleanup(func() {
+		api.CloseClientConnections()
+		api.Close()
+	})
+	logger := slog.New(slog.DiscardHandler)
+	static := "scrape_configs:\n- job_name: static\n  static_configs: [{targets: ['127.0.0.1:2']}]\n"
+	user := "scrape_configs:\n- job_name: user-nodes\n  kubernetes_sd_configs:\n  - role: node\n    api_server: " + api.URL + "\n"
+
+	cfg, err := LoadConfig(logger, static)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewManager(cfg, &nopAppendable{}, ManagerOptions{}, logger, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.discovery != nil {
+		t.Error("a discovery manager for static targets alone")
+	}
+	m.Stop()
+
+	cfg, err = LoadConfig(logger, static, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err = NewManager(cfg, &nopAppendable{}, ManagerOptions{}, logger, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.discovery == nil {
+		t.Fatal("no discovery manager for a user's kubernetes_sd_configs job")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() { _ = m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); m.Stop() })
+	var got map[string][]string
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		got = map[string][]string{}
+		for job, ts := range m.Targets().TargetsActive() {
+			for _, tg := range ts {
+				got[job] = append(got[job], tg.DiscoveredLabels(labels.NewBuilder(labels.EmptyLabels())).Get(model.AddressLabel))
+			}
+		}
+		if len(got["static"]) == 1 && len(got["user-nodes"]) == 1 {
+			break
+		}
+	}
+	if fmt.Sprint(got["static"]) != "[127.0.0.1:2]" || fmt.Sprint(got["user-nodes"]) != "[127.0.0.1:1]" {
+		t.Fatalf("targets %v, want static [127.0.0.1:2] and user-nodes [127.0.0.1:1]", got)
 	}
 }
