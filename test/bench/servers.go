@@ -221,7 +221,9 @@ func (s *Server) waitLive(ctx context.Context) error {
 	}
 	return cluster.Poll(ctx, 500*time.Millisecond, 2*time.Minute, string(s.Kind)+" "+path, func() error {
 		if s.proc.Exited() {
-			return cluster.StopPoll{Err: fmt.Errorf("%s exited; see %s", s.Kind, s.LogPath())}
+			// The log's directory is removed when the run ends: say
+			// what it ended with here.
+			return cluster.StopPoll{Err: fmt.Errorf("%s exited; the end of %s:\n%s", s.Kind, s.LogPath(), s.proc.Tail(30))}
 		}
 		code, _, err := s.Get(ctx, path)
 		if err == nil && code != http.StatusOK {
