@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -59,6 +60,9 @@ type Cluster struct {
 	procs  []*Process
 	// opts are Start's, kept for RestartAPIServer.
 	opts Options
+	// serving is set once GatewayServingCert has written its pair.
+	servingMu sync.Mutex
+	serving   bool
 }
 
 func (o *Options) complete() error {

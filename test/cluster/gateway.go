@@ -124,10 +124,20 @@ func applyGatewayRBAC(ctx context.Context, client kubernetes.Interface, user str
 // aggregated server on this host: SANs GatewayServiceName.GatewayServiceNamespace.svc
 // (what the aggregator verifies), its .cluster.local form, localhost and 127.0.0.1. It
 // returns the file paths under Dir/pki and the CA bundle to put in the APIService.
+// The pair is issued once per cluster and the same files returned after: gateways
+// started at once (two replicas) each asked for one, and a pair rewritten while another
+// gateway read it gave that gateway one pair's certificate and the other's key ("tls:
+// private key does not match public key"); a running gateway reloads the files too.
 func (c *Cluster) GatewayServingCert() (certFile, keyFile string, caBundle []byte, err error) {
+	c.servingMu.Lock()
+	defer c.servingMu.Unlock()
 	ca, err := pki.LoadCA(c.layout.pkiDir(), caName)
 	if err != nil {
 		return "", "", nil, fmt.Errorf("load cluster CA: %w", err)
+	}
+	const name = "metrics-gateway-serving"
+	if c.serving {
+		return c.layout.pki(name + ".crt"), c.layout.pki(name + ".key"), ca.CertPEM, nil
 	}
 	svc := GatewayServiceName + "." + GatewayServiceNamespace + ".svc"
 	certPEM, keyPEM, err := issue(ca, pki.Leaf{
@@ -139,10 +149,10 @@ func (c *Cluster) GatewayServingCert() (certFile, keyFile string, caBundle []byt
 	if err != nil {
 		return "", "", nil, err
 	}
-	const name = "metrics-gateway-serving"
 	if err := pki.WritePair(c.layout.pkiDir(), name, certPEM, keyPEM); err != nil {
 		return "", "", nil, err
 	}
+	c.serving = true
 	return c.layout.pki(name + ".crt"), c.layout.pki(name + ".key"), ca.CertPEM, nil
 }
 
