@@ -45,10 +45,10 @@ import (
 // memory limit the runtime collects regardless of the target.
 type listHeadroom struct {
 	mu sync.Mutex
-	// base is the GC percentage outside lists; 0 disables lending.
+	// base is the GC percentage outside lists.
 	base int
 	// perItem bytes are lent per pod (or node) the cluster has, up to
-	// most bytes in all.
+	// most bytes in all; 0 disables lending.
 	perItem, most int64
 	// items counts the pods, or the nodes, a list may answer.
 	items func(nodes bool) int
@@ -70,9 +70,6 @@ type listHeadroom struct {
 	// keeps none.
 	gogc  int
 	floor int64
-	// floorSet is the GC percentage followFloor last set while lending
-	// is disabled (while enabled, base is).
-	floorSet int
 	// setGCPercent, setMemoryLimit and memory are the runtime's; tests
 	// replace them.
 	setGCPercent   func(int) int
@@ -103,9 +100,6 @@ func (h *listHeadroom) enable(base int, most int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.base, h.most = base, most
-	if most <= 0 {
-		h.base = 0
-	}
 }
 
 // floorEvery is how often the base target follows the live heap.
@@ -124,7 +118,7 @@ const floorEvery = 5 * time.Second
 func (h *listHeadroom) keepFloor(gogc int, floor int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.gogc, h.floor, h.floorSet = gogc, floor, gogc
+	h.gogc, h.floor = gogc, floor
 }
 
 var followingFloor sync.Once
@@ -154,20 +148,12 @@ func (h *listHeadroom) followFloor() {
 		return
 	}
 	want := max(h.gogc, int((100*h.floor+int64(live)-1)/int64(live)))
-	if h.base != 0 {
-		// Lending: lists add their loan to the base, and give it back to it.
-		if want == h.base {
-			return
-		}
-		h.base = want
-		if h.lent > 0 {
-			return
-		}
-	} else {
-		if want == h.floorSet {
-			return
-		}
-		h.floorSet = want
+	if want == h.base {
+		return
+	}
+	h.base = want
+	if h.lent > 0 {
+		return // the loan is given back to the new base
 	}
 	h.setGCPercent(want)
 }
@@ -184,7 +170,7 @@ func (h *listHeadroom) count(items func(nodes bool) int) {
 func (h *listHeadroom) enter(nodes bool) (leave func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.base == 0 || h.items == nil {
+	if h.most <= 0 || h.items == nil {
 		return func() {}
 	}
 	h.inflight++

@@ -90,23 +90,11 @@ func (m MemoryOptions) validate() []error {
 }
 
 func (m MemoryOptions) gcMinHeadroom() (int64, error) {
-	return parseSize("gc-min-headroom", m.GCMinHeadroom, "16MiB")
+	return optionalSize("gc-min-headroom", m.GCMinHeadroom, "16MiB, or 0")
 }
 
 func (m MemoryOptions) listGCHeadroom() (int64, error) {
-	return parseSize("list-gc-headroom", m.ListGCHeadroom, "64MiB")
-}
-
-// parseSize reads a flag's size, such as example; empty is 0.
-func parseSize(flag, value, example string) (int64, error) {
-	if value == "" {
-		return 0, nil
-	}
-	b, err := units.ParseBase2Bytes(value)
-	if err != nil || b < 0 {
-		return 0, fmt.Errorf("%s %q: want a size such as %s, or 0", flag, value, example)
-	}
-	return int64(b), nil
+	return optionalSize("list-gc-headroom", m.ListGCHeadroom, "64MiB, or 0")
 }
 
 // startupGOGC is the GC target while the gateway starts: replaying the WAL,
