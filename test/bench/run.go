@@ -178,8 +178,9 @@ func (w *World) Run(ctx context.Context, kind Kind, run int, o RunOptions) (r Re
 }
 
 // profiles writes the idle profiles of s and, for the resource runs, CPU
-// profiles of s answering list NodeMetrics and list all PodMetrics back to
-// back: the request paths whose latency grows with the cluster.
+// profiles of s answering each resource query back to back: requests
+// answered in the same span compare two servers without the order the
+// latency runs come in (the selector query right after the lists).
 func (w *World) profiles(ctx context.Context, s *Server, o RunOptions, prefix string) error {
 	if err := w.profile(ctx, s, o.ProfileDir, prefix, time.Duration(max(o.ProfileRounds, 1))*o.Resolution); err != nil {
 		return err
@@ -187,7 +188,7 @@ func (w *World) profiles(ctx context.Context, s *Server, o RunOptions, prefix st
 	if o.Ingest || o.Custom {
 		return nil
 	}
-	for _, q := range ResourceQueries()[:2] {
+	for _, q := range ResourceQueries() {
 		if err := w.profileQuery(ctx, s, o.ProfileDir, prefix, q, 15*time.Second); err != nil {
 			return err
 		}

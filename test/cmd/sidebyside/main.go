@@ -63,7 +63,7 @@ func parseOptions(args []string) (options, error) {
 	fs.DurationVar(&o.prefill, "prefill", time.Hour, "history written into the gateway's storage before it starts")
 	fs.DurationVar(&o.resolution, "resolution", 15*time.Second, "--metric-resolution of every server")
 	fs.StringVar(&o.command, "command", "make bench", "the command to print in the report")
-	fs.StringVar(&o.profileDir, "profile-dir", "", "write each server's heap profile, a CPU profile over --profile-rounds rounds, CPU profiles answering list NodeMetrics and list all PodMetrics back to back and its memory accounting here, per run (go tool pprof reads the profiles)")
+	fs.StringVar(&o.profileDir, "profile-dir", "", "write each server's heap profile, a CPU profile over --profile-rounds rounds, CPU profiles answering each resource query back to back and its memory accounting here, per run (go tool pprof reads the profiles)")
 	fs.IntVar(&o.profileRounds, "profile-rounds", 1, "idle scrape rounds the CPU profile spans (more rounds, more samples for the small scales)")
 	fs.BoolVar(&o.scaleOut, "scale-out", true, "at the ingest scales, also run the scale-out mode (two gateway replicas, Thanos from bin-dir) on the same annotated pods")
 	fs.BoolVar(&o.scaleOutOnly, "scale-out-only", false, "at the ingest scales, run only the scale-out mode (skip metrics-server, the single-process gateway and Prometheus)")
