@@ -130,12 +130,13 @@ func container(c corev1.Container, statuses []corev1.ContainerStatus, init bool)
 const runningOnly = "status.phase=Running"
 
 // NewInformer returns the informer of running pods, holding *Pod objects
-// indexed by namespace. Nobody may change what it holds.
+// indexed by namespace and by label (Indexers). Nobody may change what it
+// holds.
 func NewInformer(client kubernetes.Interface) cache.SharedIndexInformer {
 	// As client-go's generated informers do: a client that cannot stream
 	// the initial list (a fake) is listed instead.
 	inf := cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(listWatch(client), client), &corev1.Pod{}, cache.SharedIndexInformerOptions{
-		Indexers: cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
+		Indexers: Indexers(),
 	})
 	// The informer is new and not running: SetTransform cannot fail.
 	_ = inf.SetTransform(Slim)
@@ -155,16 +156,18 @@ func listWatch(client kubernetes.Interface) *cache.ListWatch {
 	}
 }
 
-// Lister lists what the informer holds as *Pod.
+var podsResource = corev1.Resource("pods")
+
+// Lister lists what the informer holds as *Pod (NewLister).
 func Lister(inf cache.SharedIndexInformer) cache.GenericLister {
-	return cache.NewGenericLister(inf.GetIndexer(), corev1.Resource("pods"))
+	return NewLister(inf.GetIndexer())
 }
 
 // MetadataLister lists what the informer holds as
 // *metav1.PartialObjectMetadata, the form metrics-server's pkg/api reads.
 // The objects point into the informer's cache: nobody may change them.
 func MetadataLister(inf cache.SharedIndexInformer) cache.GenericLister {
-	return metadataLister{cache.NewGenericLister(inf.GetIndexer(), corev1.Resource("pods"))}
+	return metadataLister{Lister(inf)}
 }
 
 type metadataLister struct{ l cache.GenericLister }

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/metrics/pkg/apis/metrics"
 
+	"github.com/metrics-gateway/metrics-gateway/pkg/pods"
 	"github.com/metrics-gateway/metrics-gateway/pkg/scrape"
 	"github.com/metrics-gateway/metrics-gateway/pkg/storage"
 )
@@ -251,8 +252,8 @@ func benchmarkGetPodMetrics(b *testing.B, withTails bool) {
 // the tails of BenchmarkGetPodMetrics: every pod (kubectl top pods -A:
 // the pod lister, a map's order, the getter and the answer's order by
 // namespace and name), and the 100 pods of one app in a namespace of 700
-// (what the HPA controller asks for: the lister's namespace and label
-// selector first). The apiserver's encoding follows either.
+// (what the HPA controller asks for: the pods' label index first). The
+// apiserver's encoding follows either.
 func BenchmarkListPodMetrics(b *testing.B) {
 	s := openStore(b)
 	end := time.Now().Truncate(time.Second)
@@ -261,7 +262,7 @@ func BenchmarkListPodMetrics(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, pods.Indexers())
 	for _, p := range populate(b, s, 100, 70, time.Hour, end) {
 		if err := indexer.Add(p); err != nil {
 			b.Fatal(err)
@@ -269,7 +270,7 @@ func BenchmarkListPodMetrics(b *testing.B) {
 	}
 	g := NewGetter(GetterOptions{Querier: s, Tails: tails, Resolution: 15 * time.Second, Timeout: time.Minute, Clock: clock})
 	ps := &podStorage{groupResource: metrics.Resource("podmetrics"), o: InstallOptions{
-		Getter: g, Pods: cache.NewGenericLister(indexer, corev1.Resource("pods")), Now: clock.Now,
+		Getter: g, Pods: pods.NewLister(indexer), Now: clock.Now,
 	}}
 	for _, bc := range []struct {
 		name      string
