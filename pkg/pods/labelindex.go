@@ -1,6 +1,8 @@
 package pods
 
 import (
+	"fmt"
+
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -105,12 +107,16 @@ func (l namespaceLister) List(s labels.Selector) ([]runtime.Object, error) {
 			return nil, err
 		}
 		for _, o := range objs {
-			m, err := meta.Accessor(o)
+			obj, ok := o.(runtime.Object)
+			if !ok {
+				return nil, fmt.Errorf("pod cache holds %T, not a runtime.Object", o)
+			}
+			m, err := meta.Accessor(obj)
 			if err != nil {
 				return nil, err
 			}
 			if s.Matches(labels.Set(m.GetLabels())) {
-				out = append(out, o.(runtime.Object))
+				out = append(out, obj)
 			}
 		}
 	}

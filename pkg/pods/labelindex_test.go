@@ -130,3 +130,15 @@ func key(o any) string {
 	}
 	return k
 }
+
+// TestLabelIndexRefusesWhatIsNotAnObject: a cache holding something that
+// has metadata but is not a runtime.Object gets an error, not a panic.
+func TestLabelIndexRefusesWhatIsNotAnObject(t *testing.T) {
+	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, Indexers())
+	if err := idx.Add(&metav1.ObjectMeta{Namespace: "a", Name: "m", Labels: map[string]string{"app": "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	if objs, err := NewLister(idx).ByNamespace("a").List(labels.SelectorFromSet(labels.Set{"app": "x"})); err == nil {
+		t.Fatalf("got %v, want an error", objs)
+	}
+}
