@@ -174,7 +174,19 @@ func TestAggregationThroughExternalNameLocalhost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, err := client.CoreV1().RESTClient().Get().AbsPath("/apis/metrics.k8s.io/v1beta1/nodes").DoRaw(ctx)
+	// Available is the availability controller's verdict; the aggregator's
+	// proxy takes the new caBundle from its own informer, and until it has,
+	// proxied requests fail with 503 (seen 13 ms after Available under make
+	// test). Wait for the proxy, and fail on any other error.
+	var body []byte
+	err = Poll(ctx, pollInterval, 30*time.Second, "the aggregator proxying with the new caBundle", func() error {
+		var err error
+		body, err = client.CoreV1().RESTClient().Get().AbsPath("/apis/metrics.k8s.io/v1beta1/nodes").DoRaw(ctx)
+		if err != nil && !apierrors.IsServiceUnavailable(err) {
+			return StopPoll{err}
+		}
+		return err
+	})
 	if err != nil {
 		t.Fatalf("GET nodes metrics through the aggregator: %v", err)
 	}
