@@ -132,7 +132,8 @@ func (g *Getter) podMetricsFromTail(now time.Time, pods []*metav1.PartialObjectM
 				continue
 			}
 			ps.names, ps.series = ps.names[:0], ps.series[:0]
-			for _, s := range group {
+			for i := range group {
+				s := &group[i]
 				info := infoOf(s)
 				if info.container == "" {
 					continue
@@ -171,7 +172,9 @@ func (g *Getter) nodeMetricsFromTail(now time.Time, nodes []*corev1.Node) (out [
 		for _, n := range nodes {
 			var acc series
 			found := false
-			for _, s := range r.Group(n.Name) {
+			group := r.Group(n.Name)
+			for i := range group {
+				s := &group[i]
 				info := infoOf(s)
 				var exact bool
 				if buf, exact = s.Last(mint, maxt, info.last, buf[:0]); !exact {

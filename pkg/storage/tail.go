@@ -63,8 +63,10 @@ type Tail struct {
 	opts    TailOptions
 	horizon int64 // milliseconds
 
-	mu     sync.RWMutex
-	byRef  map[storage.SeriesRef]*TailSeries
+	mu sync.RWMutex
+	// byRef finds a committed sample's group by the TSDB's reference;
+	// the series is then found in the group by its reference.
+	byRef  map[storage.SeriesRef]*tailGroup
 	groups map[string]*tailGroup
 	// completeFrom: a series the tail does not hold has no sample after
 	// this time. It is where seeding started, and moves up to the cutoff
@@ -74,18 +76,32 @@ type Tail struct {
 }
 
 // tailGroup holds the series sharing GroupBy values, sorted by labels as
-// PromQL sorts a matrix.
+// PromQL sorts a matrix. They are held by value: a reader of a group (one
+// pod's containers, one node) finds them side by side in one allocation,
+// not behind a pointer each, and the collector has one object to mark per
+// group instead of one per series.
 type tailGroup struct {
 	key    string
-	series []*TailSeries
+	series []TailSeries
 }
 
-// TailSeries is one series of a Tail. It is read only inside Tail.Read.
+// find returns the group's series whose TSDB reference is ref, or nil.
+// A group holds a pod's or a node's few series, so a scan is enough.
+func (g *tailGroup) find(ref storage.SeriesRef) *TailSeries {
+	for i := range g.series {
+		if g.series[i].ref == ref {
+			return &g.series[i]
+		}
+	}
+	return nil
+}
+
+// TailSeries is one series of a Tail. It is read only inside Tail.Read,
+// through a pointer that is not kept past it: its group may move it.
 type TailSeries struct {
-	ls    labels.Labels
-	info  any
-	group *tailGroup
-	ref   storage.SeriesRef
+	ls   labels.Labels
+	info any
+	ref  storage.SeriesRef
 	// s[:n] are the newest samples, oldest first.
 	s [2]promql.FPoint
 	n uint8
@@ -169,7 +185,7 @@ func (s *Storage) NewTail(o TailOptions) (*Tail, error) {
 	t := &Tail{
 		opts:    o,
 		horizon: o.Horizon.Milliseconds(),
-		byRef:   map[storage.SeriesRef]*TailSeries{},
+		byRef:   map[storage.SeriesRef]*tailGroup{},
 		groups:  map[string]*tailGroup{},
 	}
 	if err := t.seed(s.db); err != nil {
@@ -240,7 +256,8 @@ func (t *Tail) selects(name string, ls labels.Labels) bool {
 }
 
 // series returns the series ls, creating it. The caller holds mu (or owns
-// t, while seeding). ref, when not 0, is the TSDB's reference for it.
+// t, while seeding). ref, when not 0, is the TSDB's reference for it. The
+// pointer is good until the next series is created or swept.
 func (t *Tail) series(ls labels.Labels, ref storage.SeriesRef) *TailSeries {
 	key := t.groupKey(ls)
 	g := t.groups[key]
@@ -250,24 +267,24 @@ func (t *Tail) series(ls labels.Labels, ref storage.SeriesRef) *TailSeries {
 	}
 	i := sort.Search(len(g.series), func(i int) bool { return labels.Compare(g.series[i].ls, ls) >= 0 })
 	if i < len(g.series) && labels.Equal(g.series[i].ls, ls) {
-		s := g.series[i]
+		s := &g.series[i]
 		if ref != 0 && s.ref != ref {
 			// The TSDB recreated the series (after its head dropped it).
 			delete(t.byRef, s.ref)
 			s.ref = ref
-			t.byRef[ref] = s
+			t.byRef[ref] = g
 		}
 		return s
 	}
-	s := &TailSeries{ls: ls, group: g, ref: ref, unknownUntil: t.completeFrom}
+	s := TailSeries{ls: ls, ref: ref, unknownUntil: t.completeFrom}
 	if t.opts.Info != nil {
 		s.info = t.opts.Info(ls)
 	}
 	g.series = slices.Insert(g.series, i, s)
 	if ref != 0 {
-		t.byRef[ref] = s
+		t.byRef[ref] = g
 	}
-	return s
+	return &g.series[i]
 }
 
 func (t *Tail) groupKey(ls labels.Labels) string {
@@ -302,7 +319,10 @@ func (t *Tail) add(samples []tailSample) {
 		p := &samples[i]
 		// The TSDB never reuses a reference, so one seen before is the
 		// same series.
-		s := t.byRef[p.ref]
+		var s *TailSeries
+		if g := t.byRef[p.ref]; g != nil {
+			s = g.find(p.ref)
+		}
 		if s == nil {
 			s = t.series(p.ls, p.ref)
 		}
@@ -321,7 +341,7 @@ func (t *Tail) add(samples []tailSample) {
 func (t *Tail) sweep(now int64) {
 	cutoff := now - t.horizon
 	for key, g := range t.groups {
-		g.series = slices.DeleteFunc(g.series, func(s *TailSeries) bool {
+		g.series = slices.DeleteFunc(g.series, func(s TailSeries) bool {
 			if s.newest() > cutoff {
 				return false
 			}
@@ -369,8 +389,9 @@ type TailReader struct {
 func (r *TailReader) Complete(mint int64) bool { return mint >= r.t.completeFrom }
 
 // Group returns the series whose GroupBy label values are values, in
-// order, sorted by labels. The slice belongs to the tail.
-func (r *TailReader) Group(values ...string) []*TailSeries {
+// order, sorted by labels. The slice belongs to the tail: read its series
+// in place (&group[i]), as copying one copies its labels and samples.
+func (r *TailReader) Group(values ...string) []TailSeries {
 	r.key = r.key[:0]
 	for _, v := range values {
 		r.key = append(append(r.key, v...), 0xff)

@@ -198,6 +198,59 @@ func TestTailFollowsCommits(t *testing.T) {
 	})
 }
 
+// TestTailKeepsReferencesAcrossMoves feeds the tail directly: series that
+// sort before a group's earlier ones move them within the group, the TSDB
+// may give a series a new reference, and a sweep drops a group's older
+// series. Every sample must still land on its own series, and no reference
+// may outlive its series.
+func TestTailKeepsReferencesAcrossMoves(t *testing.T) {
+	s := open(t, t.TempDir())
+	defer s.Close()
+	t0 := time.UnixMilli(1_790_000_000_000)
+	now := t0
+	tail := newTestTail(t, s, func() time.Time { return now })
+	ms := t0.UnixMilli()
+	sample := func(ref promstorage.SeriesRef, ctr string, at int64, v float64) tailSample {
+		return tailSample{ref: ref, ls: kubeletLabels("mem", "a", "p", ctr), t: at, v: v}
+	}
+	// z, then y and x, each sorting before the ones already there.
+	tail.add([]tailSample{sample(3, "z", ms, 3)})
+	tail.add([]tailSample{sample(2, "y", ms, 2), sample(1, "x", ms, 1)})
+	tail.add([]tailSample{sample(3, "z", ms+1000, 30), sample(1, "x", ms+1000, 10), sample(2, "y", ms+1000, 20)})
+	// The TSDB recreated y under a new reference.
+	tail.add([]tailSample{sample(7, "y", ms+2000, 200)})
+	got, _, _ := groupSamples(tail, ms-1, ms+5000, "a", "p")
+	want := map[string][]promql.FPoint{
+		kubeletLabels("mem", "a", "p", "x").String(): {{T: ms, F: 1}, {T: ms + 1000, F: 10}},
+		kubeletLabels("mem", "a", "p", "y").String(): {{T: ms + 1000, F: 20}, {T: ms + 2000, F: 200}},
+		kubeletLabels("mem", "a", "p", "z").String(): {{T: ms, F: 3}, {T: ms + 1000, F: 30}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("group a/p = %v, want %v", got, want)
+	}
+	if _, ok := tail.byRef[2]; ok {
+		t.Error("y's old reference is still held")
+	}
+	// Past the horizon only z is heard of: x and y go, and with them their
+	// references; z, now first in its group, still takes its samples.
+	now = t0.Add(DefaultTailHorizon + time.Minute)
+	tail.add([]tailSample{sample(3, "z", now.UnixMilli(), 300)})
+	tail.add([]tailSample{sample(3, "z", now.UnixMilli()+1000, 301)})
+	if n := tail.Len(); n != 1 {
+		t.Errorf("after the horizon the tail holds %d series, want 1", n)
+	}
+	if len(tail.byRef) != 1 || tail.byRef[3] == nil {
+		t.Errorf("references held after the sweep: %v, want only z's", tail.byRef)
+	}
+	got, _, _ = groupSamples(tail, now.UnixMilli()-1, now.UnixMilli()+1000, "a", "p")
+	want = map[string][]promql.FPoint{
+		kubeletLabels("mem", "a", "p", "z").String(): {{T: now.UnixMilli(), F: 300}, {T: now.UnixMilli() + 1000, F: 301}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("after the horizon group a/p = %v, want %v", got, want)
+	}
+}
+
 func TestTailSeedsFromTheTSDB(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir)
