@@ -98,6 +98,7 @@ func Slim(obj any) (any, error) {
 	for _, c := range p.Spec.InitContainers {
 		out.Containers = append(out.Containers, container(c, p.Status.InitContainerStatuses, true))
 	}
+	pack(out)
 	return out, nil
 }
 
