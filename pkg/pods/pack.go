@@ -12,9 +12,9 @@ import (
 // (29 for a Deployment's pod), and the GC marks each of them in every
 // cycle: at 30,000 pods about half a million of a heap of 2.4 million
 // objects (docs/benchmarks.md, "Small queries at 1000×30"). Packed, they
-// keep 8 and 10 (BenchmarkSlimRetained). Values from a
-// small known set (the phase, the Ready status, a port's protocol) become
-// the package's constants, shared by every pod.
+// keep 8 and 10 (BenchmarkSlimRetained). Values from a small known set
+// (the phase, the Ready status, a port's protocol) become the package's
+// constants, shared by every pod.
 //
 // The strings of a packed pod share one backing array: whatever keeps one
 // of them keeps all of them, a few hundred bytes.
