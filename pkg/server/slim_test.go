@@ -23,13 +23,17 @@ func TestSlim(t *testing.T) {
 			Allocatable:     corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4")},
 			VolumesInUse:    []corev1.UniqueVolumeName{"v"},
 			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
-				Message: "kubelet is posting ready status", LastTransitionTime: metav1.Unix(1, 0)}},
+				Message: "kubelet is posting ready status", LastHeartbeatTime: metav1.Unix(2, 0), LastTransitionTime: metav1.Unix(1, 0)}},
+			Phase:            corev1.NodeRunning,
+			DeclaredFeatures: []string{"f"},
 		},
+		Spec: corev1.NodeSpec{ProviderID: "aws:///i-1", PodCIDR: "10.1.0.0/24", Taints: []corev1.Taint{{Key: "k", Effect: corev1.TaintEffectNoSchedule}}},
 	}
 	kept := node.DeepCopy()
 	kept.ManagedFields = nil
+	kept.Spec = corev1.NodeSpec{ProviderID: "aws:///i-1"}
 	kept.Status = corev1.NodeStatus{Addresses: kept.Status.Addresses, DaemonEndpoints: kept.Status.DaemonEndpoints,
-		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Unix(1, 0)}}}
+		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}
 	pod := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", Labels: map[string]string{"app": "x"}, ManagedFields: managed}}
 	tomb := cache.DeletedFinalStateUnknown{Key: "ns/p", Obj: pod}
 
