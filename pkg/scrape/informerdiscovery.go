@@ -28,6 +28,9 @@ type informerDiscoverer struct {
 	// with discovered true means nothing is to be said now (Prometheus'
 	// node discovery keeps a node's targets when it has no address).
 	build func(obj any) (tg *targetgroup.Group, discovered bool)
+	// unchanged, when set, reports that an update left every field build
+	// reads as it was, so the object's group need not be built again.
+	unchanged func(old, cur any) bool
 }
 
 var _ discovery.Discoverer = (*informerDiscoverer)(nil)
@@ -47,8 +50,12 @@ func (d *informerDiscoverer) Run(ctx context.Context, ch chan<- []*targetgroup.G
 		}
 	}
 	reg, err := d.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    enqueue,
-		UpdateFunc: func(_, o any) { enqueue(o) },
+		AddFunc: enqueue,
+		UpdateFunc: func(old, cur any) {
+			if d.unchanged == nil || !d.unchanged(old, cur) {
+				enqueue(cur)
+			}
+		},
 		DeleteFunc: enqueue,
 	})
 	if err != nil {

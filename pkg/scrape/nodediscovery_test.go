@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"reflect"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,6 +151,101 @@ func TestNodeDiscoverySendsChangesOnly(t *testing.T) {
 	}
 	if tg := next("deleted"); tg.Source != "node/n1" || len(tg.Targets) != 0 {
 		t.Errorf("after deletion: %+v, want an empty group", tg)
+	}
+}
+
+// TestNodeGroupUnchanged: an update that moves only what a heartbeat moves
+// is unchanged and builds the same group; a change of any field the group
+// is built from is not.
+func TestNodeGroupUnchanged(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		change    func(n *corev1.Node)
+		unchanged bool
+	}{
+		{"heartbeat", func(n *corev1.Node) {
+			n.ResourceVersion = "2"
+			n.Status.Conditions[0].LastHeartbeatTime = metav1.Unix(2, 0)
+			n.Status.Conditions[0].Reason, n.Status.Conditions[0].Message = "KubeletReady", "ready"
+			n.Status.NodeInfo.KubeletVersion = "v1.37.2"
+		}, true},
+		{"name", func(n *corev1.Node) { n.Name = "n9" }, false},
+		{"provider ID", func(n *corev1.Node) { n.Spec.ProviderID = "aws:///i-2" }, false},
+		{"kubelet port", func(n *corev1.Node) { n.Status.DaemonEndpoints.KubeletEndpoint.Port = 10255 }, false},
+		{"label value", func(n *corev1.Node) { n.Labels["zone"] = "b" }, false},
+		{"label added", func(n *corev1.Node) { n.Labels["team"] = "x" }, false},
+		{"annotation", func(n *corev1.Node) { n.Annotations["a"] = "b" }, false},
+		{"address", func(n *corev1.Node) { n.Status.Addresses[1].Address = "10.0.0.9" }, false},
+		{"address gone", func(n *corev1.Node) { n.Status.Addresses = n.Status.Addresses[:1] }, false},
+		{"condition status", func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionFalse }, false},
+		{"condition added", func(n *corev1.Node) {
+			n.Status.Conditions = append(n.Status.Conditions, corev1.NodeCondition{Type: "MemoryPressure", Status: corev1.ConditionFalse})
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old := testNodes()[0]
+			cur := old.DeepCopy()
+			tc.change(cur)
+			if got := nodeGroupUnchanged(old, cur); got != tc.unchanged {
+				t.Fatalf("unchanged %v, want %v", got, tc.unchanged)
+			}
+			if same := reflect.DeepEqual(NodeTargetGroup(old), NodeTargetGroup(cur)); same != tc.unchanged {
+				t.Errorf("groups equal %v, want %v", same, tc.unchanged)
+			}
+		})
+	}
+	if nodeGroupUnchanged(testNodes()[0], &corev1.Pod{}) {
+		t.Error("a node and a pod: unchanged")
+	}
+}
+
+// TestNodeDiscoveryBuildsNothingOnAHeartbeat: a heartbeat does not build
+// the node's group again (the queue is FIFO with one worker, so when the
+// group of a later update of the other node arrives, the heartbeat has
+// been handled).
+func TestNodeDiscoveryBuildsNothingOnAHeartbeat(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client := nodeClient(testNodes())
+	d := sharedNodeDiscoverer(t, ctx, client, nil).(*informerDiscoverer)
+	var builds atomic.Int32
+	build := d.build
+	d.build = func(o any) (*targetgroup.Group, bool) {
+		builds.Add(1)
+		return build(o)
+	}
+	ch := make(chan []*targetgroup.Group, 10)
+	go d.Run(ctx, ch)
+	next := func(what string) *targetgroup.Group {
+		t.Helper()
+		select {
+		case tgs := <-ch:
+			return tgs[0]
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: nothing sent", what)
+			return nil
+		}
+	}
+	next("start")
+	next("start")
+	update := func(name string, f func(n *corev1.Node)) {
+		t.Helper()
+		n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(n)
+		if _, err := client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update("n1", func(n *corev1.Node) { n.Status.Conditions[0].LastHeartbeatTime = metav1.Now() })
+	update("dns-only", func(n *corev1.Node) { n.Labels = map[string]string{"team": "x"} })
+	if tg := next("label added"); tg.Source != "node/dns-only" {
+		t.Fatalf("sent %+v, want dns-only's group", tg)
+	}
+	if n := builds.Load(); n != 3 {
+		t.Errorf("%d groups built, want 3 (two at the start, one for the label)", n)
 	}
 }
 
