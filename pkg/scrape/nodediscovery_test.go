@@ -101,16 +101,6 @@ func TestNodeDiscoverySendsChangesOnly(t *testing.T) {
 	d := sharedNodeDiscoverer(t, ctx, client, labels.SelectorFromSet(labels.Set{"zone": "a"}))
 	ch := make(chan []*targetgroup.Group, 10)
 	go d.Run(ctx, ch)
-	next := func(what string) *targetgroup.Group {
-		t.Helper()
-		select {
-		case tgs := <-ch:
-			return tgs[0]
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%s: nothing sent", what)
-			return nil
-		}
-	}
 	quiet := func(what string) {
 		t.Helper()
 		select {
@@ -119,37 +109,26 @@ func TestNodeDiscoverySendsChangesOnly(t *testing.T) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	if tg := next("start"); tg.Source != "node/n1" || len(tg.Targets) != 1 {
+	if tg := nextGroup(t, ch, "start"); tg.Source != "node/n1" || len(tg.Targets) != 1 {
 		t.Fatalf("first group %+v, want n1's (dns-only is not selected)", tg)
 	}
 	quiet("start")
-	update := func(f func(n *corev1.Node)) {
-		t.Helper()
-		n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		f(n)
-		if _, err := client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	update(func(n *corev1.Node) { n.Status.Conditions[0].LastHeartbeatTime = metav1.Now() })
+	updateNode(t, ctx, client, "n1", func(n *corev1.Node) { n.Status.Conditions[0].LastHeartbeatTime = metav1.Now() })
 	quiet("heartbeat")
-	update(func(n *corev1.Node) { n.Labels["team"] = "x" })
-	if tg := next("label added"); tg.Labels["__meta_kubernetes_node_label_team"] != "x" {
+	updateNode(t, ctx, client, "n1", func(n *corev1.Node) { n.Labels["team"] = "x" })
+	if tg := nextGroup(t, ch, "label added"); tg.Labels["__meta_kubernetes_node_label_team"] != "x" {
 		t.Errorf("after a label change: %+v", tg)
 	}
-	update(func(n *corev1.Node) { n.Labels["zone"] = "b" })
-	if tg := next("left the selector"); tg.Source != "node/n1" || len(tg.Targets) != 0 {
+	updateNode(t, ctx, client, "n1", func(n *corev1.Node) { n.Labels["zone"] = "b" })
+	if tg := nextGroup(t, ch, "left the selector"); tg.Source != "node/n1" || len(tg.Targets) != 0 {
 		t.Errorf("after leaving the selector: %+v, want an empty group", tg)
 	}
-	update(func(n *corev1.Node) { n.Labels["zone"] = "a" })
-	next("back in the selector")
+	updateNode(t, ctx, client, "n1", func(n *corev1.Node) { n.Labels["zone"] = "a" })
+	nextGroup(t, ch, "back in the selector")
 	if err := client.CoreV1().Nodes().Delete(ctx, "n1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if tg := next("deleted"); tg.Source != "node/n1" || len(tg.Targets) != 0 {
+	if tg := nextGroup(t, ch, "deleted"); tg.Source != "node/n1" || len(tg.Targets) != 0 {
 		t.Errorf("after deletion: %+v, want an empty group", tg)
 	}
 }
@@ -216,36 +195,40 @@ func TestNodeDiscoveryBuildsNothingOnAHeartbeat(t *testing.T) {
 	}
 	ch := make(chan []*targetgroup.Group, 10)
 	go d.Run(ctx, ch)
-	next := func(what string) *targetgroup.Group {
-		t.Helper()
-		select {
-		case tgs := <-ch:
-			return tgs[0]
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%s: nothing sent", what)
-			return nil
-		}
-	}
-	next("start")
-	next("start")
-	update := func(name string, f func(n *corev1.Node)) {
-		t.Helper()
-		n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		f(n)
-		if _, err := client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	update("n1", func(n *corev1.Node) { n.Status.Conditions[0].LastHeartbeatTime = metav1.Now() })
-	update("dns-only", func(n *corev1.Node) { n.Labels = map[string]string{"team": "x"} })
-	if tg := next("label added"); tg.Source != "node/dns-only" {
+	nextGroup(t, ch, "start")
+	nextGroup(t, ch, "start")
+	updateNode(t, ctx, client, "n1", func(n *corev1.Node) { n.Status.Conditions[0].LastHeartbeatTime = metav1.Now() })
+	updateNode(t, ctx, client, "dns-only", func(n *corev1.Node) { n.Labels = map[string]string{"team": "x"} })
+	if tg := nextGroup(t, ch, "label added"); tg.Source != "node/dns-only" {
 		t.Fatalf("sent %+v, want dns-only's group", tg)
 	}
 	if n := builds.Load(); n != 3 {
 		t.Errorf("%d groups built, want 3 (two at the start, one for the label)", n)
+	}
+}
+
+// nextGroup is the first group of the next update a discoverer sends on ch.
+func nextGroup(t *testing.T, ch <-chan []*targetgroup.Group, what string) *targetgroup.Group {
+	t.Helper()
+	select {
+	case tgs := <-ch:
+		return tgs[0]
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: nothing sent", what)
+		return nil
+	}
+}
+
+// updateNode gets the node called name, changes it with f and updates it.
+func updateNode(t *testing.T, ctx context.Context, client *fake.Clientset, name string, f func(n *corev1.Node)) {
+	t.Helper()
+	n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f(n)
+	if _, err := client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
 
