@@ -49,10 +49,13 @@ type fakeAPIServer struct {
 	// "<namespace>/<name>-<n>", living tokenLife (3s when zero).
 	tokensIssued map[string]int
 	tokenLife    time.Duration
+	// Lists and watches asked so far by view, and those of them whose
+	// client accepted a gzip-encoded answer.
+	asked, askedGzip map[string]int
 }
 
 func newFakeAPIServer(t testing.TB) *fakeAPIServer {
-	f := &fakeAPIServer{t: t, nodes: map[string]corev1.Node{}, pods: map[string]corev1.Pod{}, watchers: map[string][]chan []byte{}}
+	f := &fakeAPIServer{t: t, nodes: map[string]corev1.Node{}, pods: map[string]corev1.Pod{}, watchers: map[string][]chan []byte{}, asked: map[string]int{}, askedGzip: map[string]int{}}
 	for _, name := range []string{"v1beta1.metrics.k8s.io", "v1beta1.custom.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io", "v1beta1.external.metrics.k8s.io"} {
 		f.addAPIService(name, "kube-system", "metrics-gateway")
 	}
@@ -192,6 +195,12 @@ func (f *fakeAPIServer) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}`, http.StatusNotFound)
 		return
 	}
+	f.mu.Lock()
+	f.asked[view]++
+	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		f.askedGzip[view]++
+	}
+	f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	if r.URL.Query().Get("watch") == "true" {
 		f.watch(w, r, view)

@@ -202,6 +202,25 @@ func addFixturePods(api *fakeAPIServer, prefix string) {
 // TestProfilingFlag: /debug/pprof is served by default and gone with
 // --profiling=false (the flag was accepted and ignored once), and
 // --enable-priority-and-fairness, which nothing applied, is not accepted.
+// TestAPIServerClientsAskForNoGzip: the informers' lists and watches ask
+// kube-apiserver for uncompressed answers (restConfig's DisableCompression).
+func TestAPIServerClientsAskForNoGzip(t *testing.T) {
+	g := startGateway(t, "")
+	eventually(t, 20*time.Second, "node and pod lists", func() error {
+		g.api.mu.Lock()
+		defer g.api.mu.Unlock()
+		if g.api.asked["nodes"] == 0 || g.api.asked["pods"]+g.api.asked["podmeta"] == 0 {
+			return fmt.Errorf("asked so far: %v", g.api.asked)
+		}
+		return nil
+	})
+	g.api.mu.Lock()
+	defer g.api.mu.Unlock()
+	if len(g.api.askedGzip) > 0 {
+		t.Errorf("lists and watches that accepted gzip, by view: %v (of %v)", g.api.askedGzip, g.api.asked)
+	}
+}
+
 func TestProfilingFlag(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
