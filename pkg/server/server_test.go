@@ -199,9 +199,6 @@ func addFixturePods(api *fakeAPIServer, prefix string) {
 	api.addPod("default", prefix+"pending-1", map[string]string{"app": "web"})
 }
 
-// TestProfilingFlag: /debug/pprof is served by default and gone with
-// --profiling=false (the flag was accepted and ignored once), and
-// --enable-priority-and-fairness, which nothing applied, is not accepted.
 // TestAPIServerClientsAskForNoGzip: the informers' lists and watches ask
 // kube-apiserver for uncompressed answers (restConfig's DisableCompression).
 func TestAPIServerClientsAskForNoGzip(t *testing.T) {
@@ -221,6 +218,9 @@ func TestAPIServerClientsAskForNoGzip(t *testing.T) {
 	}
 }
 
+// TestProfilingFlag: /debug/pprof is served by default and gone with
+// --profiling=false (the flag was accepted and ignored once), and
+// --enable-priority-and-fairness, which nothing applied, is not accepted.
 func TestProfilingFlag(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
