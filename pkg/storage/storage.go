@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -49,8 +50,8 @@ type Options struct {
 	// MinFreeBytes, when positive, is the free space the filesystem holding
 	// Path must keep: below it Open refuses and commits fail (see reserve).
 	MinFreeBytes int64
-	// WALCompression compresses the write-ahead log's records: "zstd" (the
-	// default), "snappy" (Prometheus' default) or "none". A WAL written with
+	// WALCompression compresses the write-ahead log's records: "snappy"
+	// (the default, as Prometheus'), "zstd" or "none". A WAL written with
 	// one is read with any other.
 	WALCompression compression.Type
 }
@@ -65,16 +66,12 @@ func DefaultOptions() Options {
 		// of pod bodies in flight.
 		MaxSamples:           1_400_000,
 		MaxConcurrentQueries: 4,
-		// Not snappy, Prometheus' default: Go's snappy encoder keeps a
-		// 32 KB hash table on the stack, and it runs on the goroutine that
-		// commits, which is every target's scrape loop. Each commit grew
-		// that stack to 64 KB and the GC shrank it again: 277 MB of stacks
-		// with 7,000 pod targets, 116 MB with zstd (docs/benchmarks.md,
-		// "The WAL's compression"). zstd keeps its tables in encoders on
-		// the heap. BenchmarkScrapeCommit: 8 KB of stack per committing
-		// goroutine against 64, 10.3 WAL bytes per sample against snappy's
-		// 10.8 and none's 14.8, 18 µs per commit against 12 and 10.
-		WALCompression: compression.Zstd,
+		// Prometheus' default. Its encoder keeps a 32 KB table on the
+		// stack, so its commits run on the committer's goroutines, not on
+		// the scrape loops'. zstd writes 0.82 of its bytes for kubelet
+		// records but takes 30-70 µs to compress one against snappy's
+		// 4-5 µs (docs/benchmarks.md, "The WAL's compression, again").
+		WALCompression: compression.Snappy,
 	}
 }
 
@@ -130,6 +127,9 @@ type Storage struct {
 
 	// reserve, when set, fails commits on a nearly full filesystem.
 	reserve *reserve
+	// commits, when set, runs the commits that compress WAL records with
+	// snappy (committer).
+	commits *committer
 }
 
 var _ Querier = (*Storage)(nil)
@@ -194,6 +194,9 @@ func Open(o Options, logger *slog.Logger, reg prometheus.Registerer) (*Storage, 
 		Parser:                   p,
 	})
 	s := &Storage{opts: o, db: db, engine: engine, sem: make(chan struct{}, o.MaxConcurrentQueries), reserve: res}
+	if o.WALCompression == compression.Snappy {
+		s.commits = newCommitter(runtime.GOMAXPROCS(0))
+	}
 	s.ready.Store(true)
 	return s, nil
 }
@@ -250,6 +253,9 @@ func (s *Storage) Ready() error {
 // Close flushes and closes the TSDB. Queries after Close return ErrNotReady.
 func (s *Storage) Close() error {
 	s.ready.Store(false)
+	if s.commits != nil {
+		s.commits.close()
+	}
 	return s.db.Close()
 }
 

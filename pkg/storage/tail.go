@@ -407,6 +407,9 @@ type tailAppendable struct{ s *Storage }
 
 func (a tailAppendable) AppenderV2(ctx context.Context) storage.AppenderV2 {
 	inner := a.s.db.AppenderV2(ctx)
+	if a.s.commits != nil {
+		inner = committerAppender{AppenderV2: inner, c: a.s.commits}
+	}
 	if a.s.reserve != nil {
 		inner = reserveAppender{AppenderV2: inner, r: a.s.reserve}
 	}
