@@ -66,7 +66,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"pod bytes in flight below the pod body size limit", func(o *Options) { o.PodScrapeMaxBytesInFlight = "1MiB" }, []string{"pod-scrape-max-bytes-in-flight 1MiB is below pods.limits.bodySizeLimit 10MB"}},
 		{"pod bytes in flight not a size", func(o *Options) { o.PodScrapeMaxBytesInFlight = "ten" }, []string{`pod-scrape-max-bytes-in-flight "ten"`}},
 		{"pod bytes in flight unbounded", func(o *Options) { o.PodScrapeMaxBytesInFlight = "0" }, nil},
-		{"Prometheus' WAL compression", func(o *Options) { o.StorageWALCompression = "snappy" }, nil},
+		{"zstd WAL compression", func(o *Options) { o.StorageWALCompression = "zstd" }, nil},
 		{"unknown WAL compression", func(o *Options) { o.StorageWALCompression = "gzip" }, []string{`storage-wal-compression: WAL compression "gzip": want one of none, snappy, zstd`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
