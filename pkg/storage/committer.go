@@ -16,15 +16,16 @@ import (
 // the copying that goes with it). On the committer's goroutines the table
 // is paid once per goroutine. zstd keeps its tables on the heap, but
 // probing 1 MB of them costs 30-70 µs per kubelet record where snappy
-// takes 4-5 µs (docs/benchmarks.md, "The WAL's compression, again").
+// takes 4-6 µs (docs/benchmarks.md, "The WAL's compression, again").
 //
 // The channel is unbuffered, so a call handed over is always run: Close
 // waits for the goroutines, and a call made after it runs on the caller.
 type committer struct {
-	calls chan *commitCall
-	stop  chan struct{}
-	wg    sync.WaitGroup
-	pool  sync.Pool // of *commitCall
+	calls    chan *commitCall
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+	pool     sync.Pool // of *commitCall
 }
 
 type commitCall struct {
@@ -83,9 +84,10 @@ func (c *committer) do(app storage.AppenderV2, rollback bool) error {
 	return err
 }
 
-// close stops the goroutines once the calls they hold are done.
+// close stops the goroutines once the calls they hold are done. It may be
+// called more than once.
 func (c *committer) close() {
-	close(c.stop)
+	c.stopOnce.Do(func() { close(c.stop) })
 	c.wg.Wait()
 }
 

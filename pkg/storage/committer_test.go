@@ -30,6 +30,7 @@ func TestCommitterRunsEveryCallBeforeAndAfterClose(t *testing.T) {
 			t.Errorf("closed=%v: Rollback returned %v, want the appender's error", closed, err)
 		}
 	}
+	c.close() // Storage.Close may be called twice
 	if app.commits != 2 || app.rollbacks != 2 {
 		t.Fatalf("%d commits and %d rollbacks ran, want 2 and 2", app.commits, app.rollbacks)
 	}

@@ -70,7 +70,7 @@ func DefaultOptions() Options {
 		// stack, so its commits run on the committer's goroutines, not on
 		// the scrape loops'. zstd writes 0.82 of its bytes for kubelet
 		// records but takes 30-70 µs to compress one against snappy's
-		// 4-5 µs (docs/benchmarks.md, "The WAL's compression, again").
+		// 4-6 µs (docs/benchmarks.md, "The WAL's compression, again").
 		WALCompression: compression.Snappy,
 	}
 }
